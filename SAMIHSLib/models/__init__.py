@@ -1,0 +1,11 @@
+"""Model code: backbones, PR adapters, checkpoints and the builder registry."""
+
+from .adapters import AdapterConfig, adapter_parameter_names
+from .checkpoint import CheckpointError
+from .registry import MODEL_REGISTRY, build_model, load_model, save_finetuned_checkpoint, trainable_state
+from .sam import ModelConfig, SegmentAnythingModel
+
+__all__ = [
+    "AdapterConfig", "CheckpointError", "MODEL_REGISTRY", "ModelConfig", "SegmentAnythingModel",
+    "adapter_parameter_names", "build_model", "load_model", "save_finetuned_checkpoint", "trainable_state",
+]

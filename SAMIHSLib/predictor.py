@@ -1,0 +1,201 @@
+"""Prompt -> mask on the slices of one CT volume, with a per-slice embedding cache.
+
+``SAMIHSPredictor.set_volume`` only records the volume; a slice is encoded the first time it is
+prompted (``encode_slice``, the expensive half) and every later prompt on it runs only the
+prompt encoder and mask decoder (``predict``, the cheap half).
+"""
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Hashable, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .models.sam import SegmentAnythingModel
+from .preprocessing import normalize_slice
+from .prompts import SlicePrompt
+from .transforms import SliceToModelTransform
+from .validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
+
+# A binary mask used as a dense prompt becomes logits of this magnitude (SAM was trained on its
+# own low-res logits, which sit around +-10 inside/outside a confident mask).
+BINARY_MASK_LOGIT = 8.0
+
+
+@dataclass
+class SlicePrediction:
+    """One slice's answer: ``mask`` (rows, columns) bool at native resolution, the decoder's
+    predicted IoU, and its low-res logits (reusable as the next dense prompt)."""
+
+    mask: np.ndarray
+    predicted_iou: float
+    lowres_logits: np.ndarray
+
+
+class SliceEmbeddingCache:
+    """LRU cache of slice embeddings bounded in bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int = 512 * 1024 * 1024) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: "OrderedDict[Hashable, torch.Tensor]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Optional[torch.Tensor]:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, embedding: torch.Tensor) -> None:
+        size = embedding.element_size() * embedding.nelement()
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = embedding
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.element_size() * old.nelement()
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def volume_fingerprint(volume: np.ndarray) -> str:
+    """Content identity of a volume: equal arrays share cached embeddings, edited ones do not."""
+    digest = hashlib.sha1(f"{volume.shape}|{volume.dtype}".encode())
+    digest.update(np.ascontiguousarray(volume).data)
+    return digest.hexdigest()
+
+
+class SAMIHSPredictor:
+    """A segmentation session over one CT volume (slices, rows, columns) in HU."""
+
+    def __init__(self, model: SegmentAnythingModel, cache: Optional[SliceEmbeddingCache] = None) -> None:
+        self.model = model.eval()
+        self.cache = cache if cache is not None else SliceEmbeddingCache()
+        self.volume_hu: Optional[np.ndarray] = None
+        self.spacing_zyx: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+        self._fingerprint = ""
+        self._model_lock = threading.RLock()  # one model, many callers (UI + background encoder)
+        self.encoder_calls = 0
+
+    # -- the volume ---------------------------------------------------------------------------
+    def set_volume(self, volume_hu: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+        """Use ``volume_hu`` ((slices, rows, columns) or one (rows, columns) slice, in HU).
+
+        ``spacing_zyx`` is the voxel size in mm (slice, row, column). Nothing is encoded yet.
+        """
+        volume = validate_ct_volume(volume_hu)
+        if len(spacing_zyx) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing_zyx):
+            raise InputError(f"Voxel spacing must be three positive numbers in mm, got {tuple(spacing_zyx)}.")
+        self.volume_hu = volume
+        self.spacing_zyx = tuple(float(s) for s in spacing_zyx)  # type: ignore[assignment]
+        self._fingerprint = volume_fingerprint(volume)
+
+    @property
+    def num_slices(self) -> int:
+        self._require_volume()
+        return self.volume_hu.shape[0]  # type: ignore[union-attr]
+
+    @property
+    def slice_shape(self) -> Tuple[int, int]:
+        self._require_volume()
+        return tuple(self.volume_hu.shape[1:])  # type: ignore[union-attr,return-value]
+
+    def _require_volume(self) -> None:
+        if self.volume_hu is None:
+            raise RuntimeError("Call set_volume() before prompting.")
+
+    @property
+    def transform(self) -> SliceToModelTransform:
+        return SliceToModelTransform(self.slice_shape, self.model.config.image_size)
+
+    # -- the expensive half ---------------------------------------------------------------------
+    def cache_key(self, slice_index: int) -> Hashable:
+        return (self._fingerprint, int(slice_index), self.model.config.preprocessing.cache_key(), id(self.model))
+
+    def is_encoded(self, slice_index: int) -> bool:
+        return self.cache_key(slice_index) in self.cache
+
+    def encode_slice(self, slice_index: int) -> torch.Tensor:
+        """The (1, 256, 64, 64) embedding of a slice, computed once and then cached."""
+        index = validate_slice_index(slice_index, self.num_slices)
+        key = self.cache_key(index)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        image01 = normalize_slice(self.volume_hu[index], self.model.config.preprocessing)  # type: ignore[index]
+        with self._model_lock, torch.inference_mode(), self._autocast():
+            embedding = self.model.encode(self.transform.image_to_model(image01)).float()
+        self.encoder_calls += 1
+        self.cache.put(key, embedding)
+        return embedding
+
+    def _autocast(self):
+        device = self.model.device
+        if device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast(device.type, enabled=False)
+
+    # -- the cheap half -------------------------------------------------------------------------
+    def predict(self, slice_index: int, prompt: SlicePrompt) -> SlicePrediction:
+        """Segment one slice from ``prompt`` (pixel coordinates of that slice)."""
+        if prompt.is_empty():
+            raise InputError("A prompt needs at least one click, a box or a mask.")
+        embedding = self.encode_slice(slice_index)
+        for x, y in prompt.all_points():
+            validate_point_in_slice(x, y, self.slice_shape)
+        if prompt.box is not None:
+            self._validate_box(prompt.box)
+        transform, device = self.transform, self.model.device
+        points = boxes = mask_input = None
+        if prompt.has_points:
+            coords, labels = prompt.points_and_labels()
+            points = (torch.from_numpy(transform.points_to_model(coords))[None].to(device),
+                      torch.from_numpy(labels)[None].to(device))
+        if prompt.box is not None:
+            boxes = torch.from_numpy(transform.box_to_model(np.asarray(prompt.box)))[None].to(device)
+        if prompt.mask_input is not None:
+            mask_input = self._dense_prompt(prompt.mask_input).to(device)
+        with self._model_lock, torch.inference_mode(), self._autocast():
+            lowres, iou = self.model.decode(embedding.to(device), points, boxes, mask_input)
+        logits = transform.lowres_logits_to_original(lowres)[0, 0]
+        return SlicePrediction(mask=(logits > 0).cpu().numpy(), predicted_iou=float(iou[0, 0]),
+                               lowres_logits=lowres[0, 0].float().cpu().numpy())
+
+    def _dense_prompt(self, mask: np.ndarray) -> torch.Tensor:
+        mask = np.asarray(mask)
+        lowres_size = self.model.lowres_mask_size
+        if mask.shape == (lowres_size, lowres_size) and mask.dtype != bool:
+            return torch.from_numpy(mask.astype(np.float32))[None, None]  # already decoder logits
+        if mask.shape != self.slice_shape:
+            raise InputError(f"The mask prompt has shape {mask.shape}; the slice is {self.slice_shape}.")
+        logits = np.where(mask > 0, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT).astype(np.float32)
+        return self.transform.mask_to_model_lowres(logits, lowres_size)
+
+    def _validate_box(self, box: Sequence[float]) -> None:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        validate_point_in_slice(x0, y0, self.slice_shape, "box corner")
+        validate_point_in_slice(x1, y1, self.slice_shape, "box corner")
+        if x1 < x0 or y1 < y0:
+            raise InputError(f"The box ({x0}, {y0}, {x1}, {y1}) must be given as x0 <= x1, y0 <= y1.")

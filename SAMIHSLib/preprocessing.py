@@ -1,0 +1,65 @@
+"""Intensity preprocessing of CT slices in Hounsfield units (HU) into model input.
+
+Preprocessing is part of a model's configuration (it is saved in our checkpoints), so a model
+is always fed the way it was trained. The source array is never modified.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Dict
+
+import numpy as np
+
+PREPROCESSING_KINDS = ("window", "percentile")
+
+
+@dataclass(frozen=True)
+class PreprocessingConfig:
+    """How HU become [0, 1] intensities.
+
+    ``kind="window"``: a CT window (level/width in HU; W80/L40 is the brain window).
+    ``kind="percentile"``: the SAMIHS paper's clip to the 0.5/99.5 percentiles of the
+    foreground (HU > ``foreground_hu``), then min-max.
+    """
+
+    kind: str = "window"
+    window_level_hu: float = 40.0
+    window_width_hu: float = 80.0
+    lower_percentile: float = 0.5
+    upper_percentile: float = 99.5
+    foreground_hu: float = -500.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in PREPROCESSING_KINDS:
+            raise ValueError(f"Unknown preprocessing kind {self.kind!r}; use one of {PREPROCESSING_KINDS}.")
+        if self.kind == "window" and self.window_width_hu <= 0:
+            raise ValueError(f"Window width must be > 0 HU, got {self.window_width_hu}.")
+
+    def to_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, object]) -> "PreprocessingConfig":
+        return cls(**data)  # type: ignore[arg-type]
+
+    def cache_key(self) -> tuple:
+        """A hashable key: embeddings computed under different preprocessing never mix."""
+        return tuple(sorted(self.to_dict().items()))
+
+
+BRAIN_WINDOW = PreprocessingConfig(kind="window", window_level_hu=40.0, window_width_hu=80.0)
+PAPER_PERCENTILE = PreprocessingConfig(kind="percentile")
+
+
+def normalize_slice(slice_hu: np.ndarray, config: PreprocessingConfig) -> np.ndarray:
+    """Map a 2D slice in HU to float32 intensities in [0, 1] (a new array)."""
+    data = np.asarray(slice_hu, dtype=np.float32)
+    if config.kind == "window":
+        low = config.window_level_hu - config.window_width_hu / 2.0
+        return np.clip((data - low) / config.window_width_hu, 0.0, 1.0)
+    foreground = data[data > config.foreground_hu]
+    if foreground.size == 0:
+        return np.zeros_like(data)
+    low, high = np.percentile(foreground, [config.lower_percentile, config.upper_percentile])
+    if high <= low:
+        return np.zeros_like(data)
+    return (np.clip(data, low, high) - low) / (high - low)

@@ -1,0 +1,189 @@
+"""Propagation of a slice mask up and down through the axial slices of a volume.
+
+Each next slice is prompted from the previous slice's mask: the box around it, and the box of
+the hyperdense (acute-blood HU) region that the previous mask seeds on the new slice; the
+answer the model is most confident in and that agrees best with that region wins. Only the
+components that touch the previous slice's mask (dilated by ``neighbourhood_mm``) are kept, so
+one click never reaches a separate bleed. Propagation in a direction stops at the first slice
+that fails a rule: empty/tiny mask, low predicted IoU, sudden area jump, or leaving the region.
+"""
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Optional, Set, Tuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .click_segmentation import DEFAULT_HU_BANDS, hyperdense_region
+from .metrics import dice
+from .predictor import SAMIHSPredictor, SlicePrediction
+from .prompts import SlicePrompt
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class PropagationCancelled(RuntimeError):
+    """The user cancelled; ``partial`` holds the slices done so far."""
+
+    def __init__(self, partial: "PropagationResult") -> None:
+        super().__init__("Propagation cancelled.")
+        self.partial = partial
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """Stop rules and prompting of slice-to-slice propagation (mm, mm^2, ratios)."""
+
+    min_area_mm2: float = 6.0
+    min_predicted_iou: float = 0.55
+    max_area_growth: float = 2.2
+    neighbourhood_mm: float = 4.0
+    min_inside_fraction: float = 0.6
+    # Acute blood is hyperdense: a slice whose mask is mostly not in the blood HU band is past the bleed.
+    min_blood_fraction: float = 0.5
+    box_margin_mm: float = 1.35
+    prompt_mode: str = "box+region"  # "box" (previous mask's box only) or "box+region"
+    max_slices_each_way: Optional[int] = None
+
+
+@dataclass
+class PropagationResult:
+    """``mask`` (k, j, i) bool; ``slice_iou`` predicted IoU per filled slice; ``stop_reasons``
+    per direction ("up" = increasing k, "down" = decreasing k)."""
+
+    mask: np.ndarray
+    slice_iou: Dict[int, float] = field(default_factory=dict)
+    stop_reasons: Dict[str, str] = field(default_factory=dict)
+
+
+def keep_components_near(mask: np.ndarray, anchor: np.ndarray, distance_px: int) -> np.ndarray:
+    """The connected components of ``mask`` that touch ``anchor`` dilated by ``distance_px``."""
+    if not mask.any() or not anchor.any():
+        return np.zeros_like(mask)
+    near = ndi.binary_dilation(anchor, iterations=max(1, distance_px)) if distance_px > 0 else anchor
+    labels, _ = ndi.label(mask)
+    touching = np.unique(labels[near & mask])
+    return np.isin(labels, touching[touching > 0])
+
+
+def _bbox(mask: np.ndarray, margin: int) -> Tuple[float, float, float, float]:
+    rows, cols = np.nonzero(mask)
+    h, w = mask.shape
+    return (float(max(0, cols.min() - margin)), float(max(0, rows.min() - margin)),
+            float(min(w - 1, cols.max() + margin)), float(min(h - 1, rows.max() + margin)))
+
+
+class SlicePropagator:
+    """Propagates masks through ``predictor``'s volume under a :class:`PropagationConfig`."""
+
+    def __init__(self, predictor: SAMIHSPredictor, config: PropagationConfig = PropagationConfig()) -> None:
+        self.predictor = predictor
+        self.config = config
+
+    @property
+    def _pixel_mm(self) -> float:
+        return min(self.predictor.spacing_zyx[1:])
+
+    @property
+    def _pixel_area_mm2(self) -> float:
+        return self.predictor.spacing_zyx[1] * self.predictor.spacing_zyx[2]
+
+    def _px(self, mm: float) -> int:
+        return int(round(mm / self._pixel_mm))
+
+    def next_slice(self, k: int, previous: np.ndarray) -> Tuple[Optional[SlicePrediction], np.ndarray, str]:
+        """Predict slice ``k`` from the neighbouring slice's mask ``previous``.
+
+        Returns (prediction or None, kept mask, "" if accepted else the stop reason).
+        """
+        margin = self._px(self.config.box_margin_mm)
+        prompts = [SlicePrompt(box=_bbox(previous, margin))]
+        region = np.zeros_like(previous)
+        if self.config.prompt_mode == "box+region":
+            region = self._seeded_region(k, previous)
+            if region.sum() * self._pixel_area_mm2 >= self.config.min_area_mm2:
+                prompts.append(SlicePrompt(box=_bbox(region, margin)))
+        best: Optional[Tuple[float, SlicePrediction]] = None
+        for prompt in prompts:
+            prediction = self.predictor.predict(k, prompt)
+            agreement = dice(prediction.mask, region) if region.any() else 1.0
+            score = prediction.predicted_iou * agreement
+            if best is None or score > best[0]:
+                best = (score, prediction)
+        assert best is not None
+        prediction = best[1]
+        kept = keep_components_near(prediction.mask, previous, self._px(self.config.neighbourhood_mm))
+        return prediction, kept, self._stop_reason(k, prediction, kept, previous)
+
+    def _seeded_region(self, k: int, previous: np.ndarray) -> np.ndarray:
+        """Hyperdense region on slice ``k`` grown from the previous mask's interior."""
+        slice_hu = self.predictor.volume_hu[k].astype(np.float32)  # type: ignore[index]
+        interior = ndi.binary_erosion(previous, iterations=2)
+        seeds = interior if interior.any() else previous
+        rows, cols = np.nonzero(seeds)
+        centre = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
+        region = hyperdense_region(slice_hu, (float(cols[centre]), float(rows[centre])), DEFAULT_HU_BANDS[0],
+                                   max(1, self._px(0.9)), self._px(3.0))
+        return keep_components_near(region, previous, self._px(self.config.neighbourhood_mm))
+
+    def _stop_reason(self, k: int, prediction: SlicePrediction, kept: np.ndarray, previous: np.ndarray) -> str:
+        area = kept.sum() * self._pixel_area_mm2
+        if area < self.config.min_area_mm2:
+            return "empty or tiny mask"
+        smoothed = ndi.median_filter(self.predictor.volume_hu[k], size=3)[kept]  # type: ignore[index]
+        low, high = DEFAULT_HU_BANDS[-1]
+        blood = np.mean((smoothed >= low) & (smoothed <= high))
+        if blood < self.config.min_blood_fraction:
+            return f"not hyperdense ({blood:.0%} of the mask in {low:.0f}-{high:.0f} HU)"
+        if prediction.predicted_iou < self.config.min_predicted_iou:
+            return f"low predicted IoU {prediction.predicted_iou:.2f}"
+        if kept.sum() > self.config.max_area_growth * max(1, previous.sum()):
+            return f"area jump x{kept.sum() / max(1, previous.sum()):.1f}"
+        near = ndi.binary_dilation(previous, iterations=max(1, self._px(self.config.neighbourhood_mm)))
+        inside = (kept & near).sum() / max(1, kept.sum())
+        if inside < self.config.min_inside_fraction:
+            return f"left the region ({inside:.0%} inside)"
+        return ""
+
+    def propagate(self, seed_slice: int, seed_mask: np.ndarray, directions: Iterable[int] = (1, -1),
+                  locked_slices: Optional[Set[int]] = None, base_mask: Optional[np.ndarray] = None,
+                  progress: Optional[ProgressCallback] = None,
+                  cancel: Optional[threading.Event] = None) -> PropagationResult:
+        """Propagate ``seed_mask`` on ``seed_slice`` in ``directions`` (+1 up, -1 down).
+
+        ``locked_slices`` (hand-edited) are never overwritten: propagation passes through them,
+        using their mask as the next prompt. ``base_mask`` is the starting 3D mask (copied).
+        """
+        num_slices = self.predictor.num_slices
+        mask = np.zeros((num_slices,) + self.predictor.slice_shape, bool) if base_mask is None else base_mask.copy()
+        locked = locked_slices or set()
+        if seed_slice not in locked:
+            mask[seed_slice] = seed_mask
+        result = PropagationResult(mask)
+        limit = self.config.max_slices_each_way or num_slices
+        total = sum(min(limit, (num_slices - 1 - seed_slice) if d > 0 else seed_slice) for d in directions)
+        done = 0
+        for direction in directions:
+            name = "up" if direction > 0 else "down"
+            previous, k, steps = mask[seed_slice], seed_slice + direction, 0
+            result.stop_reasons[name] = "end of volume"
+            while 0 <= k < num_slices and steps < limit:
+                if cancel is not None and cancel.is_set():
+                    result.stop_reasons[name] = "cancelled"
+                    raise PropagationCancelled(result)
+                if k in locked:
+                    kept, reason = mask[k], "" if mask[k].any() else "locked empty slice"
+                else:
+                    prediction, kept, reason = self.next_slice(k, previous)
+                    if not reason:
+                        mask[k] = kept
+                        result.slice_iou[k] = prediction.predicted_iou  # type: ignore[union-attr]
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"slice {k}")
+                if reason:
+                    result.stop_reasons[name] = f"slice {k}: {reason}"
+                    break
+                previous, k, steps = kept, k + direction, steps + 1
+        return result

@@ -1,0 +1,187 @@
+"""A hemorrhage segmentation session on one CT volume: click, propagate, correct, undo.
+
+All edits go through :meth:`HemorrhageSession._commit`, which records a small diff (the
+bounding box of the changed voxels, before and after), so undo/redo restores masks exactly
+without copying whole volumes. Hand-edited (locked) slices are never overwritten.
+"""
+
+import threading
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .click_segmentation import ClickSegmentationConfig, ClickSegmenter
+from .predictor import SAMIHSPredictor
+from .propagation import (PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback,
+                          SlicePropagator, keep_components_near)
+from .prompts import Point
+
+UNDO_DEPTH = 50
+
+
+@dataclass
+class MaskDiff:
+    """One undoable edit: the changed box (k0:k1, j0:j1, i0:i1) before and after, and locks."""
+
+    box: Tuple[slice, slice, slice]
+    before: np.ndarray
+    after: np.ndarray
+    locked_before: frozenset
+    locked_after: frozenset
+    label: str
+
+
+def _diff(old: np.ndarray, new: np.ndarray, locked_before: Set[int], locked_after: Set[int],
+          label: str) -> Optional[MaskDiff]:
+    changed = np.nonzero(old != new)
+    if not changed[0].size and locked_before == locked_after:
+        return None
+    if changed[0].size:
+        box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in changed)
+    else:
+        box = (slice(0, 0), slice(0, 0), slice(0, 0))
+    return MaskDiff(box, old[box].copy(), new[box].copy(), frozenset(locked_before), frozenset(locked_after), label)
+
+
+class HemorrhageSession:
+    """Owns the 3D hemorrhage mask of one volume and every edit made to it."""
+
+    def __init__(self, predictor: SAMIHSPredictor,
+                 click_config: ClickSegmentationConfig = ClickSegmentationConfig(),
+                 propagation_config: PropagationConfig = PropagationConfig()) -> None:
+        self.predictor = predictor
+        self.clicks = ClickSegmenter(predictor, click_config)
+        self.propagator = SlicePropagator(predictor, propagation_config)
+        self.mask = np.zeros((predictor.num_slices,) + predictor.slice_shape, dtype=bool)
+        self.locked_slices: Set[int] = set()
+        self.slice_iou: dict = {}
+        self.last_stop_reasons: dict = {}
+        self._undo: List[MaskDiff] = []
+        self._redo: List[MaskDiff] = []
+
+    # -- edits ----------------------------------------------------------------------------------
+    def click(self, slice_index: int, positive: Sequence[Point], negative: Sequence[Point] = (),
+              box: Optional[Tuple[float, float, float, float]] = None, propagate: bool = True,
+              directions: Sequence[int] = (1, -1), progress: Optional[ProgressCallback] = None,
+              cancel: Optional[threading.Event] = None) -> PropagationResult:
+        """Segment (or correct) slice ``slice_index`` from clicks/box, then optionally propagate.
+
+        On a slice that already has a mask, positive clicks add to it and negative clicks remove
+        from it; untouched parts stay. Locked slices are left as they are.
+        """
+        if slice_index in self.locked_slices:
+            raise ValueError(f"Slice {slice_index} was edited by hand and is locked; unlock it to re-segment.")
+        current = self.mask[slice_index]
+        result = self.clicks.segment(slice_index, positive, negative, box,
+                                     mask_input=current if current.any() else None)
+        slice_mask = result.prediction.mask
+        if positive:  # keep what the clicks point at, never a distant bleed on the same slice
+            anchor = np.zeros_like(slice_mask)
+            for x, y in positive:
+                anchor[int(round(y)), int(round(x))] = True
+            slice_mask = keep_components_near(slice_mask | anchor, anchor, 1) & slice_mask
+        if current.any():
+            slice_mask = (current | slice_mask) if positive else (current & slice_mask)
+            for x, y in negative:
+                slice_mask &= ~self._component_at(slice_mask, x, y)
+        new_mask = self.mask.copy()
+        new_mask[slice_index] = slice_mask
+        self.slice_iou[slice_index] = result.prediction.predicted_iou
+        label = f"click on slice {slice_index}"
+        if propagate and slice_mask.any():
+            try:
+                outcome = self.propagator.propagate(slice_index, slice_mask, directions, self.locked_slices,
+                                                    base_mask=new_mask, progress=progress, cancel=cancel)
+            except PropagationCancelled as cancelled:
+                outcome = cancelled.partial
+            new_mask = outcome.mask
+            self.slice_iou.update(outcome.slice_iou)
+            self.last_stop_reasons = outcome.stop_reasons
+            label += " + propagation"
+        else:
+            outcome = PropagationResult(new_mask, {slice_index: result.prediction.predicted_iou}, {})
+        self._commit(new_mask, self.locked_slices, label)
+        return outcome
+
+    @staticmethod
+    def _component_at(mask: np.ndarray, x: float, y: float) -> np.ndarray:
+        labels, _ = ndi.label(mask)
+        hit = labels[int(round(y)), int(round(x))]
+        return labels == hit if hit else np.zeros_like(mask)
+
+    def set_slice_mask(self, slice_index: int, slice_mask: np.ndarray, lock: bool = True) -> None:
+        """A hand edit of one slice (e.g. from the Segment Editor); locked by default."""
+        if slice_mask.shape != self.predictor.slice_shape:
+            raise ValueError(f"Slice mask shape {slice_mask.shape} != slice shape {self.predictor.slice_shape}.")
+        new_mask = self.mask.copy()
+        new_mask[slice_index] = slice_mask.astype(bool)
+        locked = set(self.locked_slices) | ({slice_index} if lock else set())
+        self._commit(new_mask, locked, f"hand edit of slice {slice_index}")
+
+    def set_locked(self, slice_index: int, locked: bool) -> None:
+        new_locked = set(self.locked_slices)
+        (new_locked.add if locked else new_locked.discard)(slice_index)
+        self._commit(self.mask, new_locked, f"{'lock' if locked else 'unlock'} slice {slice_index}")
+
+    def repropagate(self, slice_index: int, directions: Sequence[int] = (1, -1),
+                    progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[threading.Event] = None) -> PropagationResult:
+        """Re-run propagation from slice ``slice_index``'s current mask (locked slices kept)."""
+        seed = self.mask[slice_index]
+        if not seed.any():
+            raise ValueError(f"Slice {slice_index} has no mask to propagate from.")
+        cleared = self.mask.copy()
+        for direction in directions:  # slices beyond the seed are recomputed unless locked
+            ks = range(slice_index + direction, self.mask.shape[0] if direction > 0 else -1, direction)
+            for k in ks:
+                if k not in self.locked_slices:
+                    cleared[k] = False
+        try:
+            outcome = self.propagator.propagate(slice_index, seed, directions, self.locked_slices | {slice_index},
+                                                base_mask=cleared, progress=progress, cancel=cancel)
+        except PropagationCancelled as cancelled:
+            outcome = cancelled.partial
+        self.slice_iou.update(outcome.slice_iou)
+        self.last_stop_reasons = outcome.stop_reasons
+        self._commit(outcome.mask, self.locked_slices, f"re-propagation from slice {slice_index}")
+        return outcome
+
+    # -- undo / redo ----------------------------------------------------------------------------
+    def _commit(self, new_mask: np.ndarray, new_locked: Set[int], label: str) -> None:
+        diff = _diff(self.mask, new_mask, self.locked_slices, set(new_locked), label)
+        if diff is None:
+            return
+        self.mask[diff.box] = diff.after
+        self.locked_slices = set(new_locked)
+        self._undo.append(diff)
+        del self._undo[:-UNDO_DEPTH]
+        self._redo.clear()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> str:
+        """Revert the last edit exactly; returns its label."""
+        if not self._undo:
+            raise IndexError("Nothing to undo.")
+        diff = self._undo.pop()
+        self.mask[diff.box] = diff.before
+        self.locked_slices = set(diff.locked_before)
+        self._redo.append(diff)
+        return diff.label
+
+    def redo(self) -> str:
+        if not self._redo:
+            raise IndexError("Nothing to redo.")
+        diff = self._redo.pop()
+        self.mask[diff.box] = diff.after
+        self.locked_slices = set(diff.locked_after)
+        self._undo.append(diff)
+        return diff.label

