@@ -174,6 +174,23 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_batch_command(args: argparse.Namespace) -> int:
+    from .batch import REPORT_NAME, run_batch
+
+    predictor = _load_predictor(args.model, args.device)
+    progress = _Progress("volumes")
+    progress._bar.unit = "volume"
+    try:
+        rows = run_batch([Path(p) for p in args.inputs], args.prompts, Path(args.output), predictor, progress)
+    finally:
+        progress.close()
+    failed = {name: row for name, row in rows.items() if row["status"] != "ok"}
+    for name, row in sorted(failed.items()):
+        print(f"FAILED {name}: {row['reason']}", file=sys.stderr)
+    print(f"{len(rows) - len(failed)} segmented, {len(failed)} failed; report: {Path(args.output) / REPORT_NAME}")
+    return 0 if rows and not failed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samihs", description="Click-to-segment intracranial hemorrhage on head CT.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("-o", "--output", required=True, help="Output .seg.nrrd, .nii.gz or .nrrd.")
     segment.add_argument("--report", help="Write a JSON report (volume in mL, ABC/2, per-slice IoU).")
     segment.set_defaults(handler=run_segment)
+
+    batch = commands.add_parser("batch", help="Segment every volume of folders/files; one CSV row per volume.")
+    batch.add_argument("inputs", nargs="+", help="Volumes, folders of volumes, or DICOM series folders.")
+    batch.add_argument("--prompts", required=True,
+                       help="'auto' (seeds from hyperdense regions), a JSON file {volume: {points, negative, "
+                            "coords}}, or a folder of <volume>.mrk.json Slicer markups.")
+    batch.add_argument("-o", "--output", required=True, help="Output folder.")
+    batch.add_argument("--model", default="lite")
+    batch.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    batch.set_defaults(handler=run_batch_command)
 
     demo = commands.add_parser("demo", help="Segment a synthetic head CT from one click.")
     demo.add_argument("--out", default="samihs-demo", help="Output folder.")

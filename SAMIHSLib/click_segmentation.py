@@ -10,7 +10,7 @@ most confident in *and* that agrees best with its own intensity region wins. Neg
 remove their own hyperdense region from the answer.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,6 +27,9 @@ DEFAULT_OPENING_RADII_MM: Tuple[float, ...] = (0.45, 0.9, 1.35)
 # Box sizes (mm) tried around a click that lands on no hyperdense region at all.
 FALLBACK_BOX_SIDES_MM: Tuple[float, ...] = (6.0, 10.0, 15.0, 22.0, 32.0, 45.0, 64.0)
 MIN_REGION_PIXELS = 10
+# Below this Dice between the model's answer and its hyperdense region, the model has leaked
+# (thin crescents are SAM's weak spot) and the region itself is the better answer.
+MIN_MODEL_REGION_AGREEMENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ClickSegmentationConfig:
     median_filter_px: int = 3
     seed_search_mm: float = 3.0
     box_margin_mm: float = 1.35
+    # The model refines the boundary but may not claim tissue farther than this from the region.
+    region_tolerance_mm: float = 0.9
 
 
 @dataclass
@@ -66,6 +71,15 @@ def hyperdense_region(slice_hu: np.ndarray, seed_xy: Point, band_hu: Tuple[float
             return np.zeros_like(in_band)
         label = labels[rows[row, col], cols[row, col]]
     return ndi.binary_fill_holes(labels == label)
+
+
+def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int) -> Tuple[np.ndarray, bool]:
+    """The model's ``mask`` limited to ``region`` dilated by ``tolerance_px``, or ``region``
+    itself when the two disagree (Dice < MIN_MODEL_REGION_AGREEMENT). Returns (mask, used_model)."""
+    if dice(mask, region) < MIN_MODEL_REGION_AGREEMENT:
+        return region.copy(), False
+    near = ndi.binary_dilation(region, iterations=tolerance_px) if tolerance_px > 0 else region
+    return mask & near, True
 
 
 def _box_around(mask: np.ndarray, margin_px: int) -> Tuple[float, float, float, float]:
@@ -128,7 +142,10 @@ class ClickSegmenter:
                 slice_index, SlicePrompt(box=candidate_box, mask_input=prompt.mask_input))
             score = prediction.predicted_iou * dice(prediction.mask, region)
             if best is None or score > best[0]:
-                best = (score, ClickResult(prediction, candidate_box, "hyperdense-region box"))
+                mask, used_model = constrain_to_region(
+                    prediction.mask, region, int(round(self._mm_to_px(self.config.region_tolerance_mm))))
+                method = "hyperdense-region box" if used_model else "hyperdense region (model disagreed)"
+                best = (score, ClickResult(replace(prediction, mask=mask), candidate_box, method))
         return best[1] if best else None
 
     def _from_box_sizes(self, slice_index: int, prompt: SlicePrompt) -> ClickResult:

@@ -143,11 +143,15 @@ class SAMIHSPredictor:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        image01 = normalize_slice(self.volume_hu[index], self.model.config.preprocessing)  # type: ignore[index]
-        with self._model_lock, torch.inference_mode(), self._autocast():
-            embedding = self.model.encode(self.transform.image_to_model(image01)).float()
-        self.encoder_calls += 1
-        self.cache.put(key, embedding)
+        with self._model_lock:
+            cached = self.cache.get(key)  # another thread may have encoded it while we waited
+            if cached is not None:
+                return cached
+            image01 = normalize_slice(self.volume_hu[index], self.model.config.preprocessing)  # type: ignore[index]
+            with torch.inference_mode(), self._autocast():
+                embedding = self.model.encode(self.transform.image_to_model(image01)).float()
+            self.encoder_calls += 1
+            self.cache.put(key, embedding)
         return embedding
 
     def _autocast(self):

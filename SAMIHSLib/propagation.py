@@ -9,18 +9,19 @@ that fails a rule: empty/tiny mask, low predicted IoU, sudden area jump, or leav
 """
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, Iterable, Optional, Set, Tuple
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from .click_segmentation import DEFAULT_HU_BANDS, hyperdense_region
+from .click_segmentation import DEFAULT_HU_BANDS, constrain_to_region, hyperdense_region
 from .metrics import dice
 from .predictor import SAMIHSPredictor, SlicePrediction
 from .prompts import SlicePrompt
 
 ProgressCallback = Callable[[int, int, str], None]
+PROMPT_MODES = ("box", "box+mask", "box+region")
 
 
 class PropagationCancelled(RuntimeError):
@@ -43,7 +44,10 @@ class PropagationConfig:
     # Acute blood is hyperdense: a slice whose mask is mostly not in the blood HU band is past the bleed.
     min_blood_fraction: float = 0.5
     box_margin_mm: float = 1.35
-    prompt_mode: str = "box+region"  # "box" (previous mask's box only) or "box+region"
+    region_tolerance_mm: float = 0.9
+    # "box": the previous mask's box; "box+mask": plus that mask as a dense prompt; "box+region":
+    # plus the box of the hyperdense region it seeds (measured best: bench/propagation_prompts.py).
+    prompt_mode: str = "box+region"
     max_slices_each_way: Optional[int] = None
 
 
@@ -98,7 +102,10 @@ class SlicePropagator:
         Returns (prediction or None, kept mask, "" if accepted else the stop reason).
         """
         margin = self._px(self.config.box_margin_mm)
-        prompts = [SlicePrompt(box=_bbox(previous, margin))]
+        if self.config.prompt_mode not in PROMPT_MODES:
+            raise ValueError(f"Unknown prompt mode {self.config.prompt_mode!r}; use one of {PROMPT_MODES}.")
+        dense = previous if self.config.prompt_mode == "box+mask" else None
+        prompts = [SlicePrompt(box=_bbox(previous, margin), mask_input=dense)]
         region = np.zeros_like(previous)
         if self.config.prompt_mode == "box+region":
             region = self._seeded_region(k, previous)
@@ -113,6 +120,9 @@ class SlicePropagator:
                 best = (score, prediction)
         assert best is not None
         prediction = best[1]
+        if region.any():
+            constrained, _ = constrain_to_region(prediction.mask, region, self._px(self.config.region_tolerance_mm))
+            prediction = replace(prediction, mask=constrained)
         kept = keep_components_near(prediction.mask, previous, self._px(self.config.neighbourhood_mm))
         return prediction, kept, self._stop_reason(k, prediction, kept, previous)
 
@@ -153,12 +163,14 @@ class SlicePropagator:
         """Propagate ``seed_mask`` on ``seed_slice`` in ``directions`` (+1 up, -1 down).
 
         ``locked_slices`` (hand-edited) are never overwritten: propagation passes through them,
-        using their mask as the next prompt. ``base_mask`` is the starting 3D mask (copied).
+        using their mask as the next prompt. ``base_mask`` is the starting 3D mask (copied; its
+        seed slice is kept as given). On each slice only the neighbourhood of the propagated
+        object is replaced, so separate bleeds already in the mask are untouched.
         """
         num_slices = self.predictor.num_slices
         mask = np.zeros((num_slices,) + self.predictor.slice_shape, bool) if base_mask is None else base_mask.copy()
         locked = locked_slices or set()
-        if seed_slice not in locked:
+        if base_mask is None and seed_slice not in locked:
             mask[seed_slice] = seed_mask
         result = PropagationResult(mask)
         limit = self.config.max_slices_each_way or num_slices
@@ -166,7 +178,7 @@ class SlicePropagator:
         done = 0
         for direction in directions:
             name = "up" if direction > 0 else "down"
-            previous, k, steps = mask[seed_slice], seed_slice + direction, 0
+            previous, k, steps = seed_mask, seed_slice + direction, 0
             result.stop_reasons[name] = "end of volume"
             while 0 <= k < num_slices and steps < limit:
                 if cancel is not None and cancel.is_set():
@@ -177,7 +189,9 @@ class SlicePropagator:
                 else:
                     prediction, kept, reason = self.next_slice(k, previous)
                     if not reason:
-                        mask[k] = kept
+                        # Replace only near this object: other bleeds on the slice stay as they are.
+                        zone = ndi.binary_dilation(previous, iterations=self._px(self.config.neighbourhood_mm))
+                        mask[k] = (mask[k] & ~(zone | kept)) | kept
                         result.slice_iou[k] = prediction.predicted_iou  # type: ignore[union-attr]
                 done += 1
                 if progress is not None:

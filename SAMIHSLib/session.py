@@ -74,25 +74,33 @@ class HemorrhageSession:
         if slice_index in self.locked_slices:
             raise ValueError(f"Slice {slice_index} was edited by hand and is locked; unlock it to re-segment.")
         current = self.mask[slice_index]
+        anchor = np.zeros_like(current)
+        for x, y in list(positive) + list(negative):
+            anchor[int(round(y)), int(round(x))] = True
+        # The object being corrected: existing components near the clicks (none = a new bleed).
+        reach = self.propagator._px(self.propagator.config.neighbourhood_mm)
+        target = keep_components_near(current, anchor, reach) if anchor.any() else current
         result = self.clicks.segment(slice_index, positive, negative, box,
-                                     mask_input=current if current.any() else None)
-        slice_mask = result.prediction.mask
+                                     mask_input=target if target.any() else None)
+        predicted = result.prediction.mask
         if positive:  # keep what the clicks point at, never a distant bleed on the same slice
-            anchor = np.zeros_like(slice_mask)
+            positive_anchor = np.zeros_like(current)
             for x, y in positive:
-                anchor[int(round(y)), int(round(x))] = True
-            slice_mask = keep_components_near(slice_mask | anchor, anchor, 1) & slice_mask
-        if current.any():
-            slice_mask = (current | slice_mask) if positive else (current & slice_mask)
+                positive_anchor[int(round(y)), int(round(x))] = True
+            predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
+        if target.any():
+            obj = (target | predicted) if positive else (target & predicted)
             for x, y in negative:
-                slice_mask &= ~self._component_at(slice_mask, x, y)
+                obj &= ~self._component_at(obj, x, y)
+        else:
+            obj = predicted
         new_mask = self.mask.copy()
-        new_mask[slice_index] = slice_mask
+        new_mask[slice_index] = (current & ~target) | obj
         self.slice_iou[slice_index] = result.prediction.predicted_iou
         label = f"click on slice {slice_index}"
-        if propagate and slice_mask.any():
+        if propagate and obj.any():
             try:
-                outcome = self.propagator.propagate(slice_index, slice_mask, directions, self.locked_slices,
+                outcome = self.propagator.propagate(slice_index, obj, directions, self.locked_slices,
                                                     base_mask=new_mask, progress=progress, cancel=cancel)
             except PropagationCancelled as cancelled:
                 outcome = cancelled.partial
@@ -132,12 +140,15 @@ class HemorrhageSession:
         seed = self.mask[slice_index]
         if not seed.any():
             raise ValueError(f"Slice {slice_index} has no mask to propagate from.")
+        # Recompute the 3D object grown from this slice (not other bleeds), except locked slices.
+        labels, _ = ndi.label(self.mask, structure=np.ones((3, 3, 3), bool))
+        grown = np.isin(labels, np.unique(labels[slice_index][seed]))
         cleared = self.mask.copy()
-        for direction in directions:  # slices beyond the seed are recomputed unless locked
+        for direction in directions:
             ks = range(slice_index + direction, self.mask.shape[0] if direction > 0 else -1, direction)
             for k in ks:
                 if k not in self.locked_slices:
-                    cleared[k] = False
+                    cleared[k] &= ~grown[k]
         try:
             outcome = self.propagator.propagate(slice_index, seed, directions, self.locked_slices | {slice_index},
                                                 base_mask=cleared, progress=progress, cancel=cancel)

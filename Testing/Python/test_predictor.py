@@ -99,3 +99,17 @@ def test_single_click_on_real_ct_slices(lite_model, real_slices):
         predictor.set_volume(image, (5.0, SHARED_PIXEL_SPACING_MM, SHARED_PIXEL_SPACING_MM))
         scores.append(dice(clicks.segment(0, [deepest_point(truth)]).prediction.mask, truth))
     assert np.mean(scores) >= 0.65, scores
+
+
+def test_vit_b_backbone_runs_at_1024_with_native_resolution_output(small_phantom):
+    """The paper's ViT-B path (random init: shapes only; real weights come from the user's file)."""
+    from SAMIHSLib.models import load_model
+
+    model = load_model("vit_b", device="cpu")
+    predictor = SAMIHSPredictor(model)
+    predictor.set_volume(small_phantom.volume_hu[8], small_phantom.spacing_zyx)
+    embedding = predictor.encode_slice(0)
+    assert tuple(embedding.shape) == (1, 256, 64, 64)
+    assert predictor.transform.input_size == 1024 and predictor.transform.scale == 4.0
+    result = predictor.predict(0, SlicePrompt(positive_points=[(128.0, 100.0)], box=(90, 60, 170, 140)))
+    assert result.mask.shape == (256, 256)

@@ -1,0 +1,33 @@
+"""Background encoding: outward from the focus slice, one worker thread, clicks jump the queue."""
+
+import threading
+
+from SAMIHSLib.background_encoder import BackgroundEncoder
+from SAMIHSLib.predictor import SAMIHSPredictor
+from SAMIHSLib.prompts import SlicePrompt
+
+
+def test_encodes_outward_on_one_thread_then_clicks_are_decoder_only(lite_model, small_phantom):
+    predictor = SAMIHSPredictor(lite_model)
+    predictor.set_volume(small_phantom.volume_hu, small_phantom.spacing_zyx)
+    order, threads = [], set()
+    encoder = BackgroundEncoder(predictor, on_encoded=lambda k, _: (order.append(k),
+                                                                    threads.add(threading.get_ident())))
+    try:
+        encoder.focus(8, radius=2)
+        assert encoder.wait_idle(timeout=120)
+        assert order == [8, 7, 9, 6, 10]  # nearest first
+        assert threads == {encoder._thread.ident} and encoder._thread.ident != threading.get_ident()
+        calls = predictor.encoder_calls
+        predictor.predict(9, SlicePrompt(box=(100, 100, 140, 140)))
+        assert predictor.encoder_calls == calls  # already encoded: decoder only
+
+        encoder.focus(0)  # queue the whole volume, then click somewhere not yet encoded
+        predictor.predict(15, SlicePrompt(box=(100, 100, 140, 140)))  # encodes 15 now, not after 0..14
+        assert predictor.is_encoded(15)
+        encoder.cancel()
+        assert encoder.wait_idle(timeout=60)
+        assert not encoder.errors
+    finally:
+        encoder.stop()
+    assert not encoder._thread.is_alive()

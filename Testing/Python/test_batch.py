@@ -1,0 +1,95 @@
+"""Batch: prompts from JSON / Slicer markups / auto seeds; failures reported, reruns idempotent."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+from SAMIHSLib.auto_seeds import find_seed_clicks
+from SAMIHSLib.batch import REPORT_NAME, run_batch
+from SAMIHSLib.cli import main
+from SAMIHSLib.markups_io import read_markups_clicks, write_markups_clicks
+from SAMIHSLib.phantom import oblique_direction
+from SAMIHSLib.predictor import SAMIHSPredictor
+from SAMIHSLib.volume_io import CTVolume, write_ct
+
+from conftest import deepest_point
+
+
+def _rows(out):
+    with open(out / REPORT_NAME, newline="") as handle:
+        return {row["volume"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.fixture
+def batch_folder(tmp_path, small_phantom):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (10.0, -20.0, 30.0), oblique_direction(8.0))
+    write_ct(folder / "patient_a.nrrd", volume)
+    write_ct(folder / "patient_b.nii.gz", CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0.0, 0.0, 0.0),
+                                                   np.eye(3)))
+    (folder / "corrupt.nrrd").write_bytes(b"NRRD0004\ntype: short\nsizes: 10 10\n\nnot really")
+    mr = sitk.GetImageFromArray(np.random.default_rng(1).integers(0, 2500, (6, 64, 64)).astype(np.int16))
+    sitk.WriteImage(mr, str(folder / "brain_mr.nii.gz"))
+    return folder, volume
+
+
+def test_auto_seeds_find_both_bleeds_and_skip_calcifications(small_phantom):
+    seeds = find_seed_clicks(small_phantom.volume_hu, small_phantom.spacing_zyx)
+    hits = sorted(int(small_phantom.bleed_labels[k, int(y), int(x)]) for k, x, y in seeds)
+    assert hits == [1, 2]
+
+
+def test_batch_reports_failures_and_reruns_idempotently(tmp_path, lite_model, batch_folder, small_phantom):
+    folder, _ = batch_folder
+    out = tmp_path / "out"
+    predictor = SAMIHSPredictor(lite_model)
+    rows = run_batch([folder], "auto", out, predictor)
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "patient_a": "ok", "patient_b": "ok", "corrupt": "failed", "brain_mr": "failed"}
+    assert "does not look like CT" in rows["brain_mr"]["reason"]
+    assert "Could not read" in rows["corrupt"]["reason"]
+    truth = small_phantom.bleed_labels > 0
+    segmentation = slicerio.read_segmentation(str(out / "patient_b.seg.nrrd"))
+    mask = np.asarray(segmentation["voxels"]).transpose(2, 1, 0) > 0
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) >= 0.8
+    assert float(rows["patient_a"]["volume_ml"]) > 1.0 and rows["patient_a"]["bleeds_clicked"] == "2"
+
+    stamp = (out / "patient_a.seg.nrrd").stat().st_mtime_ns
+    encoder_calls = predictor.encoder_calls
+    again = run_batch([folder], "auto", out, predictor)
+    assert (out / "patient_a.seg.nrrd").stat().st_mtime_ns == stamp
+    assert predictor.encoder_calls == encoder_calls  # finished volumes were skipped
+    assert {n: r["status"] for n, r in again.items()} == {n: r["status"] for n, r in _rows(out).items()}
+
+
+def test_markups_in_lps_and_ras_give_the_same_clicks(tmp_path):
+    points = [(12.5, -30.0, 44.0)]
+    write_markups_clicks(tmp_path / "lps.mrk.json", points, coordinate_system="LPS")
+    write_markups_clicks(tmp_path / "ras.mrk.json", points, coordinate_system="RAS")
+    lps = json.loads((tmp_path / "lps.mrk.json").read_text())["markups"][0]["controlPoints"][0]["position"]
+    assert lps == [-12.5, 30.0, 44.0]
+    assert read_markups_clicks(tmp_path / "lps.mrk.json").positive_ras == points
+    assert read_markups_clicks(tmp_path / "ras.mrk.json").positive_ras == points
+
+
+def test_batch_cli_with_markups_and_json_prompts(tmp_path, batch_folder, small_phantom, capsys):
+    folder, volume = batch_folder
+    truth = small_phantom.bleed_mask(0)
+    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    x, y = deepest_point(truth[k])
+    ras = (volume.ijk_to_ras_matrix() @ np.array([x, y, k, 1.0]))[:3]
+    markups = tmp_path / "markups"
+    markups.mkdir()
+    write_markups_clicks(markups / "patient_a.mrk.json", [tuple(ras)])
+    assert main(["batch", str(folder / "patient_a.nrrd"), "--prompts", str(markups), "-o", str(tmp_path / "m")]) == 0
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"patient_b": {"points": [[x, y, k]], "coords": "ijk"}}))
+    assert main(["batch", str(folder / "patient_b.nii.gz"), "--prompts", str(prompts), "-o", str(tmp_path / "j")]) == 0
+    a, b = _rows(tmp_path / "m")["patient_a"], _rows(tmp_path / "j")["patient_b"]
+    assert a["bleeds_clicked"] == b["bleeds_clicked"] == "1"
+    assert abs(float(a["volume_ml"]) - float(b["volume_ml"])) < 0.05 * float(b["volume_ml"])
