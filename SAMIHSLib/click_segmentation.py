@@ -38,7 +38,6 @@ class ClickSegmentationConfig:
 
     hu_bands: Tuple[Tuple[float, float], ...] = DEFAULT_HU_BANDS
     opening_radii_mm: Tuple[float, ...] = DEFAULT_OPENING_RADII_MM
-    median_filter_px: int = 3
     seed_search_mm: float = 3.0
     box_margin_mm: float = 1.35
     # The model refines the boundary but may not claim tissue farther than this from the region.
@@ -55,11 +54,11 @@ class ClickResult:
 
 
 def hyperdense_region(slice_hu: np.ndarray, seed_xy: Point, band_hu: Tuple[float, float], opening_px: int,
-                      seed_search_px: float, median_px: int = 3) -> np.ndarray:
-    """The in-band region connected to ``seed_xy`` (column, row) after an opening of
-    ``opening_px`` iterations; empty if no in-band pixel lies within ``seed_search_px``."""
-    smoothed = ndi.median_filter(slice_hu, size=median_px) if median_px > 1 else slice_hu
-    in_band = (smoothed >= band_hu[0]) & (smoothed <= band_hu[1])
+                      seed_search_px: float) -> np.ndarray:
+    """The in-band region of ``slice_hu`` (HU, usually denoised) connected to ``seed_xy``
+    (column, row) after an opening of ``opening_px`` iterations; empty if no in-band pixel lies
+    within ``seed_search_px``."""
+    in_band = (slice_hu >= band_hu[0]) & (slice_hu <= band_hu[1])
     if opening_px > 0:
         in_band = ndi.binary_opening(in_band, ndi.generate_binary_structure(2, 1), iterations=opening_px)
     labels, _ = ndi.label(in_band)
@@ -106,7 +105,7 @@ class ClickSegmenter:
         for band in self.config.hu_bands:
             for radius_mm in self.config.opening_radii_mm:
                 opening = max(1, int(round(self._mm_to_px(radius_mm))))
-                region = hyperdense_region(slice_hu, click, band, opening, seed_search, self.config.median_filter_px)
+                region = hyperdense_region(slice_hu, click, band, opening, seed_search)
                 if region.sum() >= MIN_REGION_PIXELS and not any(np.array_equal(region, r) for r in regions):
                     regions.append(region)
         return regions
@@ -118,7 +117,7 @@ class ClickSegmenter:
         prompt = SlicePrompt(list(positive), list(negative), box, mask_input)
         if self.predictor.model.config.trained_with_clicks or box is not None or not positive:
             return ClickResult(self.predictor.predict(slice_index, prompt), box, "prompt")
-        slice_hu = self.predictor.volume_hu[slice_index].astype(np.float32)  # type: ignore[index]
+        slice_hu = self.predictor.denoised_slice(slice_index)
         result = self._from_intensity(slice_index, slice_hu, prompt)
         if result is None:
             result = self._from_box_sizes(slice_index, prompt)
@@ -168,8 +167,7 @@ class ClickSegmenter:
         seed_search = self._mm_to_px(self.config.seed_search_mm)
         opening = max(1, int(round(self._mm_to_px(self.config.opening_radii_mm[0]))))
         for click in negative:
-            mask &= ~hyperdense_region(slice_hu, click, self.config.hu_bands[-1], opening, seed_search,
-                                       self.config.median_filter_px)
+            mask &= ~hyperdense_region(slice_hu, click, self.config.hu_bands[-1], opening, seed_search)
             labels, _ = ndi.label(mask)
             hit = labels[int(round(click[1])), int(round(click[0]))]
             if hit:  # the click is still inside: drop the component it marks as not-bleed

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .models.sam import SegmentAnythingModel
-from .preprocessing import normalize_slice
+from .preprocessing import denoise_slice, normalize_slice
 from .prompts import SlicePrompt
 from .transforms import SliceToModelTransform
 from .validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
@@ -96,6 +96,7 @@ class SAMIHSPredictor:
         self.spacing_zyx: Tuple[float, float, float] = (1.0, 1.0, 1.0)
         self._fingerprint = ""
         self._model_lock = threading.RLock()  # one model, many callers (UI + background encoder)
+        self._denoised: "OrderedDict[int, np.ndarray]" = OrderedDict()
         self.encoder_calls = 0
 
     # -- the volume ---------------------------------------------------------------------------
@@ -110,6 +111,16 @@ class SAMIHSPredictor:
         self.volume_hu = volume
         self.spacing_zyx = tuple(float(s) for s in spacing_zyx)  # type: ignore[assignment]
         self._fingerprint = volume_fingerprint(volume)
+        self._denoised = OrderedDict()
+
+    def denoised_slice(self, slice_index: int) -> np.ndarray:
+        """Slice ``slice_index`` in HU after a 3x3 median (cached for the last 64 slices used)."""
+        index = validate_slice_index(slice_index, self.num_slices)
+        if index not in self._denoised:
+            self._denoised[index] = denoise_slice(self.volume_hu[index])  # type: ignore[index]
+            while len(self._denoised) > 64:
+                self._denoised.popitem(last=False)
+        return self._denoised[index]
 
     @property
     def num_slices(self) -> int:

@@ -128,7 +128,7 @@ class SlicePropagator:
 
     def _seeded_region(self, k: int, previous: np.ndarray) -> np.ndarray:
         """Hyperdense region on slice ``k`` grown from the previous mask's interior."""
-        slice_hu = self.predictor.volume_hu[k].astype(np.float32)  # type: ignore[index]
+        slice_hu = self.predictor.denoised_slice(k)
         interior = ndi.binary_erosion(previous, iterations=2)
         seeds = interior if interior.any() else previous
         rows, cols = np.nonzero(seeds)
@@ -141,7 +141,7 @@ class SlicePropagator:
         area = kept.sum() * self._pixel_area_mm2
         if area < self.config.min_area_mm2:
             return "empty or tiny mask"
-        smoothed = ndi.median_filter(self.predictor.volume_hu[k], size=3)[kept]  # type: ignore[index]
+        smoothed = self.predictor.denoised_slice(k)[kept]
         low, high = DEFAULT_HU_BANDS[-1]
         blood = np.mean((smoothed >= low) & (smoothed <= high))
         if blood < self.config.min_blood_fraction:

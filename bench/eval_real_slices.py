@@ -22,6 +22,7 @@ from SAMIHSLib.click_segmentation import ClickSegmenter, hyperdense_region  # no
 from SAMIHSLib.metrics import dice  # noqa: E402
 from SAMIHSLib.models import load_model  # noqa: E402
 from SAMIHSLib.predictor import SAMIHSPredictor  # noqa: E402
+from SAMIHSLib.preprocessing import denoise_slice  # noqa: E402
 from SAMIHSLib.prompts import SlicePrompt  # noqa: E402
 
 
@@ -38,8 +39,8 @@ def main(model_spec: str = "lite") -> dict:
         r, c = np.nonzero(truth)
         row = {
             "slice": image_path.stem, "patient": image_path.stem.split("_")[0],
-            "region_growing_45_100HU": dice(hyperdense_region(image, click, (45, 100), 0, 7, 1), truth),
-            "region_growing_45_100HU_opened": dice(hyperdense_region(image, click, (45, 100), 2, 7, 3), truth),
+            "region_growing_45_100HU": dice(hyperdense_region(image, click, (45, 100), 0, 7), truth),
+            "region_growing_45_100HU_opened": dice(hyperdense_region(denoise_slice(image), click, (45, 100), 2, 7), truth),
             "box_sizes_around_click": dice(clicks._from_box_sizes(0, SlicePrompt([click])).prediction.mask, truth),
             "samihs_click": dice(clicks.segment(0, [click]).prediction.mask, truth),
             "tight_ground_truth_box": dice(predictor.predict(

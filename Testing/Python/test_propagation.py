@@ -63,14 +63,14 @@ def test_two_bleeds_need_two_clicks(predictor, phantom):
     assert not (session.mask & phantom.bleed_mask(2)).any()
 
 
-def test_stop_rules_fire():
+def test_stop_rules_fire(lite_model):
     from SAMIHSLib.predictor import SlicePrediction
 
-    class Stub:  # only geometry and HU are read by _stop_reason
-        spacing_zyx = (5.0, 1.0, 1.0)
-        volume_hu = np.full((2, 40, 40), 70, dtype=np.int16)
-
-    propagator = SlicePropagator(Stub(), PropagationConfig())  # type: ignore[arg-type]
+    volume = np.full((2, 40, 40), -1000, dtype=np.int16)
+    volume[:, 5:35, 5:35] = 70  # blood
+    predictor = SAMIHSPredictor(lite_model)
+    predictor.set_volume(volume, (5.0, 1.0, 1.0))
+    propagator = SlicePropagator(predictor, PropagationConfig())
     previous = np.zeros((40, 40), bool)
     previous[10:20, 10:20] = True
     good = SlicePrediction(previous, 0.9, np.zeros((1, 1)))
@@ -81,9 +81,10 @@ def test_stop_rules_fire():
     grown[5:35, 5:35] = True
     assert "area jump" in propagator._stop_reason(1, good, grown, previous)
     far = np.zeros_like(previous)
-    far[30:40, 30:40] = True
+    far[26:34, 26:34] = True
     assert "left the region" in propagator._stop_reason(1, good, far, previous)
-    Stub.volume_hu = np.full((2, 40, 40), 30, dtype=np.int16)  # brain, not blood
+    volume[1, 5:35, 5:35] = 30  # brain, not blood
+    predictor.set_volume(volume, (5.0, 1.0, 1.0))
     assert "not hyperdense" in propagator._stop_reason(1, good, previous, previous)
 
 
