@@ -58,6 +58,8 @@ class HemorrhageSession:
         self.locked_slices: Set[int] = set()
         self.slice_iou: dict = {}
         self.last_stop_reasons: dict = {}
+        # Voxels this session must never claim (e.g. other segments the user drew); None = no limit.
+        self.protected: Optional[np.ndarray] = None
         self._undo: List[MaskDiff] = []
         self._redo: List[MaskDiff] = []
 
@@ -161,6 +163,8 @@ class HemorrhageSession:
 
     # -- undo / redo ----------------------------------------------------------------------------
     def _commit(self, new_mask: np.ndarray, new_locked: Set[int], label: str) -> None:
+        if self.protected is not None:
+            new_mask = new_mask & ~self.protected
         diff = _diff(self.mask, new_mask, self.locked_slices, set(new_locked), label)
         if diff is None:
             return

@@ -1,0 +1,444 @@
+"""The MRML side of SAMIHS: volume, markups and segmentation nodes in, segment voxels out.
+
+Qt-free: it runs inside Slicer (as the base of ``SAMIHS.SAMIHSLogic``) and in plain Python with
+PyPI ``slicer-core`` (no ``slicer.app``, no ``slicer.modules``). All segmentation work is done by
+SAMIHSLib; this file only converts between MRML nodes and arrays and writes results through
+``vtkSlicerSegmentationsModuleLogic``. SAMIHSLib (which needs PyTorch) is imported on first use,
+so the module loads before its dependencies are installed.
+"""
+
+import importlib.util
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+import slicer
+
+# In a packaged extension SAMIHSLib sits beside this file; in a source checkout (module path
+# pointing at SAMIHS/) it is one folder up.
+if importlib.util.find_spec("SAMIHSLib") is None:
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+HEMORRHAGE_SEGMENT_NAME = "Hemorrhage"
+HEMORRHAGE_COLOR = (0.85, 0.15, 0.15)
+ProgressCallback = Callable[[int, int, str], None]
+Box = Tuple[slice, slice, slice]
+
+
+@dataclass
+class SegmentUpdate:
+    """What one operation did: the segment's volume, the (k, j, i) box written, and details."""
+
+    volume_ml: float
+    box: Optional[Box]
+    slice_iou: Dict[int, float] = field(default_factory=dict)
+    stop_reasons: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _VolumeState:
+    fingerprint: Tuple[str, int]
+    session: object  # SAMIHSLib.session.HemorrhageSession, with its own predictor
+
+
+_segmentations_logic = None
+
+
+def ensure_segmentation_converters() -> None:
+    """Register the segmentation representation converters. Slicer does this when its
+    Segmentations module starts; plain slicer-core needs one module-logic instance to do it."""
+    global _segmentations_logic
+    if not slicer.vtkSegmentationConverterFactory.GetInstance().GetConverterRules():
+        _segmentations_logic = slicer.vtkSlicerSegmentationsModuleLogic()
+        _segmentations_logic.SetMRMLScene(slicer.vtkMRMLScene())  # registration happens here
+
+
+def _matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def volume_array(volume_node) -> np.ndarray:
+    """A copy of the volume's voxels as a (k, j, i) array."""
+    image = volume_node.GetImageData()
+    if image is None or image.GetPointData().GetScalars() is None:
+        raise ValueError(f"Volume '{volume_node.GetName()}' has no image data.")
+    if image.GetNumberOfScalarComponents() != 1:
+        raise ValueError(f"Volume '{volume_node.GetName()}' is not a scalar (greyscale) volume.")
+    dims = image.GetDimensions()
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).copy()
+
+
+def ijk_to_ras(volume_node) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    return _matrix_to_numpy(matrix)
+
+
+def world_to_volume_ras(volume_node, ras_world: Sequence[float]) -> np.ndarray:
+    """A world RAS point in the volume's own RAS frame (undoing a linear parent transform)."""
+    parent = volume_node.GetParentTransformNode()
+    point = np.append(np.asarray(ras_world, dtype=float), 1.0)
+    if parent is None:
+        return point[:3]
+    if not parent.IsTransformToWorldLinear():
+        raise ValueError("The volume is under a non-linear transform; harden it first.")
+    matrix = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformFromWorld(matrix)
+    return (_matrix_to_numpy(matrix) @ point)[:3]
+
+
+def ras_to_click(volume_node, ras_world: Sequence[float]) -> Tuple[int, float, float]:
+    """World RAS mm -> (slice k, column i, row j) of the volume, as Slicer maps it."""
+    ras = np.append(world_to_volume_ras(volume_node, ras_world), 1.0)
+    i, j, k = (np.linalg.inv(ijk_to_ras(volume_node)) @ ras)[:3]
+    return int(round(k)), float(i), float(j)
+
+
+def spacing_zyx(volume_node) -> Tuple[float, float, float]:
+    si, sj, sk = volume_node.GetSpacing()
+    return (sk, sj, si)
+
+
+def ct_volume_from_node(volume_node):
+    """A SAMIHSLib ``CTVolume`` (LPS geometry) of a scalar volume node."""
+    from SAMIHSLib.volume_io import LPS_TO_RAS, CTVolume
+
+    matrix = ijk_to_ras(volume_node)
+    spacing = np.asarray(volume_node.GetSpacing(), dtype=float)
+    direction_lps = LPS_TO_RAS @ (matrix[:3, :3] / spacing)  # the flip is its own inverse
+    return CTVolume(volume_array(volume_node), tuple(spacing), tuple(LPS_TO_RAS @ matrix[:3, 3]), direction_lps,
+                    volume_node.GetName())
+
+
+def control_points_ras(markups_node) -> List[Tuple[float, float, float]]:
+    """World RAS positions of every defined control point of a markups node."""
+    if markups_node is None:
+        return []
+    points = []
+    for index in range(markups_node.GetNumberOfControlPoints()):
+        if markups_node.GetNthControlPointPositionStatus(index) != markups_node.PositionDefined:
+            continue
+        position = [0.0, 0.0, 0.0]
+        markups_node.GetNthControlPointPositionWorld(index, position)
+        points.append(tuple(position))
+    return points
+
+
+def _reference_geometry(volume_node):
+    """An empty vtkOrientedImageData with the volume's extent and IJK-to-RAS matrix."""
+    geometry = slicer.vtkOrientedImageData()
+    geometry.SetExtent(volume_node.GetImageData().GetExtent())
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    geometry.SetImageToWorldMatrix(matrix)
+    return geometry
+
+
+def read_segment_mask(segmentation_node, segment_id: str, volume_node) -> np.ndarray:
+    """The segment as a (k, j, i) bool array on the volume's voxel grid."""
+    shape = volume_array_shape(volume_node)
+    full = np.zeros(shape, dtype=bool)
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise ValueError(f"No segment '{segment_id}' in '{segmentation_node.GetName()}'.")
+    # Segments share labelmap layers: take the layer and keep this segment's label value.
+    layer = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    if layer is None or layer.GetPointData().GetScalars() is None:
+        return full
+    resampled = slicer.vtkOrientedImageData()
+    slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+        layer, _reference_geometry(volume_node), resampled, False, True)
+    scalars = resampled.GetPointData().GetScalars()
+    if scalars is None:
+        return full
+    i0, i1, j0, j1, k0, k1 = resampled.GetExtent()
+    values = numpy_support.vtk_to_numpy(scalars).reshape(k1 - k0 + 1, j1 - j0 + 1, i1 - i0 + 1)
+    values = values == segment.GetLabelValue()
+    vi0, vi1, vj0, vj1, vk0, vk1 = volume_node.GetImageData().GetExtent()
+    # Clip to the volume: the segment may extend beyond it.
+    ks, js, is_ = (slice(max(k0, vk0), min(k1, vk1) + 1), slice(max(j0, vj0), min(j1, vj1) + 1),
+                   slice(max(i0, vi0), min(i1, vi1) + 1))
+    if ks.stop <= ks.start or js.stop <= js.start or is_.stop <= is_.start:
+        return full
+    full[ks.start - vk0:ks.stop - vk0, js.start - vj0:js.stop - vj0, is_.start - vi0:is_.stop - vi0] = values[
+        ks.start - k0:ks.stop - k0, js.start - j0:js.stop - j0, is_.start - i0:is_.stop - i0]
+    return full
+
+
+def volume_array_shape(volume_node) -> Tuple[int, int, int]:
+    return tuple(volume_node.GetImageData().GetDimensions()[::-1])  # type: ignore[return-value]
+
+
+def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: np.ndarray, box: Box,
+                         overwrite_other_segments: bool = False) -> None:
+    """Replace the segment's voxels inside ``box`` (k, j, i slices) with ``mask[box]``.
+
+    Only that small extent is written. With ``overwrite_other_segments`` the voxels are taken
+    from other segments; otherwise they stay theirs (callers exclude them beforehand).
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    others = [sid for sid in segmentation.GetSegmentIDs() if sid != segment_id]
+    # In a shared layer the partial (max/min) writes below would mix label values: own layer.
+    sharing: List[str] = []
+    segmentation.GetSegmentIDsSharingBinaryLabelmapRepresentation(segment_id, sharing, False)
+    if sharing:
+        segmentation.SeparateSegmentLabelmap(segment_id)
+    labelmap = slicer.vtkOrientedImageData()
+    extent = (box[2].start, box[2].stop - 1, box[1].start, box[1].stop - 1, box[0].start, box[0].stop - 1)
+    labelmap.SetExtent(extent)
+    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = mask[box].astype(np.uint8).ravel()
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    labelmap.SetImageToWorldMatrix(matrix)
+    labelmap.Modified()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    # MODE_REPLACE clears the segment outside the extent too; max-then-min replaces inside only.
+    for mode in (logic.MODE_MERGE_MAX, logic.MODE_MERGE_MIN):
+        logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, mode, extent, False,
+                                         others if overwrite_other_segments else [])
+
+
+def other_segments_mask(segmentation_node, segment_id: str, volume_node) -> Optional[np.ndarray]:
+    """Union of every other segment on the volume grid, or None if there are none."""
+    others = [sid for sid in segmentation_node.GetSegmentation().GetSegmentIDs() if sid != segment_id]
+    if not others:
+        return None
+    union = np.zeros(volume_array_shape(volume_node), dtype=bool)
+    for other in others:
+        union |= read_segment_mask(segmentation_node, other, volume_node)
+    return union
+
+
+def changed_box(before: np.ndarray, after: np.ndarray) -> Optional[Box]:
+    changed = np.nonzero(before != after)
+    if not changed[0].size:
+        return None
+    return tuple(slice(int(c.min()), int(c.max()) + 1) for c in changed)  # type: ignore[return-value]
+
+
+class SAMIHSMRMLLogic:
+    """Click-to-segment hemorrhage on MRML nodes. One SAMIHSLib session per volume node."""
+
+    def __init__(self, model_spec: str = "lite", device: str = "auto") -> None:
+        self.model_spec = model_spec
+        self.device = device
+        self._model = None
+        self._cache = None
+        self._states: Dict[str, _VolumeState] = {}
+        self._lock = threading.RLock()
+        ensure_segmentation_converters()
+
+    # -- model --------------------------------------------------------------------------------
+    def set_model(self, model_spec: str, device: str = "auto") -> None:
+        """Use another model (``"lite"`` or a checkpoint path) or device; sessions restart."""
+        if (model_spec, device) != (self.model_spec, self.device):
+            self.model_spec, self.device = model_spec, device
+            self._model = None
+            self._states.clear()
+
+    @property
+    def model(self):
+        if self._model is None:
+            from SAMIHSLib.models import load_model
+            from SAMIHSLib.predictor import SliceEmbeddingCache
+
+            self._model = load_model(self.model_spec, device=self.device)
+            self._cache = SliceEmbeddingCache()
+        return self._model
+
+    def new_predictor(self):
+        """A predictor on the shared model and embedding cache (keyed by volume content)."""
+        from SAMIHSLib.predictor import SAMIHSPredictor
+
+        model = self.model
+        return SAMIHSPredictor(model, self._cache)
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    def device_name(self) -> str:
+        return str(self.model.device)
+
+    def start_background_encoding(self, volume_node, slice_index: int, on_encoded=None):
+        """Encode the volume's slices outward from ``slice_index`` on one worker thread.
+
+        Returns the :class:`SAMIHSLib.background_encoder.BackgroundEncoder`; call ``stop()`` on
+        it when the volume changes or the module closes."""
+        from SAMIHSLib.background_encoder import BackgroundEncoder
+
+        encoder = BackgroundEncoder(self.session_for(volume_node).predictor, on_encoded)
+        encoder.focus(slice_index)
+        return encoder
+
+    def slice_index_at(self, volume_node, ras_world: Sequence[float]) -> int:
+        """The volume slice (k) under a world RAS position, e.g. a slice view's centre."""
+        return ras_to_click(volume_node, ras_world)[0]
+
+    # -- sessions -----------------------------------------------------------------------------
+    def session_for(self, volume_node):
+        """The session of ``volume_node``, restarted if the volume's voxels changed."""
+        from SAMIHSLib.session import HemorrhageSession
+
+        image = volume_node.GetImageData()
+        fingerprint = (volume_node.GetID(), image.GetMTime() if image is not None else -1)
+        state = self._states.get(volume_node.GetID())
+        if state is None or state.fingerprint != fingerprint:
+            predictor = self.new_predictor()
+            predictor.set_volume(volume_array(volume_node), spacing_zyx(volume_node))
+            state = _VolumeState(fingerprint, HemorrhageSession(predictor))
+            self._states[volume_node.GetID()] = state
+        return state.session
+
+    def ensure_hemorrhage_segment(self, segmentation_node, volume_node, segment_id: str = "") -> str:
+        """The id of the segment to fill: ``segment_id`` if given, else a new red "Hemorrhage"."""
+        segmentation = segmentation_node.GetSegmentation()
+        if segment_id and segmentation.GetSegment(segment_id) is not None:
+            return segment_id
+        if segmentation.GetNumberOfSegments() == 0:
+            segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        new_id = segmentation.AddEmptySegment(segment_id or "", HEMORRHAGE_SEGMENT_NAME, HEMORRHAGE_COLOR)
+        return new_id
+
+    def _prepare(self, session, segmentation_node, segment_id: str, volume_node,
+                 overwrite_other_segments: bool) -> None:
+        """Sync the session with the segment before an edit: slices edited outside SAMIHS
+        (Segment Editor) become locked, and other segments' voxels are protected unless the
+        user chose to overwrite them."""
+        session.protected = None if overwrite_other_segments else other_segments_mask(
+            segmentation_node, segment_id, volume_node)
+        current = read_segment_mask(segmentation_node, segment_id, volume_node)
+        edited = np.nonzero((current != session.mask).any(axis=(1, 2)))[0]
+        for k in edited:
+            session.set_slice_mask(int(k), current[k], lock=True)
+
+    def _write(self, session, before: np.ndarray, segmentation_node, segment_id: str, volume_node,
+               overwrite_other_segments: bool) -> Optional[Box]:
+        box = changed_box(before, session.mask)
+        if box is not None:
+            write_segment_region(segmentation_node, segment_id, volume_node, session.mask, box,
+                                 overwrite_other_segments)
+        return box
+
+    # -- operations ---------------------------------------------------------------------------
+    def segment_from_points(self, volume_node, segmentation_node, positive_node, negative_node=None,
+                            segment_id: str = "", roi_node=None, propagate: bool = True,
+                            overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,
+                            cancel: Optional[threading.Event] = None) -> Tuple[str, SegmentUpdate]:
+        """Segment from the markups on the slice of the newest positive point (plus an optional
+        ROI box), optionally propagate, and write the changed region into the segment.
+
+        Returns (segment id, update). Raises ValueError/InputError with a clear message on bad input.
+        """
+        with self._lock:
+            positives = [ras_to_click(volume_node, p) for p in control_points_ras(positive_node)]
+            negatives = [ras_to_click(volume_node, p) for p in control_points_ras(negative_node)]
+            if not positives and not negatives:
+                raise ValueError("Place a positive point on the hemorrhage first.")
+            k = (positives or negatives)[-1][0]
+            box = self._roi_box(volume_node, roi_node, k)
+            session = self.session_for(volume_node)
+            if not 0 <= k < session.mask.shape[0]:
+                raise ValueError(f"The point is outside the volume (slice {k}).")
+            segment_id = self.ensure_hemorrhage_segment(segmentation_node, volume_node, segment_id)
+            self._prepare(session, segmentation_node, segment_id, volume_node, overwrite_other_segments)
+            before = session.mask.copy()
+            outcome = session.click(k, [(x, y) for kk, x, y in positives if kk == k],
+                                    [(x, y) for kk, x, y in negatives if kk == k], box,
+                                    propagate=propagate, progress=progress, cancel=cancel)
+            written = self._write(session, before, segmentation_node, segment_id, volume_node,
+                                  overwrite_other_segments)
+            return segment_id, SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou,
+                                             outcome.stop_reasons)
+
+    @staticmethod
+    def _roi_box(volume_node, roi_node, k: int) -> Optional[Tuple[float, float, float, float]]:
+        if roi_node is None or roi_node.GetNumberOfControlPoints() == 0:
+            return None
+        bounds = [0.0] * 6
+        roi_node.GetRASBounds(bounds)
+        corners = [ras_to_click(volume_node, (x, y, z)) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
+        xs, ys = [c[1] for c in corners], [c[2] for c in corners]
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    def propagate(self, volume_node, segmentation_node, segment_id: str, slice_index: Optional[int] = None,
+                  overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,
+                  cancel: Optional[threading.Event] = None) -> SegmentUpdate:
+        """Re-propagate the segment from ``slice_index`` (default: its largest slice)."""
+        with self._lock:
+            session = self.session_for(volume_node)
+            self._prepare(session, segmentation_node, segment_id, volume_node, overwrite_other_segments)
+            areas = session.mask.reshape(session.mask.shape[0], -1).sum(axis=1)
+            if not areas.any():
+                raise ValueError("The segment is empty: place a point on the hemorrhage first.")
+            k = int(np.argmax(areas)) if slice_index is None else int(slice_index)
+            before = session.mask.copy()
+            outcome = session.repropagate(k, progress=progress, cancel=cancel)
+            written = self._write(session, before, segmentation_node, segment_id, volume_node,
+                                  overwrite_other_segments)
+            return SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou, outcome.stop_reasons)
+
+    def undo(self, volume_node, segmentation_node, segment_id: str, redo: bool = False) -> SegmentUpdate:
+        """Undo (or redo) the last SAMIHS edit of this volume, restoring the segment exactly."""
+        with self._lock:
+            session = self.session_for(volume_node)
+            before = session.mask.copy()
+            session.redo() if redo else session.undo()
+            written = self._write(session, before, segmentation_node, segment_id, volume_node, False)
+            return SegmentUpdate(self.hemorrhage_volume_ml(session), written)
+
+    def hemorrhage_volume_ml(self, session) -> float:
+        from SAMIHSLib.metrics import volume_ml
+
+        return volume_ml(session.mask, session.predictor.spacing_zyx)
+
+    def segment_all_loaded_volumes(self, scene, progress: Optional[ProgressCallback] = None,
+                                   cancel: Optional[threading.Event] = None) -> List[Dict[str, object]]:
+        """Auto-seeded segmentation of every scalar volume in ``scene``: one new segmentation
+        node per volume. A volume that fails is reported and the others go on."""
+        from SAMIHSLib.auto_seeds import find_seed_clicks
+        from SAMIHSLib.batch import VolumePrompts, segment_volume
+        from SAMIHSLib.metrics import volume_ml
+
+        volumes = [node for node in _nodes_of_class(scene, "vtkMRMLScalarVolumeNode")
+                   if not node.IsA("vtkMRMLLabelMapVolumeNode")]
+        results = []
+        for done, volume_node in enumerate(volumes):
+            if cancel is not None and cancel.is_set():
+                break
+            if progress is not None:
+                progress(done, len(volumes), volume_node.GetName())
+            try:
+                ct, spacing = ct_volume_from_node(volume_node), spacing_zyx(volume_node)
+                prompts = VolumePrompts(find_seed_clicks(ct.array_hu, spacing))
+                mask = segment_volume(self.new_predictor(), ct, prompts, cancel)
+                segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                                            f"{volume_node.GetName()} hemorrhage")
+                segmentation_node.CreateDefaultDisplayNodes()
+                segment_id = self.ensure_hemorrhage_segment(segmentation_node, volume_node)
+                box = changed_box(np.zeros_like(mask), mask)
+                if box is not None:
+                    write_segment_region(segmentation_node, segment_id, volume_node, mask, box)
+                results.append({"volume": volume_node.GetName(), "segmentation": segmentation_node,
+                                "volume_ml": volume_ml(mask, spacing), "error": ""})
+            except Exception as error:  # report and go on with the next volume
+                results.append({"volume": volume_node.GetName(), "segmentation": None, "volume_ml": 0.0,
+                                "error": str(error)})
+        if progress is not None:
+            progress(len(volumes), len(volumes), "done")
+        return results
+
+
+def _nodes_of_class(scene, class_name: str) -> list:
+    nodes = []
+    collection = scene.GetNodesByClass(class_name)
+    for index in range(collection.GetNumberOfItems()):
+        nodes.append(collection.GetItemAsObject(index))
+    return nodes

@@ -1,0 +1,118 @@
+"""The Slicer extension packages every file it needs, and the code Slicer runs is Python 3.9."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO / "SAMIHS"
+
+
+def _cmake_list(variable: str) -> set:
+    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    block = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S)
+    assert block, f"{variable} not found in SAMIHS/CMakeLists.txt"
+    return {item.replace("${MODULE_NAME}", "SAMIHS") for item in block.group(1).split()}
+
+
+def test_every_module_python_file_is_in_module_python_scripts():
+    listed = _cmake_list("MODULE_PYTHON_SCRIPTS")
+    present = {p.name for p in MODULE_DIR.glob("*.py")}
+    assert present - listed == set(), f"missing from MODULE_PYTHON_SCRIPTS: {sorted(present - listed)}"
+    assert listed - present == set(), f"listed but absent: {sorted(listed - present)}"
+
+
+def test_every_samihslib_file_is_packaged_with_the_module():
+    listed = _cmake_list("SAMIHSLIB_PYTHON_SCRIPTS")
+    present = {str(p.relative_to(REPO)) for p in (REPO / "SAMIHSLib").rglob("*.py")}
+    assert present - listed == set(), f"missing from SAMIHSLIB_PYTHON_SCRIPTS: {sorted(present - listed)}"
+    assert listed - present == set(), f"listed but absent: {sorted(listed - present)}"
+
+
+def test_every_module_resource_is_listed_and_exists():
+    listed = _cmake_list("MODULE_PYTHON_RESOURCES")
+    present = {str(p.relative_to(MODULE_DIR)) for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
+    assert present == listed
+
+
+def test_extension_metadata_is_complete():
+    text = (REPO / "CMakeLists.txt").read_text()
+    for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert re.search(rf'set\(EXTENSION_{field} "[^"]+"\)', text), field
+    assert 'set(EXTENSION_CATEGORY "Segmentation")' in text
+    assert "add_subdirectory(SAMIHS)" in text
+
+
+def test_sample_data_checksum_matches_the_shipped_file():
+    from SAMIHSLib.models.checkpoint import sha256_file
+
+    source = (MODULE_DIR / "SAMIHS.py").read_text()
+    declared = re.search(r'SAMPLE_SHA256 = "([0-9a-f]{64})"', source).group(1)
+    assert sha256_file(MODULE_DIR / "Resources" / "SampleData" / "SAMIHSPhantomHeadCT.nrrd") == declared
+
+
+class Python39Checker(ast.NodeVisitor):
+    """What parses on 3.11 but fails on Slicer 5.8's Python 3.9 at import or call time."""
+
+    def __init__(self, future_annotations: bool) -> None:
+        self.future_annotations = future_annotations
+        self.problems = []
+
+    def _annotation(self, node, where):
+        if node is not None and not self.future_annotations:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.BitOr):
+                    self.problems.append(f"line {sub.lineno}: 'X | Y' annotation in {where} (3.10+)")
+
+    def visit_FunctionDef(self, node):
+        for arg in node.args.args + node.args.kwonlyargs + node.args.posonlyargs:
+            self._annotation(arg.annotation, node.name)
+        self._annotation(node.returns, node.name)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_AnnAssign(self, node):
+        self._annotation(node.annotation, "a variable")
+        self.generic_visit(node)
+
+    def visit_Call(self, node):
+        name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+        keywords = {k.arg for k in node.keywords}
+        if name == "zip" and "strict" in keywords:
+            self.problems.append(f"line {node.lineno}: zip(strict=) (3.10+)")
+        if name == "dataclass" and keywords & {"slots", "kw_only"}:
+            self.problems.append(f"line {node.lineno}: dataclass(slots/kw_only) (3.10+)")
+        self.generic_visit(node)
+
+
+SLICER_RUNS = sorted(MODULE_DIR.glob("*.py")) + sorted((REPO / "SAMIHSLib").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SLICER_RUNS, ids=[str(p.relative_to(REPO)) for p in SLICER_RUNS])
+def test_code_run_inside_slicer_is_python_3_9(path):
+    source = path.read_text()
+    tree = ast.parse(source, filename=str(path), feature_version=(3, 9))  # 3.10+ grammar raises here
+    compile(source, str(path), "exec")
+    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and
+                 any(a.name == "annotations" for a in n.names) for n in tree.body)
+    checker = Python39Checker(future)
+    checker.visit(tree)
+    assert not checker.problems, checker.problems
+
+
+def test_samihslib_never_imports_qt_slicer_or_training():
+    forbidden = re.compile(r"^\s*(import|from)\s+(qt|ctk|slicer|training|PythonQt)\b", re.M)
+    offenders = [str(p) for p in (REPO / "SAMIHSLib").rglob("*.py") if forbidden.search(p.read_text())]
+    assert offenders == []
+
+
+def test_the_python_3_9_check_catches_3_10_code():
+    tree = ast.parse("def f(x: int | None) -> list[int] | None:\n    return list(zip(a, b, strict=True))\n")
+    checker = Python39Checker(future_annotations=False)
+    checker.visit(tree)
+    assert len(checker.problems) == 3
+    with pytest.raises(SyntaxError):
+        ast.parse("match x:\n    case 1:\n        pass\n", feature_version=(3, 9))

@@ -1,0 +1,152 @@
+"""SAMIHSMRMLLogic on real MRML nodes (PyPI slicer-core): volume, markups, segmentation."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "SAMIHS"))
+import SAMIHSLogicCore as core  # noqa: E402
+
+from SAMIHSLib.metrics import dice  # noqa: E402
+from SAMIHSLib.phantom import oblique_direction  # noqa: E402
+from SAMIHSLib.volume_io import CTVolume, write_ct  # noqa: E402
+
+from conftest import deepest_point  # noqa: E402
+
+
+def load_volume(scene, path, name):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    return node
+
+
+@pytest.fixture(scope="module")
+def logic(lite_model):
+    logic = core.SAMIHSMRMLLogic()
+    logic._model = lite_model  # the session's embedded model, loaded once for all tests
+    from SAMIHSLib.predictor import SliceEmbeddingCache
+
+    logic._cache = SliceEmbeddingCache()
+    return logic
+
+
+@pytest.fixture
+def scene_with_ct(tmp_path, small_phantom):
+    volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (-110.0, 95.0, -30.0), oblique_direction(10.0))
+    path = write_ct(tmp_path / "head_ct.nrrd", volume)
+    scene = slicer.vtkMRMLScene()
+    node = load_volume(scene, path, "head CT")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
+    return scene, node, segmentation, volume
+
+
+def click_ras(volume, phantom, bleed=0):
+    truth = phantom.bleed_mask(bleed)
+    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    x, y = deepest_point(truth[k])
+    return k, tuple((volume.ijk_to_ras_matrix() @ np.array([x, y, k, 1.0]))[:3])
+
+
+def add_points(scene, name, points):
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for point in points:
+        node.AddControlPoint(*point)
+    return node
+
+
+def test_click_fills_the_segment_other_segments_untouched_and_undo(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    assert np.allclose(core.ijk_to_ras(volume_node), volume.ijk_to_ras_matrix(), atol=1e-4)
+    # A segment the user drew by hand, overlapping the bleed.
+    manual_id = segmentation_node.GetSegmentation().AddEmptySegment("manual", "Manual", (0.2, 0.8, 0.2))
+    manual = np.zeros(small_phantom.volume_hu.shape, bool)
+    k, ras = click_ras(volume, small_phantom)
+    truth = small_phantom.bleed_mask(0)
+    rows, cols = np.nonzero(truth[k])
+    manual[k, rows.min():rows.min() + 4, :] = True
+    core.write_segment_region(segmentation_node, manual_id, volume_node, manual,
+                              (slice(0, manual.shape[0]), slice(0, manual.shape[1]), slice(0, manual.shape[2])))
+    manual_before = core.read_segment_mask(segmentation_node, manual_id, volume_node)
+    assert np.array_equal(manual_before, manual)
+
+    positive = add_points(scene, "positive", [ras])
+    segment_id, update = logic.segment_from_points(volume_node, segmentation_node, positive)
+    mask = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    assert dice(mask, truth & ~manual) >= 0.85
+    assert not (mask & manual).any(), "the hand-drawn segment lost voxels"
+    assert np.array_equal(core.read_segment_mask(segmentation_node, manual_id, volume_node), manual_before)
+    assert update.volume_ml == pytest.approx(mask.sum() * 0.9 * 0.9 * 5.0 / 1000.0, rel=1e-6)
+    assert update.box is not None and mask[update.box].sum() == mask.sum()  # a small written extent
+
+    logic.undo(volume_node, segmentation_node, segment_id)
+    assert not core.read_segment_mask(segmentation_node, segment_id, volume_node).any()
+    logic.undo(volume_node, segmentation_node, segment_id, redo=True)
+    assert np.array_equal(core.read_segment_mask(segmentation_node, segment_id, volume_node), mask)
+
+
+def test_hand_edits_in_the_segment_are_respected(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    k, ras = click_ras(volume, small_phantom)
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, add_points(scene, "p", [ras]))
+    mask = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    edited_slice = k + 1
+    assert mask[edited_slice].any()
+    mask[edited_slice] = False
+    mask[edited_slice, 5:9, 5:9] = True  # as if drawn in the Segment Editor
+    core.write_segment_region(segmentation_node, segment_id, volume_node, mask,
+                              (slice(edited_slice, edited_slice + 1), slice(0, mask.shape[1]), slice(0, mask.shape[2])))
+    logic.propagate(volume_node, segmentation_node, segment_id, slice_index=k)
+    after = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    assert np.array_equal(after[edited_slice], mask[edited_slice])
+
+
+def test_segmentation_saved_as_seg_nrrd_reloads_identical(tmp_path, scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    _, ras = click_ras(volume, small_phantom)
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, add_points(scene, "p", [ras]),
+                                              propagate=False)
+    expected = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(tmp_path / "hemorrhage.seg.nrrd"))
+    assert storage.WriteData(segmentation_node)
+
+    fresh = slicer.vtkMRMLScene()
+    volume_again = load_volume(fresh, tmp_path / "head_ct.nrrd", "CT")
+    reloaded = fresh.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    reader = fresh.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    reader.SetFileName(str(tmp_path / "hemorrhage.seg.nrrd"))
+    assert reader.ReadData(reloaded)
+    reloaded_id = reloaded.GetSegmentation().GetSegmentIdBySegmentName("Hemorrhage")
+    assert np.array_equal(core.read_segment_mask(reloaded, reloaded_id, volume_again), expected)
+
+
+def test_segment_all_loaded_volumes_fills_one_segmentation_per_volume(tmp_path, logic, small_phantom):
+    scene = slicer.vtkMRMLScene()
+    for n, angle in enumerate((0.0, 14.0)):
+        volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0.0, 0.0, 0.0), oblique_direction(angle))
+        load_volume(scene, write_ct(tmp_path / f"ct{n}.nrrd", volume), f"CT {n}")
+    progress = []
+    results = logic.segment_all_loaded_volumes(scene, progress=lambda d, t, m: progress.append((d, t)))
+    assert [r["error"] for r in results] == ["", ""]
+    truth = small_phantom.bleed_labels > 0
+    for result, volume_node in zip(results, core._nodes_of_class(scene, "vtkMRMLScalarVolumeNode")):
+        segmentation_node = result["segmentation"]
+        segment_id = segmentation_node.GetSegmentation().GetNthSegmentID(0)
+        assert dice(core.read_segment_mask(segmentation_node, segment_id, volume_node), truth) >= 0.8
+    assert progress[-1] == (2, 2)
+    assert len(core._nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 2
+
+
+def test_bad_input_changes_nothing(scene_with_ct, logic):
+    scene, volume_node, segmentation_node, _ = scene_with_ct
+    outside = add_points(scene, "outside", [(5000.0, 5000.0, 5000.0)])
+    with pytest.raises(ValueError, match="outside"):
+        logic.segment_from_points(volume_node, segmentation_node, outside)
+    assert segmentation_node.GetSegmentation().GetNumberOfSegments() == 0
