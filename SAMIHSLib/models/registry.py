@@ -108,7 +108,9 @@ def _model_from_samihs_checkpoint(checkpoint: SamihsCheckpoint, path: Path) -> S
 
 
 def _build_from_config(config: ModelConfig) -> SegmentAnythingModel:
-    return build_model(config.backbone, config.adapters, config.preprocessing)
+    model = build_model(config.backbone, config.adapters, config.preprocessing)
+    model.config = config  # keeps every recorded field (e.g. trained_with_clicks)
+    return model
 
 
 def _backbone_of_state(state: Dict[str, torch.Tensor], path: Path) -> str:

@@ -1,0 +1,136 @@
+"""The training package: losses on hand-computed cases, prompt simulation, dataset readers,
+a short real training on the real ct-ich slices, and the export loading back."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from SAMIHSLib.models import load_model
+from SAMIHSLib.predictor import SAMIHSPredictor
+from SAMIHSLib.prompts import SlicePrompt
+from training.datasets import DatasetError, load_dataset, phantom_cases
+from training.evaluate import patient_folds
+from training.losses import authors_boundary_loss, boundary_weight, paper_boundary_loss, samihs_loss
+from training.prompts import corrective_click, deepest_point, jittered_box, random_foreground_click
+from training.trainer import TrainingConfig, export_checkpoint, train, training_slices
+
+from conftest import SHARED_SLICES
+
+
+def _square(size=5, inner=3):
+    target = torch.zeros(1, 1, size, size)
+    start = (size - inner) // 2
+    target[..., start:start + inner, start:start + inner] = 1
+    return target
+
+
+def test_paper_boundary_loss_by_hand():
+    target = _square()  # 3x3 square: S = 9, boundary C = 8, g = 1/9
+    assert boundary_weight(target).item() == pytest.approx(1 / 9)
+    assert paper_boundary_loss(target.clone(), target).item() == pytest.approx(0.0, abs=1e-6)
+    half = torch.full_like(target, 0.5)  # TP 4.5, FP 8, FN 4.5
+    assert paper_boundary_loss(half, target).item() == pytest.approx(1 - 1 / 13.5, rel=1e-5)
+
+
+def test_authors_boundary_loss_by_hand():
+    target = _square()  # alpha = 2 (1 - 8/9) - 1 = -7/9
+    half = torch.full_like(target, 0.5)  # sum p^2 = 6.25, sum t^2 = 9, I = 4.5
+    assert authors_boundary_loss(half, target).item() == pytest.approx(6.25 / 14.25, rel=1e-4)
+
+
+def test_combined_loss_weights_and_ablation():
+    target = _square()
+    logits = torch.zeros_like(target)
+    bce_only = samihs_loss(logits, target, boundary="none")
+    combined = samihs_loss(logits, target, boundary="paper")
+    assert combined.item() == pytest.approx(0.5 * bce_only.item() + 0.5 * (1 - 1 / 13.5), rel=1e-5)
+    with pytest.raises(ValueError, match="Unknown boundary loss"):
+        samihs_loss(logits, target, boundary="dice")
+
+
+def test_prompt_simulation():
+    mask = np.zeros((40, 40), bool)
+    mask[5:15, 5:15] = True
+    mask[20:38, 20:38] = True  # the larger component
+    assert deepest_point(mask) in [(28.0, 28.0), (29.0, 29.0), (28.0, 29.0), (29.0, 28.0)]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x, y = random_foreground_click(mask, rng)
+        assert mask[int(y), int(x)]
+        x0, y0, x1, y1 = jittered_box(mask, rng)
+        assert abs(x0 - 5) <= 10 and abs(x1 - 37) <= 10 and x0 <= x1 and y0 <= y1
+    prediction = mask.copy()
+    prediction[20:38, 20:30] = False  # missed part of the big bleed
+    (x, y), positive = corrective_click(prediction, mask)
+    assert positive and mask[int(y), int(x)] and not prediction[int(y), int(x)]
+    assert corrective_click(mask, mask) is None
+
+
+def test_patient_folds_never_leak(real_slices_cases):
+    for train_patients, test_patients in patient_folds(real_slices_cases, folds=0):
+        assert len(test_patients) == 1 and not set(train_patients) & set(test_patients)
+    folds = patient_folds(real_slices_cases, folds=5)
+    assert len(folds) == 5 and sorted(p for _, test in folds for p in test) == sorted(
+        {c.patient for c in real_slices_cases})
+
+
+def test_malformed_datasets_are_explained(tmp_path):
+    with pytest.raises(DatasetError, match="ct_scans"):
+        load_dataset("bcihm", str(tmp_path))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "001_1.nrrd").write_bytes(b"")
+    with pytest.raises(DatasetError, match="no mask"):
+        load_dataset("folder", str(tmp_path))
+    with pytest.raises(DatasetError, match="Unknown dataset kind"):
+        load_dataset("brats", str(tmp_path))
+
+
+def test_phantom_cases_have_bleeds():
+    cases = phantom_cases(2, seed=1, shape=(3, 128, 128))
+    assert all(case.mask.any() and case.image_hu.min() < -900 for case in cases)
+
+
+@pytest.fixture(scope="module")
+def real_slices_cases():
+    if not SHARED_SLICES.is_dir():
+        pytest.skip("real ct-ich slices not available")
+    return load_dataset("folder", str(SHARED_SLICES))
+
+
+def test_short_real_training_lowers_the_loss_and_exports(tmp_path, real_slices_cases):
+    config = TrainingConfig(name="ci", adapter_positions=(), cache_embeddings=True, augmented_copies=1,
+                            augment=False, max_steps=16, batch_size=2, extra_click_probability=0.0,
+                            output_dir=str(tmp_path / "run"), device="cpu", seed=3)
+    slices = training_slices(real_slices_cases)[:4]
+    model, losses = train(config, slices, progress=False)
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]), losses
+    assert (tmp_path / "run" / "train_log.csv").read_text().count("\n") == 17
+    path = export_checkpoint(model, config, tmp_path / "ci.samihs.pt", {"dice": 0.0}, "4 ct-ich slices")
+    loaded = load_model(path, device="cpu")
+    assert loaded.config.trained_with_clicks
+    header = json.loads(torch.load(path, weights_only=True)["header_json"])
+    assert header["provenance"]["training_config"]["max_steps"] == 16
+    image, mask = slices[0].image_hu, slices[0].mask
+    outputs = []
+    for candidate in (model, loaded):
+        predictor = SAMIHSPredictor(candidate)
+        predictor.set_volume(image)
+        outputs.append(predictor.predict(0, SlicePrompt([deepest_point(mask)])).mask)
+    assert np.mean(outputs[0] == outputs[1]) > 0.999  # fp16 storage may flip a few edge pixels
+
+    resumed_config = TrainingConfig(**{**config.to_dict(), "max_steps": 18})
+    _, resumed_losses = train(resumed_config, slices, progress=False)
+    assert len(resumed_losses) == 18 and resumed_losses[:16] == losses
+
+
+def test_adapters_receive_gradients(tmp_path, real_slices_cases):
+    config = TrainingConfig(name="adapters", adapter_positions=("attn", "mlp"), adapter_rank=8, max_steps=1,
+                            batch_size=1, augment=False, output_dir=str(tmp_path / "a"), device="cpu")
+    model, losses = train(config, training_slices(real_slices_cases)[:1], progress=False)
+    rescales = [p for n, p in model.named_parameters() if n.endswith("adapter.rescale")]
+    assert rescales and any(float(p.abs().sum()) > 0 for p in rescales)  # moved away from zero init
+    assert not any(p.requires_grad for n, p in model.named_parameters()
+                   if n.startswith("image_encoder.") and "adapter" not in n)

@@ -1,0 +1,159 @@
+"""Readers of hemorrhage datasets into cases of (CT in HU, mask, spacing, patient).
+
+- ``bcihm``: PhysioNet ct-ich as distributed: ``ct_scans/NNN.nii`` + ``masks/NNN.nii``.
+- ``bcihm_jpg``: its per-slice layout ``Patients_CT/NNN/brain/K.jpg`` + ``K_HGE_Seg.jpg``
+  (brain-window renderings, mapped back to approximate HU).
+- ``instance``: INSTANCE 2022 ``data/*.nii.gz`` + ``label/*.nii.gz``.
+- ``folder``: any ``images/`` + ``masks/`` pair of files with the same names (NIfTI, NRRD,
+  DICOM slices such as ../shared/data/ct-ich-slices, PNG); the patient is the name before "_".
+- ``phantom``: synthetic head CTs with random bleeds (SAMIHSLib.phantom).
+Every reader says exactly what is wrong with a malformed dataset.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+
+from SAMIHSLib.phantom import BLEED_KINDS, BleedSpec, make_head_phantom
+from SAMIHSLib.validation import InputError, validate_ct_volume
+from SAMIHSLib.volume_io import read_ct, read_png_slice
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing files, mismatched, or unreadable."""
+
+
+@dataclass
+class Case:
+    """One scan (or slice): ``image_hu`` and ``mask`` (k, j, i), ``spacing_zyx`` in mm."""
+
+    name: str
+    patient: str
+    image_hu: np.ndarray
+    mask: np.ndarray
+    spacing_zyx: Tuple[float, float, float]
+
+    def hemorrhage_slices(self) -> List[int]:
+        return [int(k) for k in np.nonzero(self.mask.any(axis=(1, 2)))[0]]
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"Expected {what} at {path}, but it is not a folder.")
+    return path
+
+
+def _pairs(image_dir: Path, mask_dir: Path, pattern: str, mask_name: Callable[[Path], str]) -> List[Tuple[Path, Path]]:
+    images = sorted(p for p in image_dir.glob(pattern) if p.is_file())
+    if not images:
+        raise DatasetError(f"No images matching {pattern} in {image_dir}.")
+    pairs, missing = [], []
+    for image in images:
+        mask = mask_dir / mask_name(image)
+        (pairs.append((image, mask)) if mask.is_file() else missing.append(mask.name))
+    if missing:
+        raise DatasetError(f"{len(missing)} image(s) in {image_dir} have no mask in {mask_dir}, e.g. {missing[:3]}.")
+    return pairs
+
+
+def _case(image_path: Path, mask_path: Path, patient: str, reader=None) -> Case:
+    try:
+        volume = (reader or read_ct)(image_path)
+        mask_image = sitk.ReadImage(str(mask_path)) if mask_path.suffix.lower() not in (".png", ".jpg") else None
+    except (InputError, RuntimeError) as error:
+        raise DatasetError(f"Cannot read {image_path.name} / {mask_path.name}: {error}") from error
+    if mask_image is not None:
+        mask = sitk.GetArrayFromImage(mask_image)
+        mask = mask[None] if mask.ndim == 2 else mask
+    else:
+        mask = np.asarray(Image.open(mask_path).convert("L"))[None]
+    if mask.shape != volume.array_hu.shape:
+        raise DatasetError(f"{mask_path.name} has shape {mask.shape}, its image {volume.array_hu.shape}.")
+    return Case(image_path.name, patient, volume.array_hu.astype(np.float32), mask > 0, volume.spacing_zyx)
+
+
+def read_bcihm(root: Path) -> List[Case]:
+    root = Path(root)
+    pairs = _pairs(_require_dir(root / "ct_scans", "BCIHM ct_scans/"), _require_dir(root / "masks", "BCIHM masks/"),
+                   "*.nii*", lambda p: p.name)
+    return [_case(image, mask, image.name.split(".")[0]) for image, mask in pairs]
+
+
+def read_instance(root: Path) -> List[Case]:
+    root = Path(root)
+    pairs = _pairs(_require_dir(root / "data", "INSTANCE data/"), _require_dir(root / "label", "INSTANCE label/"),
+                   "*.nii*", lambda p: p.name)
+    return [_case(image, mask, image.name.split(".")[0]) for image, mask in pairs]
+
+
+def read_folder(root: Path) -> List[Case]:
+    root = Path(root)
+    pairs = _pairs(_require_dir(root / "images", "images/"), _require_dir(root / "masks", "masks/"), "*",
+                   lambda p: p.name)
+    return [_case(image, mask, image.name.split("_")[0]) for image, mask in pairs]
+
+
+def read_bcihm_jpg(root: Path, window_level_hu: float = 40.0, window_width_hu: float = 80.0) -> List[Case]:
+    patients = _require_dir(Path(root) / "Patients_CT", "BCIHM Patients_CT/")
+    cases = []
+    for patient_dir in sorted(p for p in patients.iterdir() if p.is_dir()):
+        brain = _require_dir(patient_dir / "brain", f"{patient_dir.name}/brain/")
+        for image in sorted(p for p in brain.glob("*.jpg") if not p.stem.endswith("_HGE_Seg")):
+            mask = image.with_name(f"{image.stem}_HGE_Seg.jpg")
+            if not mask.is_file():
+                continue  # ct-ich ships a mask only for slices with hemorrhage: these are negatives
+            cases.append(_case(image, mask, patient_dir.name,
+                               reader=lambda p: read_png_slice(p, window_level_hu, window_width_hu)))
+    if not cases:
+        raise DatasetError(f"No slice with a *_HGE_Seg.jpg mask under {patients}.")
+    return cases
+
+
+def phantom_cases(count: int, seed: int = 0, shape: Tuple[int, int, int] = (4, 512, 512)) -> List[Case]:
+    """``count`` small synthetic scans with one or two random bleeds each."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for number in range(count):
+        bleeds = []
+        for _ in range(int(rng.integers(1, 3))):
+            kind = str(rng.choice(BLEED_KINDS))
+            angle = rng.uniform(0, 2 * np.pi)
+            if kind in ("epidural", "subdural"):
+                centre = (60 * np.cos(angle), 78 * np.sin(angle), rng.uniform(-4, 4))
+                size = (rng.uniform(15, 35), rng.uniform(4, 10), rng.uniform(8, 20))
+            elif kind == "intraventricular":
+                centre, size = (rng.choice([-9.0, 9.0]), rng.uniform(-10, 5), 4.0), (4.0, rng.uniform(6, 12), 8.0)
+            else:
+                radius = rng.uniform(5, 45)
+                centre = (radius * np.cos(angle), radius * np.sin(angle), rng.uniform(-4, 4))
+                size = tuple(rng.uniform(4, 16, size=3))
+            bleeds.append(BleedSpec(kind, tuple(float(c) for c in centre), tuple(float(s) for s in size),
+                                    float(rng.uniform(55, 80))))
+        pixel_mm = 230.0 / shape[1]  # a 23 cm field of view, whatever the matrix
+        phantom = make_head_phantom(shape=shape, spacing_zyx=(5.0, pixel_mm, pixel_mm), bleeds=bleeds,
+                                    noise_hu=float(rng.uniform(3, 7)), seed=int(rng.integers(1 << 30)))
+        cases.append(Case(f"phantom_{number:03d}", f"phantom_{number:03d}", phantom.volume_hu.astype(np.float32),
+                          phantom.bleed_labels > 0, phantom.spacing_zyx))
+    return cases
+
+
+READERS: Dict[str, Callable[..., List[Case]]] = {
+    "bcihm": read_bcihm, "bcihm_jpg": read_bcihm_jpg, "instance": read_instance, "folder": read_folder,
+}
+
+
+def load_dataset(kind: str, root: str) -> List[Case]:
+    """Cases of a dataset of ``kind`` (see READERS) at ``root``; checks they are CT with masks."""
+    if kind not in READERS:
+        raise DatasetError(f"Unknown dataset kind {kind!r}; use one of {sorted(READERS)} or 'phantom'.")
+    cases = READERS[kind](Path(root))
+    for case in cases:
+        try:
+            validate_ct_volume(case.image_hu, what=case.name)
+        except InputError as error:
+            raise DatasetError(str(error)) from error
+    return cases

@@ -1,0 +1,124 @@
+"""Honest evaluation: patient-level folds, Dice per slice and per volume, HD95 in mm, volume
+error in mL, and a table like the paper's Table 1 (Markdown + CSV)."""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from SAMIHSLib.click_segmentation import ClickSegmenter
+from SAMIHSLib.metrics import dice, hd95_mm, volume_error_ml
+from SAMIHSLib.predictor import SAMIHSPredictor
+from SAMIHSLib.prompts import SlicePrompt
+
+from .datasets import Case
+from .prompts import corrective_click, deepest_point
+
+
+@dataclass
+class SliceResult:
+    case: str
+    patient: str
+    slice_index: int
+    clicks: int
+    dice: float
+    hd95_mm: float
+
+
+def patient_folds(cases: Sequence[Case], folds: int) -> List[Tuple[List[str], List[str]]]:
+    """(train patients, test patients) per fold; no patient is ever on both sides.
+    ``folds`` <= 0 means leave-one-patient-out."""
+    patients = sorted({case.patient for case in cases})
+    count = len(patients) if folds <= 0 else folds
+    if count > len(patients) or count < 2:
+        raise ValueError(f"Cannot make {count} patient folds from {len(patients)} patients.")
+    groups = [patients[i::count] for i in range(count)]
+    return [([p for p in patients if p not in group], group) for group in groups]
+
+
+def predict_slice(predictor: SAMIHSPredictor, clicker: ClickSegmenter, truth: np.ndarray, clicks: int,
+                  use_click_handling: bool) -> np.ndarray:
+    """Mask after ``clicks`` simulated clicks: the deepest point, then corrective clicks on the
+    largest error. ``use_click_handling``: the intensity-guided handling of the base model."""
+    positive, negative = [deepest_point(truth)], []
+    mask, logits = None, None
+    for number in range(clicks):
+        if number:
+            correction = corrective_click(mask, truth)
+            if correction is None:
+                break
+            (positive if correction[1] else negative).append(correction[0])
+        if use_click_handling:
+            mask = clicker.segment(0, positive, negative).prediction.mask
+        else:
+            result = predictor.predict(0, SlicePrompt(positive, negative, mask_input=logits))
+            mask, logits = result.mask, result.lowres_logits
+    return mask
+
+
+def evaluate_cases(predictor: SAMIHSPredictor, cases: Sequence[Case], clicks: int = 1,
+                   use_click_handling: bool = False) -> Tuple[List[SliceResult], Dict[str, float]]:
+    """Per-slice results on every hemorrhage slice, and the summary: mean slice Dice, mean
+    volume Dice (slices without hemorrhage count as predicted empty), HD95 mm, |volume error| mL."""
+    clicker = ClickSegmenter(predictor)
+    rows: List[SliceResult] = []
+    volume_dice, volume_error = [], []
+    for case in cases:
+        predicted = np.zeros_like(case.mask)
+        for k in case.hemorrhage_slices():
+            predictor.set_volume(case.image_hu[k], case.spacing_zyx)
+            predicted[k] = predict_slice(predictor, clicker, case.mask[k], clicks, use_click_handling)
+            rows.append(SliceResult(case.name, case.patient, k, clicks, dice(predicted[k], case.mask[k]),
+                                    hd95_mm(predicted[k], case.mask[k], case.spacing_zyx[1:])))
+        volume_dice.append(dice(predicted, case.mask))
+        volume_error.append(abs(volume_error_ml(predicted, case.mask, case.spacing_zyx)))
+    finite_hd = [r.hd95_mm for r in rows if np.isfinite(r.hd95_mm)]
+    summary = {"slices": len(rows), "dice_slice": float(np.mean([r.dice for r in rows])),
+               "dice_volume": float(np.mean(volume_dice)),
+               "hd95_mm": float(np.mean(finite_hd)) if finite_hd else float("inf"),
+               "volume_error_ml": float(np.mean(volume_error))}
+    return rows, summary
+
+
+def write_table(path_stem: Path, rows: Dict[str, Dict[str, float]], caption: str) -> None:
+    """``rows``: method -> summary. Writes ``<stem>.md`` and ``<stem>.csv``."""
+    columns = ["slices", "dice_slice", "dice_volume", "hd95_mm", "volume_error_ml"]
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    with open(path_stem.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method"] + columns)
+        for method, summary in rows.items():
+            writer.writerow([method] + [summary.get(c, "") for c in columns])
+    lines = [caption, "", "| method | slices | Dice (slice) | Dice (volume) | HD95 (mm) | |vol. error| (mL) |",
+             "|---|---|---|---|---|---|"]
+    for method, s in rows.items():
+        lines.append(f"| {method} | {s['slices']} | {s['dice_slice']:.3f} | {s['dice_volume']:.3f} | "
+                     f"{s['hd95_mm']:.1f} | {s['volume_error_ml']:.3f} |")
+    path_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def cross_validate(cases: Sequence[Case], folds: int, train_fold: Callable[[List[Case]], object],
+                   extra_training: Sequence[Case] = (), clicks: Sequence[int] = (1, 3)) -> Dict[str, Dict[str, float]]:
+    """Train on each fold's training patients (plus ``extra_training``, e.g. phantoms) and test on
+    its held-out patients; pooled summaries per click count. ``train_fold`` returns a model."""
+    pooled: Dict[int, List[Tuple[List[SliceResult], Dict[str, float]]]] = {c: [] for c in clicks}
+    for train_patients, test_patients in patient_folds(cases, folds):
+        model = train_fold([c for c in cases if c.patient in train_patients] + list(extra_training))
+        predictor = SAMIHSPredictor(model)
+        test = [c for c in cases if c.patient in test_patients]
+        for count in clicks:
+            pooled[count].append(evaluate_cases(predictor, test, clicks=count))
+    return {f"fine-tuned, {count} click{'s' if count > 1 else ''}": _pool(results)
+            for count, results in pooled.items()}
+
+
+def _pool(results: List[Tuple[List[SliceResult], Dict[str, float]]]) -> Dict[str, float]:
+    rows = [r for fold_rows, _ in results for r in fold_rows]
+    weights = [summary["slices"] for _, summary in results]
+    finite = [r.hd95_mm for r in rows if np.isfinite(r.hd95_mm)]
+    return {"slices": len(rows), "dice_slice": float(np.mean([r.dice for r in rows])),
+            "dice_volume": float(np.average([s["dice_volume"] for _, s in results], weights=weights)),
+            "hd95_mm": float(np.mean(finite)) if finite else float("inf"),
+            "volume_error_ml": float(np.average([s["volume_error_ml"] for _, s in results], weights=weights))}

@@ -1,0 +1,60 @@
+"""Simulated prompts for training and evaluation, in pixel (column, row) coordinates."""
+
+from typing import List, Optional, Tuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+Point = Tuple[float, float]
+
+
+def random_foreground_click(mask: np.ndarray, rng: np.random.Generator) -> Point:
+    """A uniformly random foreground pixel: the paper's training click."""
+    rows, cols = np.nonzero(mask)
+    index = int(rng.integers(len(rows)))
+    return float(cols[index]), float(rows[index])
+
+
+def deepest_point(mask: np.ndarray) -> Point:
+    """The interior point of the largest component farthest from its boundary: the evaluation click."""
+    labels, count = ndi.label(mask)
+    if count == 0:
+        raise ValueError("The mask is empty: no click can be placed.")
+    sizes = ndi.sum(mask, labels, range(1, count + 1))
+    depth = ndi.distance_transform_edt(labels == (int(np.argmax(sizes)) + 1))
+    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return float(col), float(row)
+
+
+def corrective_click(prediction: np.ndarray, truth: np.ndarray) -> Optional[Tuple[Point, bool]]:
+    """The next click a user would make: the deepest point of the largest error region,
+    positive if it is missed bleed, negative if it is a false positive. None if no error."""
+    missed, extra = truth & ~prediction, prediction & ~truth
+    candidates = []
+    for region, positive in ((missed, True), (extra, False)):
+        labels, count = ndi.label(region)
+        if count:
+            sizes = ndi.sum(region, labels, range(1, count + 1))
+            candidates.append((float(np.max(sizes)), labels == (int(np.argmax(sizes)) + 1), positive))
+    if not candidates:
+        return None
+    _, largest, positive = max(candidates, key=lambda c: c[0])
+    return deepest_point(largest), positive
+
+
+def jittered_box(mask: np.ndarray, rng: np.random.Generator, max_shift_fraction: float = 0.1,
+                 max_pixels: int = 10) -> Tuple[float, float, float, float]:
+    """The mask's bounding box with each side moved by up to 10 % of its size (at most 10 px)."""
+    rows, cols = np.nonzero(mask)
+    h, w = mask.shape
+    x0, x1, y0, y1 = cols.min(), cols.max(), rows.min(), rows.max()
+    jitter_x = min(max_pixels, max(1, int((x1 - x0) * max_shift_fraction)))
+    jitter_y = min(max_pixels, max(1, int((y1 - y0) * max_shift_fraction)))
+    shift = rng.integers(-1, 2, size=4) * rng.integers(0, [jitter_x, jitter_y, jitter_x, jitter_y], endpoint=True)
+    return (float(np.clip(x0 + shift[0], 0, w - 1)), float(np.clip(y0 + shift[1], 0, h - 1)),
+            float(np.clip(x1 + shift[2], 0, w - 1)), float(np.clip(y1 + shift[3], 0, h - 1)))
+
+
+def clicks_for_evaluation(mask: np.ndarray) -> List[Point]:
+    """The deterministic first click of the evaluation protocol."""
+    return [deepest_point(mask)]
