@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .device import DEVICE_CHOICES
+from .engines import ENGINE_CHOICES
 from .models.checkpoint import CheckpointError
 from .validation import InputError, validate_point_in_slice
 
@@ -70,11 +71,13 @@ def _points_to_kji(points: List[Tuple[float, ...]], coords: str, volume) -> List
     return result
 
 
-def _load_predictor(model_spec: str, device: str):
+def _load_predictor(model_spec: str, device: str, engine: str = "torch"):
+    from .engines import make_engine
     from .models import load_model
     from .predictor import SAMIHSPredictor
 
-    return SAMIHSPredictor(load_model(model_spec, device=device))
+    model = load_model(model_spec, device=device)
+    return SAMIHSPredictor(model, engine=make_engine(model, engine))
 
 
 def run_segment(args: argparse.Namespace) -> int:
@@ -98,7 +101,7 @@ def run_segment(args: argparse.Namespace) -> int:
     axial, spacing, permutation = to_axial_stack(volume)
     if permutation != (0, 1, 2):
         raise InputError("This volume's slice axis is not superior-inferior; resample it to axial first.")
-    predictor = _load_predictor(args.model, args.device)
+    predictor = _load_predictor(args.model, args.device, args.engine)
     predictor.set_volume(axial, spacing)
     session = HemorrhageSession(predictor)
     k = slices.pop()
@@ -147,7 +150,7 @@ def run_demo(args: argparse.Namespace) -> int:
     j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)  # the click: deepest point of the bleed
     print(f"Synthetic head CT {phantom.volume_hu.shape[::-1]} voxels, spacing {spacing_ijk} mm; "
           f"click at column {i}, row {j}, slice {k}")
-    predictor = _load_predictor(args.model, args.device)
+    predictor = _load_predictor(args.model, args.device, args.engine)
     predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)
     session = HemorrhageSession(predictor)
     progress = _Progress("segmenting")
@@ -177,7 +180,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_batch_command(args: argparse.Namespace) -> int:
     from .batch import REPORT_NAME, run_batch
 
-    predictor = _load_predictor(args.model, args.device)
+    predictor = _load_predictor(args.model, args.device, args.engine)
     progress = _Progress("volumes")
     progress._bar.unit = "volume"
     try:
@@ -204,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Click coordinates: IJK voxel indices (I column, J row, K slice) or RAS mm.")
     segment.add_argument("--model", default="lite", help="'lite' (embedded LiteMedSAM) or a checkpoint path.")
     segment.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    segment.add_argument("--engine", default="torch", choices=ENGINE_CHOICES,
+                         help="Inference backend: torch, or onnxruntime (exact fp32, faster on CPU).")
     segment.add_argument("--spacing", metavar="SI,SJ,SK", help="Voxel spacing in mm when the file lacks it.")
     segment.add_argument("--no-propagate", action="store_true", help="Segment the clicked slice only.")
     segment.add_argument("-o", "--output", required=True, help="Output .seg.nrrd, .nii.gz or .nrrd.")
@@ -218,12 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("-o", "--output", required=True, help="Output folder.")
     batch.add_argument("--model", default="lite")
     batch.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    batch.add_argument("--engine", default="torch", choices=ENGINE_CHOICES)
     batch.set_defaults(handler=run_batch_command)
 
     demo = commands.add_parser("demo", help="Segment a synthetic head CT from one click.")
     demo.add_argument("--out", default="samihs-demo", help="Output folder.")
     demo.add_argument("--model", default="lite")
     demo.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    demo.add_argument("--engine", default="torch", choices=ENGINE_CHOICES)
     demo.set_defaults(handler=run_demo)
     return parser
 

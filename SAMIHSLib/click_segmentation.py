@@ -42,6 +42,9 @@ class ClickSegmentationConfig:
     box_margin_mm: float = 1.35
     # The model refines the boundary but may not claim tissue farther than this from the region.
     region_tolerance_mm: float = 0.9
+    # None: intensity-guided boxes only for models not trained on clicks; True/False forces it.
+    # A click-trained model gets the clicks together with each candidate box.
+    intensity_guided: Optional[bool] = None
 
 
 @dataclass
@@ -115,7 +118,10 @@ class ClickSegmenter:
                 mask_input: Optional[np.ndarray] = None) -> ClickResult:
         """Segment one slice from clicks (pixel column, row) and an optional box / previous mask."""
         prompt = SlicePrompt(list(positive), list(negative), box, mask_input)
-        if self.predictor.model.config.trained_with_clicks or box is not None or not positive:
+        guided = self.config.intensity_guided
+        if guided is None:
+            guided = not self.predictor.model.config.trained_with_clicks
+        if not guided or box is not None or not positive:
             return ClickResult(self.predictor.predict(slice_index, prompt), box, "prompt")
         slice_hu = self.predictor.denoised_slice(slice_index)
         result = self._from_intensity(slice_index, slice_hu, prompt)
@@ -137,8 +143,10 @@ class ClickSegmenter:
                 if others:
                     region = region | others[min(index, len(others) - 1)]
             candidate_box = _box_around(region, margin)
+            clicks = (prompt.positive_points, prompt.negative_points) \
+                if self.predictor.model.config.trained_with_clicks else ([], [])
             prediction = self.predictor.predict(
-                slice_index, SlicePrompt(box=candidate_box, mask_input=prompt.mask_input))
+                slice_index, SlicePrompt(clicks[0], clicks[1], box=candidate_box, mask_input=prompt.mask_input))
             score = prediction.predicted_iou * dice(prediction.mask, region)
             if best is None or score > best[0]:
                 mask, used_model = constrain_to_region(

@@ -89,8 +89,13 @@ def volume_fingerprint(volume: np.ndarray) -> str:
 class SAMIHSPredictor:
     """A segmentation session over one CT volume (slices, rows, columns) in HU."""
 
-    def __init__(self, model: SegmentAnythingModel, cache: Optional[SliceEmbeddingCache] = None) -> None:
+    def __init__(self, model: SegmentAnythingModel, cache: Optional[SliceEmbeddingCache] = None,
+                 engine=None) -> None:
+        """``engine``: an :mod:`SAMIHSLib.engines` backend running ``model`` (default PyTorch)."""
+        from .engines import TorchEngine
+
         self.model = model.eval()
+        self.engine = engine if engine is not None else TorchEngine(self.model)
         self.cache = cache if cache is not None else SliceEmbeddingCache()
         self.volume_hu: Optional[np.ndarray] = None
         self.spacing_zyx: Tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -142,7 +147,8 @@ class SAMIHSPredictor:
 
     # -- the expensive half ---------------------------------------------------------------------
     def cache_key(self, slice_index: int) -> Hashable:
-        return (self._fingerprint, int(slice_index), self.model.config.preprocessing.cache_key(), id(self.model))
+        return (self._fingerprint, int(slice_index), self.model.config.preprocessing.cache_key(), id(self.model),
+                self.engine.name)
 
     def is_encoded(self, slice_index: int) -> bool:
         return self.cache_key(slice_index) in self.cache
@@ -160,7 +166,7 @@ class SAMIHSPredictor:
                 return cached
             image01 = normalize_slice(self.volume_hu[index], self.model.config.preprocessing)  # type: ignore[index]
             with torch.inference_mode(), self._autocast():
-                embedding = self.model.encode(self.transform.image_to_model(image01)).float()
+                embedding = self.engine.encode(self.transform.image_to_model(image01)).float()
             self.encoder_calls += 1
             self.cache.put(key, embedding)
         return embedding
@@ -182,7 +188,7 @@ class SAMIHSPredictor:
             validate_point_in_slice(x, y, self.slice_shape)
         if prompt.box is not None:
             self._validate_box(prompt.box)
-        transform, device = self.transform, self.model.device
+        transform, device = self.transform, self.engine.device
         points = boxes = mask_input = None
         if prompt.has_points:
             coords, labels = prompt.points_and_labels()
@@ -193,7 +199,7 @@ class SAMIHSPredictor:
         if prompt.mask_input is not None:
             mask_input = self._dense_prompt(prompt.mask_input).to(device)
         with self._model_lock, torch.inference_mode(), self._autocast():
-            lowres, iou = self.model.decode(embedding.to(device), points, boxes, mask_input)
+            lowres, iou = self.engine.decode(embedding.to(self.engine.device), points, boxes, mask_input)
         logits = transform.lowres_logits_to_original(lowres)[0, 0]
         return SlicePrediction(mask=(logits > 0).cpu().numpy(), predicted_iou=float(iou[0, 0]),
                                lowres_logits=lowres[0, 0].float().cpu().numpy())

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from SAMIHSLib.click_segmentation import ClickSegmenter
+from SAMIHSLib.click_segmentation import ClickSegmentationConfig, ClickSegmenter
 from SAMIHSLib.metrics import dice, hd95_mm, volume_error_ml
 from SAMIHSLib.predictor import SAMIHSPredictor
 from SAMIHSLib.prompts import SlicePrompt
@@ -62,7 +62,7 @@ def evaluate_cases(predictor: SAMIHSPredictor, cases: Sequence[Case], clicks: in
                    use_click_handling: bool = False) -> Tuple[List[SliceResult], Dict[str, float]]:
     """Per-slice results on every hemorrhage slice, and the summary: mean slice Dice, mean
     volume Dice (slices without hemorrhage count as predicted empty), HD95 mm, |volume error| mL."""
-    clicker = ClickSegmenter(predictor)
+    clicker = ClickSegmenter(predictor, ClickSegmentationConfig(intensity_guided=use_click_handling))
     rows: List[SliceResult] = []
     volume_dice, volume_error = [], []
     for case in cases:
@@ -102,16 +102,20 @@ def write_table(path_stem: Path, rows: Dict[str, Dict[str, float]], caption: str
 def cross_validate(cases: Sequence[Case], folds: int, train_fold: Callable[[List[Case]], object],
                    extra_training: Sequence[Case] = (), clicks: Sequence[int] = (1, 3)) -> Dict[str, Dict[str, float]]:
     """Train on each fold's training patients (plus ``extra_training``, e.g. phantoms) and test on
-    its held-out patients; pooled summaries per click count. ``train_fold`` returns a model."""
-    pooled: Dict[int, List[Tuple[List[SliceResult], Dict[str, float]]]] = {c: [] for c in clicks}
+    its held-out patients; pooled summaries per click count, for the fine-tuned model prompted
+    with the clicks alone and with the clicks plus intensity-guided boxes. ``train_fold``
+    returns a model."""
+    modes = {"clicks only": False, "clicks + intensity-guided boxes": True}
+    pooled: Dict[Tuple[int, str], List[Tuple[List[SliceResult], Dict[str, float]]]] = {
+        (c, m): [] for c in clicks for m in modes}
     for train_patients, test_patients in patient_folds(cases, folds):
         model = train_fold([c for c in cases if c.patient in train_patients] + list(extra_training))
         predictor = SAMIHSPredictor(model)
         test = [c for c in cases if c.patient in test_patients]
-        for count in clicks:
-            pooled[count].append(evaluate_cases(predictor, test, clicks=count))
-    return {f"fine-tuned, {count} click{'s' if count > 1 else ''}": _pool(results)
-            for count, results in pooled.items()}
+        for count, mode in pooled:
+            pooled[(count, mode)].append(evaluate_cases(predictor, test, clicks=count, use_click_handling=modes[mode]))
+    return {f"fine-tuned, {count} click{'s' if count > 1 else ''}, {mode}": _pool(results)
+            for (count, mode), results in pooled.items()}
 
 
 def _pool(results: List[Tuple[List[SliceResult], Dict[str, float]]]) -> Dict[str, float]:

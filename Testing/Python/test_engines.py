@@ -1,0 +1,67 @@
+"""Inference engines: the ONNX Runtime engine reproduces PyTorch on real CT, caches its graphs
+by checkpoint hash, and carries fine-tuned adapters (folded exactly)."""
+
+import numpy as np
+import pytest
+import torch
+
+from SAMIHSLib.click_segmentation import ClickSegmenter
+from SAMIHSLib.engines import make_engine
+from SAMIHSLib.engines.export import fold_adapters, model_fingerprint
+from SAMIHSLib.metrics import dice
+from SAMIHSLib.models import AdapterConfig, build_model
+from SAMIHSLib.predictor import SAMIHSPredictor
+from SAMIHSLib.prompts import SlicePrompt
+
+from conftest import SHARED_PIXEL_SPACING_MM, deepest_point
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def onnx_engine(lite_model, tmp_path_factory):
+    return make_engine(lite_model, "onnxruntime", cache_dir=tmp_path_factory.mktemp("engines"))
+
+
+@pytest.mark.real_data
+def test_onnx_masks_match_pytorch_on_real_ct(lite_model, onnx_engine, real_slices):
+    """Precision policy: the default CPU engine is exact fp32 (masks >= 0.99 Dice of PyTorch)."""
+    reference, fast = SAMIHSPredictor(lite_model), SAMIHSPredictor(lite_model, engine=onnx_engine)
+    agreements = []
+    for _, image, truth in real_slices:
+        click = deepest_point(truth)
+        rows, cols = np.nonzero(truth)
+        box = (cols.min(), rows.min(), cols.max(), rows.max())
+        for predictor in (reference, fast):
+            predictor.set_volume(image, (5.0, SHARED_PIXEL_SPACING_MM, SHARED_PIXEL_SPACING_MM))
+        for prompt in (SlicePrompt(box=box), SlicePrompt([click], [(0.0, 0.0)])):
+            agreements.append(dice(reference.predict(0, prompt).mask, fast.predict(0, prompt).mask))
+        clicked = [ClickSegmenter(p).segment(0, [click]).prediction.mask for p in (reference, fast)]
+        agreements.append(dice(*clicked))
+    assert min(agreements) >= 0.99, agreements
+
+
+def test_graphs_are_cached_by_checkpoint_hash(lite_model, tmp_path):
+    make_engine(lite_model, "onnxruntime", cache_dir=tmp_path)
+    folder = tmp_path / model_fingerprint(lite_model)
+    stamp = (folder / "encoder.onnx").stat().st_mtime_ns
+    make_engine(lite_model, "onnxruntime", cache_dir=tmp_path)  # reuses, does not re-export
+    assert (folder / "encoder.onnx").stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+
+
+def test_fine_tuned_adapters_fold_exactly_and_export(lite_model, tmp_path):
+    model = build_model("lite", AdapterConfig(rank=16)).eval()
+    model.load_state_dict(lite_model.state_dict(), strict=False)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("adapter.rescale") or name.endswith("adapter.bias"):
+                parameter.normal_(std=0.05)
+    assert model_fingerprint(model) != model_fingerprint(lite_model)
+    image = torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        assert torch.allclose(fold_adapters(model).encode(image), model.encode(image), atol=2e-4)
+    engine = make_engine(model, "onnxruntime", cache_dir=tmp_path)  # verified against PyTorch inside
+    with torch.no_grad():
+        assert float((engine.encode(image) - model.encode(image)).abs().max()) < 1e-3

@@ -1,0 +1,126 @@
+"""``python -m training``: train, evaluate, cross-validate by patient, and ship a checkpoint.
+
+  python -m training train --config training/experiments/lite_decoder_clicks.json
+  python -m training evaluate --model lite --dataset folder:../shared/data/ct-ich-slices --out results/base
+  python -m training crossval --config CFG.json --dataset folder:../shared/data/ct-ich-slices --folds 0 --out DIR
+  python -m training ship --config CFG.json --dataset folder:../shared/data/ct-ich-slices --metrics DIR/summary.json -o FILE
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import List
+
+from SAMIHSLib.models import load_model
+from SAMIHSLib.predictor import SAMIHSPredictor
+
+from .datasets import Case, load_dataset, phantom_cases
+from .evaluate import cross_validate, evaluate_cases, write_table
+from .trainer import TrainingConfig, export_checkpoint, train, training_slices
+
+
+def _cases(specs: List[str]) -> List[Case]:
+    cases: List[Case] = []
+    for spec in specs:
+        kind, _, root = spec.partition(":")
+        cases.extend(load_dataset(kind, root))
+    return cases
+
+
+def _fold_config(config: TrainingConfig, name: str) -> TrainingConfig:
+    return dataclasses.replace(config, name=name, output_dir=str(Path(config.output_dir) / name))
+
+
+def run_crossval(args: argparse.Namespace) -> int:
+    config = TrainingConfig.from_json(args.config)
+    cases = _cases(args.dataset)
+    extra = phantom_cases(config.phantom_cases, seed=config.seed) if config.phantom_cases else []
+    out = Path(args.out)
+    counter = iter(range(1000))
+
+    def train_fold(fold_cases: List[Case]):
+        model, _ = train(_fold_config(config, f"fold{next(counter)}"), training_slices(fold_cases), resume=False)
+        return model
+
+    table = {}
+    base = SAMIHSPredictor(load_model(config.base_model))
+    table["base model, 1 click (intensity-guided click handling)"] = evaluate_cases(
+        base, cases, clicks=1, use_click_handling=True)[1]
+    table["base model, 3 clicks (intensity-guided click handling)"] = evaluate_cases(
+        base, cases, clicks=3, use_click_handling=True)[1]
+    table.update(cross_validate(cases, args.folds, train_fold, extra, clicks=(1, 3)))
+    folds = "leave-one-patient-out" if args.folds <= 0 else f"{args.folds}-fold by patient"
+    write_table(out / "table", table, f"{config.name}: {folds} on {', '.join(args.dataset)} "
+                                      f"(+{config.phantom_cases} phantom scans in training)")
+    (out / "summary.json").write_text(json.dumps({"config": config.to_dict(), "folds": folds,
+                                                  "datasets": args.dataset, "results": table}, indent=2))
+    print((out / "table.md").read_text())
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = TrainingConfig.from_json(args.config)
+    model, losses = train(config)
+    path = export_checkpoint(model, config, Path(config.output_dir) / "model.samihs.pt",
+                             {"final_loss": losses[-1]}, json.dumps(config.datasets))
+    print(f"wrote {path}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    predictor = SAMIHSPredictor(load_model(args.model))
+    cases = _cases(args.dataset)
+    handling = not predictor.model.config.trained_with_clicks
+    table = {f"{args.model}, {c} click(s)": evaluate_cases(predictor, cases, clicks=c, use_click_handling=handling)[1]
+             for c in args.clicks}
+    write_table(Path(args.out), table, f"{args.model} on {', '.join(args.dataset)}")
+    print(Path(args.out).with_suffix(".md").read_text())
+    return 0
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    config = TrainingConfig.from_json(args.config)
+    cases = _cases(args.dataset)
+    extra = phantom_cases(config.phantom_cases, seed=config.seed) if config.phantom_cases else []
+    model, _ = train(_fold_config(config, "all_patients"), training_slices(cases + extra), resume=False)
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    data = (f"{', '.join(args.dataset)} (all {len({c.patient for c in cases})} patients) + "
+            f"{config.phantom_cases} synthetic phantom scans")
+    path = export_checkpoint(model, config, Path(args.output), metrics.get("results", {}), data)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("train")
+    p.add_argument("--config", required=True)
+    p.set_defaults(handler=run_train)
+    p = commands.add_parser("evaluate")
+    p.add_argument("--model", default="lite")
+    p.add_argument("--dataset", action="append", required=True, help="KIND:ROOT, e.g. folder:../shared/data/ct-ich-slices")
+    p.add_argument("--clicks", type=int, nargs="+", default=[1, 3])
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=run_evaluate)
+    p = commands.add_parser("crossval")
+    p.add_argument("--config", required=True)
+    p.add_argument("--dataset", action="append", required=True)
+    p.add_argument("--folds", type=int, default=5, help="number of patient folds; 0 = leave one patient out")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=run_crossval)
+    p = commands.add_parser("ship")
+    p.add_argument("--config", required=True)
+    p.add_argument("--dataset", action="append", required=True)
+    p.add_argument("--metrics", help="summary.json of a crossval run, recorded in the checkpoint")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(handler=run_ship)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
