@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--box", metavar="X0,Y0,X1,Y1[,Z]", help="Box around the bleed (IJK pixels).")
     segment.add_argument("--coords", choices=("ijk", "ras"), default="ijk",
                          help="Click coordinates: IJK voxel indices (I column, J row, K slice) or RAS mm.")
-    segment.add_argument("--model", default="lite", help="'lite' (embedded LiteMedSAM) or a checkpoint path.")
+    segment.add_argument("--model", default="lite", help="'lite' (embedded default), 'lite-base' (LiteMedSAM as released) or a checkpoint path.")
     segment.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     segment.add_argument("--engine", default="torch", choices=ENGINE_CHOICES,
                          help="Inference backend: torch, or onnxruntime (exact fp32, faster on CPU).")

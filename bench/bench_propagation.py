@@ -46,7 +46,7 @@ class EncoderTimer:
 
 def main() -> dict:
     phantom = make_head_phantom(shape=(32, 512, 512), spacing_zyx=(5.0, 0.45, 0.45), bleeds=BLEEDS)
-    model = load_model("lite", device="cpu")
+    model = load_model("lite-base", device="cpu")
     timer = EncoderTimer(model)
     shared = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30))
     shared.set_volume(phantom.volume_hu, phantom.spacing_zyx)

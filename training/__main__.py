@@ -23,9 +23,10 @@ from .trainer import TrainingConfig, export_checkpoint, train, training_slices
 
 def _cases(specs: List[str]) -> List[Case]:
     cases: List[Case] = []
-    for spec in specs:
-        kind, _, root = spec.partition(":")
-        cases.extend(load_dataset(kind, root))
+    for spec in specs:  # KIND:ROOT or KIND:ROOT@PIXEL_SPACING_MM
+        kind, _, rest = spec.partition(":")
+        root, _, spacing = rest.partition("@")
+        cases.extend(load_dataset(kind, root, float(spacing) if spacing else None))
     return cases
 
 
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     p.set_defaults(handler=run_train)
     p = commands.add_parser("evaluate")
     p.add_argument("--model", default="lite")
-    p.add_argument("--dataset", action="append", required=True, help="KIND:ROOT, e.g. folder:../shared/data/ct-ich-slices")
+    p.add_argument("--dataset", action="append", required=True, help="KIND:ROOT[@PIXEL_MM], e.g. folder:../shared/data/ct-ich-slices@0.45")
     p.add_argument("--clicks", type=int, nargs="+", default=[1, 3])
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_evaluate)

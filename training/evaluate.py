@@ -8,10 +8,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from SAMIHSLib.click_segmentation import ClickSegmentationConfig, ClickSegmenter
+from SAMIHSLib.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm, volume_error_ml
 from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.session import HemorrhageSession
 
 from .datasets import Case
 from .prompts import corrective_click, deepest_point
@@ -38,38 +38,33 @@ def patient_folds(cases: Sequence[Case], folds: int) -> List[Tuple[List[str], Li
     return [([p for p in patients if p not in group], group) for group in groups]
 
 
-def predict_slice(predictor: SAMIHSPredictor, clicker: ClickSegmenter, truth: np.ndarray, clicks: int,
-                  use_click_handling: bool) -> np.ndarray:
-    """Mask after ``clicks`` simulated clicks: the deepest point, then corrective clicks on the
-    largest error. ``use_click_handling``: the intensity-guided handling of the base model."""
-    positive, negative = [deepest_point(truth)], []
-    mask, logits = None, None
-    for number in range(clicks):
-        if number:
-            correction = corrective_click(mask, truth)
-            if correction is None:
-                break
-            (positive if correction[1] else negative).append(correction[0])
-        if use_click_handling:
-            mask = clicker.segment(0, positive, negative).prediction.mask
-        else:
-            result = predictor.predict(0, SlicePrompt(positive, negative, mask_input=logits))
-            mask, logits = result.mask, result.lowres_logits
-    return mask
+def predict_slice(predictor: SAMIHSPredictor, truth: np.ndarray, clicks: int, use_click_handling: bool) -> np.ndarray:
+    """Mask after ``clicks`` simulated clicks as a user makes them in SAMIHS: the deepest point,
+    then corrective clicks on the largest error (positive on missed bleed, negative on a false
+    positive), each applied by a session as in the app. ``use_click_handling``: intensity-guided
+    boxes with the clicks."""
+    predictor_session = HemorrhageSession(predictor, ClickSegmentationConfig(intensity_guided=use_click_handling))
+    predictor_session.click(0, [deepest_point(truth)], propagate=False)
+    for _ in range(clicks - 1):
+        correction = corrective_click(predictor_session.mask[0], truth)
+        if correction is None:
+            break
+        point, positive = correction
+        predictor_session.click(0, [point] if positive else [], [] if positive else [point], propagate=False)
+    return predictor_session.mask[0]
 
 
 def evaluate_cases(predictor: SAMIHSPredictor, cases: Sequence[Case], clicks: int = 1,
                    use_click_handling: bool = False) -> Tuple[List[SliceResult], Dict[str, float]]:
     """Per-slice results on every hemorrhage slice, and the summary: mean slice Dice, mean
     volume Dice (slices without hemorrhage count as predicted empty), HD95 mm, |volume error| mL."""
-    clicker = ClickSegmenter(predictor, ClickSegmentationConfig(intensity_guided=use_click_handling))
     rows: List[SliceResult] = []
     volume_dice, volume_error = [], []
     for case in cases:
         predicted = np.zeros_like(case.mask)
         for k in case.hemorrhage_slices():
             predictor.set_volume(case.image_hu[k], case.spacing_zyx)
-            predicted[k] = predict_slice(predictor, clicker, case.mask[k], clicks, use_click_handling)
+            predicted[k] = predict_slice(predictor, case.mask[k], clicks, use_click_handling)
             rows.append(SliceResult(case.name, case.patient, k, clicks, dice(predicted[k], case.mask[k]),
                                     hd95_mm(predicted[k], case.mask[k], case.spacing_zyx[1:])))
         volume_dice.append(dice(predicted, case.mask))

@@ -39,7 +39,7 @@ class TrainingConfig:
     """Everything one experiment needs; saved beside its outputs and inside the checkpoint."""
 
     name: str = "samihs_lite"
-    base_model: str = "lite"
+    base_model: str = "lite-base"
     adapter_positions: Tuple[str, ...] = ("attn", "mlp")
     adapter_rank: int = 32
     boundary_loss: str = "paper"

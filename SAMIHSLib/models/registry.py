@@ -121,27 +121,43 @@ def _backbone_of_state(state: Dict[str, torch.Tensor], path: Path) -> str:
     raise CheckpointError(f"{path}: cannot tell which backbone these weights are for.")
 
 
+# The shipped click-trained default (delta over LiteMedSAM). It lives in Resources/Models at the
+# top of the repository, which the Slicer package mirrors beside SAMIHSLib.
+SHIPPED_DEFAULT = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "samihs_lite_clicks.samihs.pt"
+
+
+MODEL_SPECS = ("lite", "lite-base", "vit_b")
+
+
+def default_model_spec() -> str:
+    """``"lite"`` resolves to the shipped fine-tuned checkpoint when present, else to the base."""
+    return str(SHIPPED_DEFAULT) if SHIPPED_DEFAULT.is_file() else "lite-base"
+
+
 def load_model(spec: Union[str, Path] = "lite", device: str = "auto",
                preprocessing: Optional[PreprocessingConfig] = None) -> SegmentAnythingModel:
     """Build a ready-to-run model in eval mode.
 
-    ``spec``: ``"lite"`` (embedded LiteMedSAM), ``"vit_b"`` (random init: tests and timing only)
-    or the path of a checkpoint: ours, a raw SAM/LiteMedSAM state dict (e.g. the official
-    ``sam_vit_b_01ec64.pth``), or an authors' SAMIHS state dict. ``preprocessing`` overrides the
-    checkpoint's only when given.
+    ``spec``: ``"lite"`` (the embedded default: the shipped click-trained SAMIHS checkpoint over
+    LiteMedSAM), ``"lite-base"`` (LiteMedSAM as released), ``"vit_b"`` (random init: tests and
+    timing only) or the path of a checkpoint: ours, a raw SAM/LiteMedSAM state dict (e.g. the
+    official ``sam_vit_b_01ec64.pth``), or an authors' SAMIHS state dict. ``preprocessing``
+    overrides the checkpoint's only when given.
     """
     text = str(spec)
     if text == "lite":
+        text = default_model_spec()
+    if text == "lite-base":
         model = build_lite(AdapterConfig(positions=()), preprocessing or BRAIN_WINDOW)
         _load_state(model, lite_medsam_base(), "LiteMedSAM base weights", strict_base=True)
     elif text == "vit_b":
         model = build_vit_b(AdapterConfig(positions=()), preprocessing or BRAIN_WINDOW)
     elif text in MODEL_REGISTRY:
         model = build_model(text, preprocessing=preprocessing or BRAIN_WINDOW)
-    else:
+    else:  # a checkpoint file
         path = Path(text)
         if not path.exists() and path.suffix == "" and "/" not in text and "\\" not in text:
-            raise ValueError(f"Unknown model {text!r}: use one of {sorted(MODEL_REGISTRY)} or a checkpoint path.")
+            raise ValueError(f"Unknown model {text!r}: use one of {MODEL_SPECS} or a checkpoint path.")
         loaded = load_any_checkpoint(path)
         if isinstance(loaded, SamihsCheckpoint):
             model = _model_from_samihs_checkpoint(loaded, path)

@@ -21,7 +21,7 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 def lite_model():
     from SAMIHSLib.models import load_model
 
-    return load_model("lite", device="cpu")
+    return load_model("lite-base", device="cpu")
 
 
 def deepest_point(mask: np.ndarray) -> Tuple[float, float]:

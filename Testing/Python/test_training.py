@@ -16,7 +16,7 @@ from training.losses import authors_boundary_loss, boundary_weight, paper_bounda
 from training.prompts import corrective_click, deepest_point, jittered_box, random_foreground_click
 from training.trainer import TrainingConfig, export_checkpoint, train, training_slices
 
-from conftest import SHARED_SLICES
+from conftest import SHARED_PIXEL_SPACING_MM, SHARED_SLICES
 
 
 def _square(size=5, inner=3):
@@ -97,7 +97,7 @@ def test_phantom_cases_have_bleeds():
 def real_slices_cases():
     if not SHARED_SLICES.is_dir():
         pytest.skip("real ct-ich slices not available")
-    return load_dataset("folder", str(SHARED_SLICES))
+    return load_dataset("folder", str(SHARED_SLICES), pixel_spacing_mm=SHARED_PIXEL_SPACING_MM)
 
 
 def test_short_real_training_lowers_the_loss_and_exports(tmp_path, real_slices_cases):
@@ -134,3 +134,21 @@ def test_adapters_receive_gradients(tmp_path, real_slices_cases):
     assert rescales and any(float(p.abs().sum()) > 0 for p in rescales)  # moved away from zero init
     assert not any(p.requires_grad for n, p in model.named_parameters()
                    if n.startswith("image_encoder.") and "adapter" not in n)
+
+
+def test_evaluation_protocol_on_a_real_slice(lite_model, real_slices_cases):
+    """One real slice through the evaluation: 1 click equals what the app's click gives; a
+    3-click run never scores below the 1-click run on this slice's simulated corrections."""
+    from SAMIHSLib.click_segmentation import ClickSegmenter
+    from SAMIHSLib.metrics import dice
+    from training.evaluate import evaluate_cases
+
+    case = [c for c in real_slices_cases if c.name.startswith("075_30")][0]
+    predictor = SAMIHSPredictor(lite_model)
+    rows, summary = evaluate_cases(predictor, [case], clicks=1, use_click_handling=True)
+    predictor.set_volume(case.image_hu[0], case.spacing_zyx)
+    app = ClickSegmenter(predictor).segment(0, [deepest_point(case.mask[0])]).prediction.mask
+    assert rows[0].dice == pytest.approx(dice(app, case.mask[0]), abs=0.01)
+    assert summary["slices"] == 1 and summary["hd95_mm"] < 20
+    _, three = evaluate_cases(predictor, [case], clicks=3, use_click_handling=True)
+    assert three["dice_slice"] >= summary["dice_slice"] - 0.02

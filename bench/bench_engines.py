@@ -1,0 +1,90 @@
+"""CPU inference engines side by side, in one process: PyTorch eager (the reference) and ONNX
+Runtime (exact fp32). Encoder ms per slice, decoder ms per prompt, a click on an already-encoded
+slice (prompt encoding + decoder + upsampling to 512x512 + threshold), one click -> 3D on a
+32-slice 512x512 volume (nothing encoded / background encoder finished), and peak RSS of a
+40-slice session. Writes bench/results/engines.json.  Run: .venv/bin/python bench/bench_engines.py
+"""
+
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from timing import median_ms  # bench/ is on sys.path when a script here runs
+from scipy import ndimage as ndi
+
+from SAMIHSLib.background_encoder import BackgroundEncoder
+from SAMIHSLib.engines import make_engine
+from SAMIHSLib.models import load_model
+from SAMIHSLib.phantom import make_head_phantom
+from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
+from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.session import HemorrhageSession
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(repeats: int = 6) -> dict:
+    model = load_model("lite-base", device="cpu")
+    phantom = make_head_phantom(shape=(32, 512, 512))
+    truth = phantom.bleed_mask(0)
+    k = int(np.argmax(truth.reshape(32, -1).sum(axis=1)))
+    depth = ndi.distance_transform_edt(truth[k])
+    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    box = (280.0, 190.0, 350.0, 270.0)
+    engines = {"torch": make_engine(model, "torch"),
+               "onnxruntime": make_engine(model, "onnxruntime", cache_dir=Path(tempfile.mkdtemp()))}
+    image = torch.rand(1, 3, 256, 256)
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                          "torch": torch.__version__}, "engines": {}}
+    for name, engine in engines.items():
+        with torch.inference_mode():
+            engine.encode(image)
+            embedding = engine.encode(image)
+            encoder_ms = median_ms(lambda: engine.encode(image), repeats)
+            points = (torch.tensor([[[150.0, 110.0]]]), torch.tensor([[1]]))
+            decoder_ms = median_ms(lambda: engine.decode(embedding, points), repeats * 4)
+        predictor = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30), engine=engine)
+        predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)
+        predictor.encode_slice(k)
+        click_ms = median_ms(lambda: predictor.predict(k, SlicePrompt(box=box)), repeats * 4)
+        start = time.perf_counter()
+        HemorrhageSession(predictor).click(k, [(float(col), float(row))])
+        cold_s = time.perf_counter() - start
+        warm = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30), engine=engine)
+        warm.set_volume(phantom.volume_hu, phantom.spacing_zyx)
+        encoder = BackgroundEncoder(warm)
+        encoder.focus(k)
+        encoder.wait_idle()
+        encoder.stop()
+        start = time.perf_counter()
+        HemorrhageSession(warm).click(k, [(float(col), float(row))])
+        warm_s = time.perf_counter() - start
+        result["engines"][name] = {"encoder_ms_per_slice": encoder_ms, "decoder_ms_per_prompt": decoder_ms,
+                                   "click_on_encoded_slice_ms": click_ms,
+                                   "one_click_3d_s_nothing_encoded": round(cold_s, 2),
+                                   "one_click_3d_s_after_background_encoding": round(warm_s, 2)}
+        print(name, result["engines"][name], flush=True)
+    reference = result["engines"]["torch"]
+    for name, figures in result["engines"].items():
+        figures["encoder_speedup_vs_torch_eager"] = round(reference["encoder_ms_per_slice"] /
+                                                          figures["encoder_ms_per_slice"], 2)
+    session = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30), engine=engines["onnxruntime"])
+    forty = make_head_phantom(shape=(40, 512, 512), seed=5)
+    session.set_volume(forty.volume_hu, forty.spacing_zyx)
+    for index in range(40):
+        session.encode_slice(index)
+    result["peak_rss_mb_after_40_slice_session"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    (REPO / "bench" / "results" / "engines.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:]))
