@@ -84,6 +84,33 @@ def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int)
     return mask & near, True
 
 
+def remove_nearest_to_negatives(mask: np.ndarray, positive: Sequence[Point], negative: Sequence[Point]) -> np.ndarray:
+    """``mask`` without the pixels nearer to a negative click than to every positive click.
+
+    A negative click says "not this part": the part is the mask's share of the plane closest to
+    it, so a leak is cut off while the bleed around the positive clicks stays. Without positive
+    clicks, the connected component under each negative click goes.
+    """
+    result = mask.copy()
+    if not negative:
+        return result
+    if not positive:
+        labels, _ = ndi.label(result)
+        for x, y in negative:
+            hit = labels[int(round(y)), int(round(x))]
+            if hit:
+                result &= labels != hit
+        return result
+
+    def distance_to(points: Sequence[Point]) -> np.ndarray:
+        seeds = np.ones(mask.shape, bool)
+        for x, y in points:
+            seeds[int(round(y)), int(round(x))] = False
+        return ndi.distance_transform_edt(seeds)
+
+    return result & (distance_to(negative) >= distance_to(positive))
+
+
 def box_around(mask: np.ndarray, margin_px: int) -> Tuple[float, float, float, float]:
     """The (x0, y0, x1, y1) pixel box of ``mask`` grown by ``margin_px``, clipped to the slice."""
     rows, cols = np.nonzero(mask)
@@ -128,7 +155,7 @@ class ClickSegmenter:
         result = self._from_intensity(slice_index, slice_hu, prompt)
         if result is None:
             result = self._from_box_sizes(slice_index, prompt)
-        return self._apply_negatives(slice_hu, result, negative)
+        return self._apply_negatives(slice_hu, result, negative, positive)
 
     def _from_intensity(self, slice_index: int, slice_hu: np.ndarray, prompt: SlicePrompt) -> Optional[ClickResult]:
         for x, y in prompt.all_points():
@@ -169,17 +196,10 @@ class ClickSegmenter:
         assert best is not None
         return best
 
-    def _apply_negatives(self, slice_hu: np.ndarray, result: ClickResult, negative: Sequence[Point]) -> ClickResult:
+    def _apply_negatives(self, slice_hu: np.ndarray, result: ClickResult, negative: Sequence[Point],
+                         positive: Sequence[Point] = ()) -> ClickResult:
         if not negative:
             return result
-        mask = result.prediction.mask.copy()
-        seed_search = self._mm_to_px(self.config.seed_search_mm)
-        opening = max(1, int(round(self._mm_to_px(self.config.opening_radii_mm[0]))))
-        for click in negative:
-            mask &= ~hyperdense_region(slice_hu, click, self.config.hu_bands[-1], opening, seed_search)
-            labels, _ = ndi.label(mask)
-            hit = labels[int(round(click[1])), int(round(click[0]))]
-            if hit:  # the click is still inside: drop the component it marks as not-bleed
-                mask &= labels != hit
+        mask = remove_nearest_to_negatives(result.prediction.mask, positive, negative)
         prediction = SlicePrediction(mask, result.prediction.predicted_iou, result.prediction.lowres_logits)
         return ClickResult(prediction, result.box, result.method + " - negatives")

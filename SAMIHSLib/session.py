@@ -7,12 +7,12 @@ without copying whole volumes. Hand-edited (locked) slices are never overwritten
 
 import threading
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from .click_segmentation import ClickSegmentationConfig, ClickSegmenter
+from .click_segmentation import ClickSegmentationConfig, ClickSegmenter, remove_nearest_to_negatives
 from .predictor import SAMIHSPredictor
 from .propagation import (PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback,
                           SlicePropagator, keep_components_near)
@@ -58,6 +58,8 @@ class HemorrhageSession:
         self.locked_slices: Set[int] = set()
         self.slice_iou: dict = {}
         self.last_stop_reasons: dict = {}
+        # Clicks placed on each slice so far: (positive, negative) in pixel (column, row).
+        self.slice_clicks: Dict[int, Tuple[List[Point], List[Point]]] = {}
         # Voxels this session must never claim (e.g. other segments the user drew); None = no limit.
         self.protected: Optional[np.ndarray] = None
         self._undo: List[MaskDiff] = []
@@ -90,10 +92,12 @@ class HemorrhageSession:
             for x, y in positive:
                 positive_anchor[int(round(y)), int(round(x))] = True
             predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
+        history = self.slice_clicks.setdefault(slice_index, ([], []))
+        history[0].extend(positive)
+        history[1].extend(negative)
         if target.any():
-            obj = (target | predicted) if positive else (target & predicted)
-            for x, y in negative:
-                obj &= ~self._component_at(obj, x, y)
+            obj = (target | predicted) if positive else target
+            obj = remove_nearest_to_negatives(obj, history[0], history[1]) if negative else obj
         else:
             obj = predicted
         new_mask = self.mask.copy()
@@ -114,12 +118,6 @@ class HemorrhageSession:
             outcome = PropagationResult(new_mask, {slice_index: result.prediction.predicted_iou}, {})
         self._commit(new_mask, self.locked_slices, label)
         return outcome
-
-    @staticmethod
-    def _component_at(mask: np.ndarray, x: float, y: float) -> np.ndarray:
-        labels, _ = ndi.label(mask)
-        hit = labels[int(round(y)), int(round(x))]
-        return labels == hit if hit else np.zeros_like(mask)
 
     def set_slice_mask(self, slice_index: int, slice_mask: np.ndarray, lock: bool = True) -> None:
         """A hand edit of one slice (e.g. from the Segment Editor); locked by default."""
