@@ -22,6 +22,7 @@ from .prompts import SlicePrompt
 
 ProgressCallback = Callable[[int, int, str], None]
 PROMPT_MODES = ("box", "box+mask", "box+region")
+UNCHANGED_DICE = 0.98
 
 
 class PropagationCancelled(RuntimeError):
@@ -152,8 +153,12 @@ class SlicePropagator:
     def propagate(self, seed_slice: int, seed_mask: np.ndarray, directions: Iterable[int] = (1, -1),
                   locked_slices: Optional[Set[int]] = None, base_mask: Optional[np.ndarray] = None,
                   progress: Optional[ProgressCallback] = None,
-                  cancel: Optional[threading.Event] = None) -> PropagationResult:
+                  cancel: Optional[threading.Event] = None,
+                  until_unchanged: Optional[np.ndarray] = None) -> PropagationResult:
         """Propagate ``seed_mask`` on ``seed_slice`` in ``directions`` (+1 up, -1 down).
+
+        ``until_unchanged``: the object's previous 3D mask; a direction stops at the first slice
+        whose new mask matches it (Dice >= UNCHANGED_DICE), and the slices beyond keep it.
 
         ``locked_slices`` (hand-edited) are never overwritten: propagation passes through them,
         using their mask as the next prompt. ``base_mask`` is the starting 3D mask (copied; its
@@ -186,6 +191,10 @@ class SlicePropagator:
                         zone = ndi.binary_dilation(previous, iterations=self._px(self.config.neighbourhood_mm))
                         mask[k] = (mask[k] & ~(zone | kept)) | kept
                         result.slice_iou[k] = prediction.predicted_iou  # type: ignore[union-attr]
+                        if until_unchanged is not None and dice(kept, until_unchanged[k]) >= UNCHANGED_DICE:
+                            for later in range(k + direction, num_slices if direction > 0 else -1, direction):
+                                mask[later] |= until_unchanged[later]  # the rest is as it was
+                            reason = "unchanged from here on"
                 done += 1
                 if progress is not None:
                     progress(done, total, f"slice {k}")

@@ -135,8 +135,10 @@ class HemorrhageSession:
 
     def repropagate(self, slice_index: int, directions: Sequence[int] = (1, -1),
                     progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[threading.Event] = None) -> PropagationResult:
-        """Re-run propagation from slice ``slice_index``'s current mask (locked slices kept)."""
+                    cancel: Optional[threading.Event] = None, until_unchanged: bool = True) -> PropagationResult:
+        """Re-run propagation from slice ``slice_index``'s current mask (locked slices kept).
+
+        ``until_unchanged``: stop in each direction once a slice comes out as it was before."""
         seed = self.mask[slice_index]
         if not seed.any():
             raise ValueError(f"Slice {slice_index} has no mask to propagate from.")
@@ -151,7 +153,8 @@ class HemorrhageSession:
                     cleared[k] &= ~grown[k]
         try:
             outcome = self.propagator.propagate(slice_index, seed, directions, self.locked_slices | {slice_index},
-                                                base_mask=cleared, progress=progress, cancel=cancel)
+                                                base_mask=cleared, progress=progress, cancel=cancel,
+                                                until_unchanged=(grown & self.mask) if until_unchanged else None)
         except PropagationCancelled as cancelled:
             outcome = cancelled.partial
         self.slice_iou.update(outcome.slice_iou)

@@ -73,3 +73,14 @@ def test_undo_steps_are_small_diffs_and_deep(session):
         session.undo()
     with pytest.raises(IndexError):
         session.undo()
+
+
+def test_repropagation_stops_once_the_result_stops_changing(session, small_phantom):
+    k = _first_click(session, small_phantom)
+    before = session.mask.copy()
+    steps = len(session._undo)
+    outcome = session.repropagate(k)
+    assert all("unchanged" in reason for reason in outcome.stop_reasons.values()), outcome.stop_reasons
+    assert np.array_equal(session.mask, before) and len(session._undo) == steps  # nothing changed, no undo step
+    full = session.repropagate(k, until_unchanged=False)
+    assert not any("unchanged" in reason for reason in full.stop_reasons.values())
