@@ -79,6 +79,7 @@ class SAMIHSParameterNode:
     boxROI: vtkMRMLMarkupsROINode
     checkpointPath: str = ""
     device: str = "auto"
+    engine: str = "torch"
     windowPreset: str = "Brain (W80 L40)"
     propagateOnClick: bool = True
     overwriteOtherSegments: bool = False
@@ -120,6 +121,7 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self._cancel.set)
         self.ui.windowPresetComboBox.connect("currentTextChanged(QString)", self.onWindowPreset)
         self.ui.deviceComboBox.connect("currentTextChanged(QString)", lambda _: self.updateModelChoice())
+        self.ui.engineComboBox.connect("currentTextChanged(QString)", lambda _: self.updateModelChoice())
         self.ui.checkpointPathLineEdit.connect("currentPathChanged(QString)", lambda _: self.updateModelChoice())
         self.initializeParameterNode()
 
@@ -229,7 +231,7 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is None:
             return
         self.stopBackgroundEncoding()
-        self.logic.set_model(node.checkpointPath or "lite", node.device)
+        self.logic.set_model(node.checkpointPath or "lite", node.device, node.engine)
 
     def onWindowPreset(self, text: str) -> None:
         node = self._parameterNode

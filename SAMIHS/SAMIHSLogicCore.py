@@ -226,21 +226,25 @@ def changed_box(before: np.ndarray, after: np.ndarray) -> Optional[Box]:
 class SAMIHSMRMLLogic:
     """Click-to-segment hemorrhage on MRML nodes. One SAMIHSLib session per volume node."""
 
-    def __init__(self, model_spec: str = "lite", device: str = "auto") -> None:
+    def __init__(self, model_spec: str = "lite", device: str = "auto", engine: str = "torch") -> None:
         self.model_spec = model_spec
         self.device = device
+        self.engine_name = engine  # "torch", or "onnxruntime" (exact fp32, faster on CPU)
         self._model = None
+        self._engine = None
         self._cache = None
         self._states: Dict[str, _VolumeState] = {}
         self._lock = threading.RLock()
         ensure_segmentation_converters()
 
     # -- model --------------------------------------------------------------------------------
-    def set_model(self, model_spec: str, device: str = "auto") -> None:
-        """Use another model (``"lite"`` or a checkpoint path) or device; sessions restart."""
-        if (model_spec, device) != (self.model_spec, self.device):
-            self.model_spec, self.device = model_spec, device
+    def set_model(self, model_spec: str, device: str = "auto", engine: Optional[str] = None) -> None:
+        """Use another model (``"lite"`` or a checkpoint path), device or engine; sessions restart."""
+        engine = engine or self.engine_name
+        if (model_spec, device, engine) != (self.model_spec, self.device, self.engine_name):
+            self.model_spec, self.device, self.engine_name = model_spec, device, engine
             self._model = None
+            self._engine = None
             self._states.clear()
 
     @property
@@ -249,16 +253,19 @@ class SAMIHSMRMLLogic:
             from SAMIHSLib.models import load_model
             from SAMIHSLib.predictor import SliceEmbeddingCache
 
+            from SAMIHSLib.engines import make_engine
+
             self._model = load_model(self.model_spec, device=self.device)
+            self._engine = make_engine(self._model, self.engine_name)
             self._cache = SliceEmbeddingCache()
         return self._model
 
     def new_predictor(self):
-        """A predictor on the shared model and embedding cache (keyed by volume content)."""
+        """A predictor on the shared model, engine and embedding cache (keyed by volume content)."""
         from SAMIHSLib.predictor import SAMIHSPredictor
 
         model = self.model
-        return SAMIHSPredictor(model, self._cache)
+        return SAMIHSPredictor(model, self._cache, engine=self._engine)
 
     @property
     def model_loaded(self) -> bool:

@@ -30,9 +30,11 @@ def load_volume(scene, path, name):
 @pytest.fixture(scope="module")
 def logic(lite_model):
     logic = core.SAMIHSMRMLLogic()
-    logic._model = lite_model  # the session's embedded model, loaded once for all tests
+    from SAMIHSLib.engines import TorchEngine
     from SAMIHSLib.predictor import SliceEmbeddingCache
 
+    logic._model = lite_model  # the session's embedded model, loaded once for all tests
+    logic._engine = TorchEngine(lite_model)
     logic._cache = SliceEmbeddingCache()
     return logic
 
