@@ -17,6 +17,7 @@ from .predictor import SAMIHSPredictor
 from .propagation import (PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback,
                           SlicePropagator, keep_components_near)
 from .prompts import Point
+from .validation import validate_point_in_slice
 
 UNDO_DEPTH = 50
 
@@ -43,6 +44,14 @@ def _diff(old: np.ndarray, new: np.ndarray, locked_before: Set[int], locked_afte
     else:
         box = (slice(0, 0), slice(0, 0), slice(0, 0))
     return MaskDiff(box, old[box].copy(), new[box].copy(), frozenset(locked_before), frozenset(locked_after), label)
+
+
+def _points_mask(shape: Tuple[int, int], points: Sequence[Point]) -> np.ndarray:
+    """A (rows, columns) bool image that is True at each (column, row) point."""
+    mask = np.zeros(shape, dtype=bool)
+    for x, y in points:
+        mask[int(round(y)), int(round(x))] = True
+    return mask
 
 
 class HemorrhageSession:
@@ -78,9 +87,9 @@ class HemorrhageSession:
         if slice_index in self.locked_slices:
             raise ValueError(f"Slice {slice_index} was edited by hand and is locked; unlock it to re-segment.")
         current = self.mask[slice_index]
-        anchor = np.zeros_like(current)
         for x, y in list(positive) + list(negative):
-            anchor[int(round(y)), int(round(x))] = True
+            validate_point_in_slice(x, y, current.shape)
+        anchor = _points_mask(current.shape, list(positive) + list(negative))
         # The object being corrected: existing components near the clicks (none = a new bleed).
         reach = self.propagator._px(self.propagator.config.neighbourhood_mm)
         target = keep_components_near(current, anchor, reach) if anchor.any() else current
@@ -88,9 +97,7 @@ class HemorrhageSession:
                                      mask_input=target if target.any() else None)
         predicted = result.prediction.mask
         if positive:  # keep what the clicks point at, never a distant bleed on the same slice
-            positive_anchor = np.zeros_like(current)
-            for x, y in positive:
-                positive_anchor[int(round(y)), int(round(x))] = True
+            positive_anchor = _points_mask(current.shape, positive)
             predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
         history = self.slice_clicks.setdefault(slice_index, ([], []))
         history[0].extend(positive)

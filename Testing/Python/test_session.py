@@ -84,3 +84,11 @@ def test_repropagation_stops_once_the_result_stops_changing(session, small_phant
     assert np.array_equal(session.mask, before) and len(session._undo) == steps  # nothing changed, no undo step
     full = session.repropagate(k, until_unchanged=False)
     assert not any("unchanged" in reason for reason in full.stop_reasons.values())
+
+
+def test_click_outside_the_slice_is_refused_and_changes_nothing(session):
+    from SAMIHSLib.validation import InputError
+
+    with pytest.raises(InputError, match="outside the image"):
+        session.click(3, [(-5.0, 10.0)])
+    assert not session.mask.any() and not session.can_undo
