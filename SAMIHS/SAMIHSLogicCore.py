@@ -183,7 +183,7 @@ def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: 
     from other segments; otherwise they stay theirs (callers exclude them beforehand).
     """
     segmentation = segmentation_node.GetSegmentation()
-    others = [sid for sid in segmentation.GetSegmentIDs() if sid != segment_id]
+    others = other_segment_ids(segmentation_node, segment_id)
     # In a shared layer the partial (max/min) writes below would mix label values: own layer.
     sharing: List[str] = []
     segmentation.GetSegmentIDsSharingBinaryLabelmapRepresentation(segment_id, sharing, False)
@@ -205,22 +205,19 @@ def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: 
                                          others if overwrite_other_segments else [])
 
 
+def other_segment_ids(segmentation_node, segment_id: str) -> List[str]:
+    return [sid for sid in segmentation_node.GetSegmentation().GetSegmentIDs() if sid != segment_id]
+
+
 def other_segments_mask(segmentation_node, segment_id: str, volume_node) -> Optional[np.ndarray]:
     """Union of every other segment on the volume grid, or None if there are none."""
-    others = [sid for sid in segmentation_node.GetSegmentation().GetSegmentIDs() if sid != segment_id]
+    others = other_segment_ids(segmentation_node, segment_id)
     if not others:
         return None
     union = np.zeros(volume_array_shape(volume_node), dtype=bool)
     for other in others:
         union |= read_segment_mask(segmentation_node, other, volume_node)
     return union
-
-
-def changed_box(before: np.ndarray, after: np.ndarray) -> Optional[Box]:
-    changed = np.nonzero(before != after)
-    if not changed[0].size:
-        return None
-    return tuple(slice(int(c.min()), int(c.max()) + 1) for c in changed)  # type: ignore[return-value]
 
 
 class SAMIHSMRMLLogic:
@@ -328,6 +325,8 @@ class SAMIHSMRMLLogic:
 
     def _write(self, session, before: np.ndarray, segmentation_node, segment_id: str, volume_node,
                overwrite_other_segments: bool) -> Optional[Box]:
+        from SAMIHSLib.session import changed_box
+
         box = changed_box(before, session.mask)
         if box is not None:
             write_segment_region(segmentation_node, segment_id, volume_node, session.mask, box,
@@ -413,6 +412,7 @@ class SAMIHSMRMLLogic:
         from SAMIHSLib.auto_seeds import find_seed_clicks
         from SAMIHSLib.batch import VolumePrompts, segment_volume
         from SAMIHSLib.metrics import volume_ml
+        from SAMIHSLib.session import changed_box
 
         volumes = [node for node in _nodes_of_class(scene, "vtkMRMLScalarVolumeNode")
                    if not node.IsA("vtkMRMLLabelMapVolumeNode")]

@@ -22,7 +22,8 @@ from .measurements import measure_hemorrhage
 from .predictor import SAMIHSPredictor
 from .session import HemorrhageSession
 from .validation import InputError
-from .volume_io import PNG_SUFFIXES, VOLUME_SUFFIXES, CTVolume, read_ct, to_axial_stack, write_seg_nrrd
+from .volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, CTVolume, clicks_to_kji, read_ct, to_axial_stack,
+                        write_seg_nrrd)
 
 REPORT_NAME = "samihs_batch_report.csv"
 REPORT_COLUMNS = ("volume", "status", "reason", "segmentation", "bleeds_clicked", "volume_ml", "abc_over_2_ml",
@@ -63,17 +64,6 @@ def find_volumes(inputs: Sequence[Path]) -> List[Path]:
     return found
 
 
-def _to_clicks(points: Sequence[Sequence[float]], coords: str, volume: CTVolume) -> List[Click]:
-    clicks = []
-    for point in points:
-        if coords == "ras":
-            i, j, k = volume.ras_to_ijk(point)
-        else:
-            i, j, k = point[0], point[1], (point[2] if len(point) > 2 else 0)
-        clicks.append((int(round(k)), float(i), float(j)))
-    return clicks
-
-
 class PromptSource:
     """Where clicks come from: ``auto``, a JSON file, or a folder of ``<volume>.mrk.json``."""
 
@@ -101,8 +91,8 @@ class PromptSource:
             if isinstance(entry, str):  # a path to a markups file
                 return self._from_markups(Path(self.spec).parent / entry, volume)
             coords = str(entry.get("coords", "ijk"))  # type: ignore[union-attr]
-            return VolumePrompts(_to_clicks(entry.get("points", []), coords, volume),  # type: ignore[union-attr]
-                                 _to_clicks(entry.get("negative", []), coords, volume))  # type: ignore[union-attr]
+            return VolumePrompts(clicks_to_kji(entry.get("points", []), coords, volume),  # type: ignore[union-attr]
+                                 clicks_to_kji(entry.get("negative", []), coords, volume))  # type: ignore[union-attr]
         markups = Path(self.spec)
         if markups.is_dir():
             markups = markups / f"{name}.mrk.json"
@@ -113,8 +103,8 @@ class PromptSource:
         if not path.is_file():
             raise InputError(f"No markups file {path}.")
         clicks = read_markups_clicks(path)
-        return VolumePrompts(_to_clicks(clicks.positive_ras, "ras", volume),
-                             _to_clicks(clicks.negative_ras, "ras", volume))
+        return VolumePrompts(clicks_to_kji(clicks.positive_ras, "ras", volume),
+                             clicks_to_kji(clicks.negative_ras, "ras", volume))
 
 
 def segment_volume(predictor: SAMIHSPredictor, volume: CTVolume, prompts: VolumePrompts,

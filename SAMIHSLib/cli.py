@@ -16,7 +16,7 @@ import numpy as np
 from .device import DEVICE_CHOICES
 from .engines import ENGINE_CHOICES
 from .models.checkpoint import CheckpointError
-from .validation import InputError, validate_point_in_slice
+from .validation import InputError
 
 EXIT_USER_ERROR = 2
 
@@ -49,28 +49,6 @@ class _Progress:
         self._bar.close()
 
 
-def _points_to_kji(points: List[Tuple[float, ...]], coords: str, volume) -> List[Tuple[int, float, float]]:
-    """Clicks in RAS mm or IJK voxels -> (slice k, column x, row y) in the (k, j, i) array."""
-    result = []
-    num_k = volume.array_hu.shape[0]
-    for point in points:
-        if coords == "ras":
-            if len(point) != 3:
-                raise InputError("RAS clicks need three numbers: R,A,S in mm.")
-            i, j, k = volume.ras_to_ijk(point)
-        else:
-            i, j = point[0], point[1]
-            if len(point) == 2 and num_k > 1:
-                raise InputError(f"This volume has {num_k} slices: give clicks as I,J,K.")
-            k = point[2] if len(point) == 3 else 0
-        k_index = int(round(k))
-        if not 0 <= k_index < num_k:
-            raise InputError(f"The click {point} is outside the volume (slice {k_index} of 0..{num_k - 1}).")
-        validate_point_in_slice(i, j, volume.array_hu.shape[1:])
-        result.append((k_index, float(i), float(j)))
-    return result
-
-
 def _load_predictor(model_spec: str, device: str, engine: str = "torch"):
     from .engines import make_engine
     from .models import load_model
@@ -83,17 +61,17 @@ def _load_predictor(model_spec: str, device: str, engine: str = "torch"):
 def run_segment(args: argparse.Namespace) -> int:
     from .measurements import measure_hemorrhage
     from .session import HemorrhageSession
-    from .volume_io import read_ct, to_axial_stack, write_mask
+    from .volume_io import clicks_to_kji, read_ct, to_axial_stack, write_mask
 
     output = Path(args.output)
     volume = read_ct(Path(args.input), _parse_numbers(args.spacing, (3,), "--spacing") if args.spacing else None)
-    positives = _points_to_kji([_parse_numbers(p, (2, 3), "--point") for p in args.point], args.coords, volume)
-    negatives = _points_to_kji([_parse_numbers(p, (2, 3), "--negative") for p in args.negative or []],
+    positives = clicks_to_kji([_parse_numbers(p, (2, 3), "--point") for p in args.point], args.coords, volume)
+    negatives = clicks_to_kji([_parse_numbers(p, (2, 3), "--negative") for p in args.negative or []],
                                args.coords, volume)
     box = None
     if args.box:
         values = _parse_numbers(args.box, (4, 5), "--box")
-        corners = _points_to_kji([values[:2] + values[4:], values[2:4] + values[4:]], "ijk", volume)
+        corners = clicks_to_kji([values[:2] + values[4:], values[2:4] + values[4:]], "ijk", volume)
         box = (corners[0][1], corners[0][2], corners[1][1], corners[1][2])
     slices = {k for k, _, _ in positives + negatives}
     if len(slices) != 1:

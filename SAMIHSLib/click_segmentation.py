@@ -155,7 +155,7 @@ class ClickSegmenter:
         result = self._from_intensity(slice_index, slice_hu, prompt)
         if result is None:
             result = self._from_box_sizes(slice_index, prompt)
-        return self._apply_negatives(slice_hu, result, negative, positive)
+        return self._apply_negatives(result, negative, positive)
 
     def _from_intensity(self, slice_index: int, slice_hu: np.ndarray, prompt: SlicePrompt) -> Optional[ClickResult]:
         for x, y in prompt.all_points():
@@ -196,7 +196,7 @@ class ClickSegmenter:
         assert best is not None
         return best
 
-    def _apply_negatives(self, slice_hu: np.ndarray, result: ClickResult, negative: Sequence[Point],
+    def _apply_negatives(self, result: ClickResult, negative: Sequence[Point],
                          positive: Sequence[Point] = ()) -> ClickResult:
         if not negative:
             return result

@@ -34,14 +34,20 @@ class MaskDiff:
     label: str
 
 
+def changed_box(before: np.ndarray, after: np.ndarray) -> Optional[Tuple[slice, slice, slice]]:
+    """The smallest (k, j, i) box holding every voxel that differs, or None if none does."""
+    changed = np.nonzero(before != after)
+    if not changed[0].size:
+        return None
+    return tuple(slice(int(c.min()), int(c.max()) + 1) for c in changed)  # type: ignore[return-value]
+
+
 def _diff(old: np.ndarray, new: np.ndarray, locked_before: Set[int], locked_after: Set[int],
           label: str) -> Optional[MaskDiff]:
-    changed = np.nonzero(old != new)
-    if not changed[0].size and locked_before == locked_after:
+    box = changed_box(old, new)
+    if box is None and locked_before == locked_after:
         return None
-    if changed[0].size:
-        box = tuple(slice(int(c.min()), int(c.max()) + 1) for c in changed)
-    else:
+    if box is None:
         box = (slice(0, 0), slice(0, 0), slice(0, 0))
     return MaskDiff(box, old[box].copy(), new[box].copy(), frozenset(locked_before), frozenset(locked_after), label)
 

@@ -7,14 +7,14 @@ Index order: arrays are (k, j, i) = (slice, row, column), as SimpleITK and Slice
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import nrrd
 import numpy as np
 import SimpleITK as sitk
 from PIL import Image
 
-from .validation import InputError, validate_ct_volume
+from .validation import InputError, validate_ct_volume, validate_point_in_slice
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -128,6 +128,30 @@ def read_ct(path: Path, spacing_override_ijk: Optional[Sequence[float]] = None) 
     if spacing_override_ijk is not None:
         volume.spacing_ijk = tuple(float(s) for s in spacing_override_ijk)  # type: ignore[assignment]
     return volume
+
+
+def clicks_to_kji(points: Sequence[Sequence[float]], coords: str, volume: CTVolume) -> List[Tuple[int, float, float]]:
+    """Clicks in RAS mm (``coords="ras"``) or IJK voxels (I column, J row, K slice; K may be left
+    out of a one-slice image) -> (slice k, column x, row y) of the (k, j, i) array, each checked
+    to lie inside the volume."""
+    result = []
+    num_k = volume.array_hu.shape[0]
+    for point in points:
+        if coords == "ras":
+            if len(point) != 3:
+                raise InputError("RAS clicks need three numbers: R,A,S in mm.")
+            i, j, k = volume.ras_to_ijk(point)
+        else:
+            i, j = point[0], point[1]
+            if len(point) == 2 and num_k > 1:
+                raise InputError(f"This volume has {num_k} slices: give clicks as I,J,K.")
+            k = point[2] if len(point) == 3 else 0
+        k_index = int(round(k))
+        if not 0 <= k_index < num_k:
+            raise InputError(f"The click {tuple(point)} is outside the volume (slice {k_index} of 0..{num_k - 1}).")
+        validate_point_in_slice(i, j, volume.array_hu.shape[1:])
+        result.append((k_index, float(i), float(j)))
+    return result
 
 
 def _check_output(path: Path, mask: np.ndarray, reference: CTVolume) -> None:

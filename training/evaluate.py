@@ -55,7 +55,7 @@ def predict_slice(predictor: SAMIHSPredictor, truth: np.ndarray, clicks: int, us
 
 
 def evaluate_cases(predictor: SAMIHSPredictor, cases: Sequence[Case], clicks: int = 1,
-                   use_click_handling: bool = False) -> Tuple[List[SliceResult], Dict[str, float]]:
+                   use_click_handling: bool = False) -> Tuple[List[SliceResult], Dict[str, object]]:
     """Per-slice results on every hemorrhage slice, and the summary: mean slice Dice, mean
     volume Dice (slices without hemorrhage count as predicted empty), HD95 mm, |volume error| mL."""
     rows: List[SliceResult] = []
@@ -69,12 +69,19 @@ def evaluate_cases(predictor: SAMIHSPredictor, cases: Sequence[Case], clicks: in
                                     hd95_mm(predicted[k], case.mask[k], case.spacing_zyx[1:])))
         volume_dice.append(dice(predicted, case.mask))
         volume_error.append(abs(volume_error_ml(predicted, case.mask, case.spacing_zyx)))
+    return rows, _summary(rows, volume_dice, volume_error)
+
+
+def _summary(rows: Sequence[SliceResult], volume_dice: Sequence[float],
+             volume_error: Sequence[float]) -> Dict[str, object]:
+    """Means over slices (Dice, HD95 where finite) and over volumes (Dice, |volume error|); the
+    per-volume values are kept so that folds pool exactly."""
     finite_hd = [r.hd95_mm for r in rows if np.isfinite(r.hd95_mm)]
-    summary = {"slices": len(rows), "dice_slice": float(np.mean([r.dice for r in rows])),
-               "dice_volume": float(np.mean(volume_dice)),
-               "hd95_mm": float(np.mean(finite_hd)) if finite_hd else float("inf"),
-               "volume_error_ml": float(np.mean(volume_error))}
-    return rows, summary
+    return {"slices": len(rows), "dice_slice": float(np.mean([r.dice for r in rows])),
+            "dice_volume": float(np.mean(volume_dice)),
+            "hd95_mm": float(np.mean(finite_hd)) if finite_hd else float("inf"),
+            "volume_error_ml": float(np.mean(volume_error)),
+            "per_volume_dice": list(volume_dice), "per_volume_error_ml": list(volume_error)}
 
 
 def write_table(path_stem: Path, rows: Dict[str, Dict[str, float]], caption: str) -> None:
@@ -95,13 +102,13 @@ def write_table(path_stem: Path, rows: Dict[str, Dict[str, float]], caption: str
 
 
 def cross_validate(cases: Sequence[Case], folds: int, train_fold: Callable[[List[Case]], object],
-                   extra_training: Sequence[Case] = (), clicks: Sequence[int] = (1, 3)) -> Dict[str, Dict[str, float]]:
+                   extra_training: Sequence[Case] = (), clicks: Sequence[int] = (1, 3)) -> Dict[str, Dict[str, object]]:
     """Train on each fold's training patients (plus ``extra_training``, e.g. phantoms) and test on
     its held-out patients; pooled summaries per click count, for the fine-tuned model prompted
     with the clicks alone and with the clicks plus intensity-guided boxes. ``train_fold``
     returns a model."""
     modes = {"clicks only": False, "clicks + intensity-guided boxes": True}
-    pooled: Dict[Tuple[int, str], List[Tuple[List[SliceResult], Dict[str, float]]]] = {
+    pooled: Dict[Tuple[int, str], List[Tuple[List[SliceResult], Dict[str, object]]]] = {
         (c, m): [] for c in clicks for m in modes}
     for train_patients, test_patients in patient_folds(cases, folds):
         model = train_fold([c for c in cases if c.patient in train_patients] + list(extra_training))
@@ -113,11 +120,8 @@ def cross_validate(cases: Sequence[Case], folds: int, train_fold: Callable[[List
             for (count, mode), results in pooled.items()}
 
 
-def _pool(results: List[Tuple[List[SliceResult], Dict[str, float]]]) -> Dict[str, float]:
-    rows = [r for fold_rows, _ in results for r in fold_rows]
-    weights = [summary["slices"] for _, summary in results]
-    finite = [r.hd95_mm for r in rows if np.isfinite(r.hd95_mm)]
-    return {"slices": len(rows), "dice_slice": float(np.mean([r.dice for r in rows])),
-            "dice_volume": float(np.average([s["dice_volume"] for _, s in results], weights=weights)),
-            "hd95_mm": float(np.mean(finite)) if finite else float("inf"),
-            "volume_error_ml": float(np.average([s["volume_error_ml"] for _, s in results], weights=weights))}
+def _pool(results: List[Tuple[List[SliceResult], Dict[str, object]]]) -> Dict[str, object]:
+    """One summary of several folds' results, as if evaluated together."""
+    return _summary([r for fold_rows, _ in results for r in fold_rows],
+                    [d for _, s in results for d in s["per_volume_dice"]],  # type: ignore[attr-defined]
+                    [e for _, s in results for e in s["per_volume_error_ml"]])  # type: ignore[attr-defined]

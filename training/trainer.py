@@ -88,12 +88,16 @@ def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:
             for k in case.hemorrhage_slices()]
 
 
+def configured_phantoms(config: TrainingConfig) -> List[Case]:
+    """The synthetic scans a config asks for (``phantom_cases``), seeded by the config."""
+    return phantom_cases(config.phantom_cases, seed=config.seed) if config.phantom_cases else []
+
+
 def load_training_cases(config: TrainingConfig) -> List[Case]:
     cases: List[Case] = []
     for entry in config.datasets:
         cases.extend(load_dataset(entry["kind"], entry["root"]))
-    if config.phantom_cases:
-        cases.extend(phantom_cases(config.phantom_cases, seed=config.seed))
+    cases.extend(configured_phantoms(config))
     if not cases:
         raise ValueError("The training config names no data (datasets or phantom_cases).")
     return cases
