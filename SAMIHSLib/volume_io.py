@@ -7,14 +7,16 @@ Index order: arrays are (k, j, i) = (slice, row, column), as SimpleITK and Slice
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import nrrd
 import numpy as np
-import SimpleITK as sitk
 from PIL import Image
 
 from .validation import InputError, validate_ct_volume, validate_point_in_slice
+
+if TYPE_CHECKING:  # SimpleITK is imported where files are read or written: a training machine
+    import SimpleITK as sitk  # that reads packed .npz cases does not need it
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -60,8 +62,10 @@ class CTVolume:
         point = np.append(np.asarray(ras, dtype=float), 1.0)
         return (np.linalg.inv(self.ijk_to_ras_matrix()) @ point)[:3]
 
-    def to_sitk(self, array: Optional[np.ndarray] = None) -> sitk.Image:
+    def to_sitk(self, array: Optional[np.ndarray] = None) -> "sitk.Image":
         """A SimpleITK image of ``array`` (default: the CT) with this volume's geometry."""
+        import SimpleITK as sitk
+
         image = sitk.GetImageFromArray(self.array_hu if array is None else array)
         image.SetSpacing(tuple(float(s) for s in self.spacing_ijk))
         image.SetOrigin(tuple(float(o) for o in self.origin_lps))
@@ -69,7 +73,9 @@ class CTVolume:
         return image
 
 
-def _from_sitk(image: sitk.Image, source: str) -> CTVolume:
+def _from_sitk(image: "sitk.Image", source: str) -> CTVolume:
+    import SimpleITK as sitk
+
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{source} has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or "
                          "vector image); SAMIHS needs a scalar CT in HU.")
@@ -101,6 +107,8 @@ def read_png_slice(path: Path, window_level_hu: float = 40.0, window_width_hu: f
 def read_ct(path: Path, spacing_override_ijk: Optional[Sequence[float]] = None) -> CTVolume:
     """Read a CT volume or slice: NIfTI, NRRD, MHA, a DICOM series folder, one DICOM file,
     or a PNG/JPG slice. ``spacing_override_ijk`` replaces missing/wrong spacing (mm)."""
+    import SimpleITK as sitk
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"Input not found: {path}")
@@ -162,6 +170,8 @@ def _check_output(path: Path, mask: np.ndarray, reference: CTVolume) -> None:
 
 def write_labelmap(path: Path, mask: np.ndarray, reference: CTVolume) -> Path:
     """Write a uint8 label map (.nii/.nii.gz/.nrrd/.mha) with ``reference``'s exact geometry."""
+    import SimpleITK as sitk
+
     path = Path(path)
     if not path.name.lower().endswith(LABELMAP_SUFFIXES) or path.name.lower().endswith(SEG_NRRD_SUFFIX):
         raise InputError(f"Label maps are written as {', '.join(LABELMAP_SUFFIXES)}; got {path.name}.")
@@ -218,6 +228,8 @@ def write_mask(path: Path, mask: np.ndarray, reference: CTVolume, segment_name: 
 
 def write_ct(path: Path, volume: CTVolume) -> Path:
     """Write the CT itself (int16 HU) with its geometry."""
+    import SimpleITK as sitk
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(volume.to_sitk(volume.array_hu.astype(np.int16)), str(path), useCompression=True)
     return Path(path)

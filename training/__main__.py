@@ -4,11 +4,15 @@
   python -m training evaluate --model lite --dataset folder:../shared/data/ct-ich-slices --out results/base
   python -m training crossval --config CFG.json --dataset folder:../shared/data/ct-ich-slices --folds 0 --out DIR
   python -m training ship --config CFG.json --dataset folder:../shared/data/ct-ich-slices --metrics DIR/summary.json -o FILE
+  python -m training pack --dataset folder:../shared/data/ct-ich-slices@0.45 -o cases.npz
+
+Datasets are KIND:ROOT[@PIXEL_MM]; ``packed:cases.npz`` reads what ``pack`` wrote.
 """
 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List
@@ -16,9 +20,10 @@ from typing import List
 from SAMIHSLib.models import load_model
 from SAMIHSLib.predictor import SAMIHSPredictor
 
-from .datasets import Case, load_dataset
+from .datasets import Case, load_dataset, write_packed
 from .evaluate import cross_validate, evaluate_cases, write_table
-from .trainer import TrainingConfig, configured_phantoms, export_checkpoint, train, training_slices
+from .trainer import (FoldTrainer, TrainingConfig, configured_phantoms, export_checkpoint, fold_config, train,
+                      training_slices)
 
 
 def _cases(specs: List[str]) -> List[Case]:
@@ -30,28 +35,19 @@ def _cases(specs: List[str]) -> List[Case]:
     return cases
 
 
-def _fold_config(config: TrainingConfig, name: str) -> TrainingConfig:
-    return dataclasses.replace(config, name=name, output_dir=str(Path(config.output_dir) / name))
-
-
 def run_crossval(args: argparse.Namespace) -> int:
     config = TrainingConfig.from_json(args.config)
     cases = _cases(args.dataset)
     extra = configured_phantoms(config)
     out = Path(args.out)
-    counter = iter(range(1000))
-
-    def train_fold(fold_cases: List[Case]):
-        model, _ = train(_fold_config(config, f"fold{next(counter)}"), training_slices(fold_cases), resume=False)
-        return model
-
     table = {}
     base = SAMIHSPredictor(load_model(config.base_model))
     table["base model, 1 click (intensity-guided click handling)"] = evaluate_cases(
         base, cases, clicks=1, use_click_handling=True)[1]
     table["base model, 3 clicks (intensity-guided click handling)"] = evaluate_cases(
         base, cases, clicks=3, use_click_handling=True)[1]
-    table.update(cross_validate(cases, args.folds, train_fold, extra, clicks=(1, 3)))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
+    table.update(cross_validate(cases, args.folds, FoldTrainer(config, threads), extra, clicks=(1, 3), jobs=args.jobs))
     folds = "leave-one-patient-out" if args.folds <= 0 else f"{args.folds}-fold by patient"
     write_table(out / "table", table, f"{config.name}: {folds} on {', '.join(args.dataset)} "
                                       f"(+{config.phantom_cases} phantom scans in training)")
@@ -85,12 +81,23 @@ def run_ship(args: argparse.Namespace) -> int:
     config = TrainingConfig.from_json(args.config)
     cases = _cases(args.dataset)
     extra = configured_phantoms(config)
-    model, _ = train(_fold_config(config, "all_patients"), training_slices(cases + extra), resume=False)
+    if args.trained:  # trained elsewhere (e.g. on a GPU machine) from this config: ship as is
+        model = load_model(args.trained)
+    else:
+        model, _ = train(fold_config(config, "all_patients"), training_slices(cases + extra), resume=False)
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     data = (f"{', '.join(args.dataset)} (all {len({c.patient for c in cases})} patients) + "
             f"{config.phantom_cases} synthetic phantom scans")
     path = export_checkpoint(model, config, Path(args.output), metrics.get("results", {}), data)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    cases = _cases(args.dataset)
+    path = write_packed(cases, Path(args.output))
+    print(f"wrote {path}: {len(cases)} cases of {len({c.patient for c in cases})} patients "
+          f"({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -111,14 +118,20 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("--folds", type=int, default=5, help="number of patient folds; 0 = leave one patient out")
+    p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_crossval)
     p = commands.add_parser("ship")
     p.add_argument("--config", required=True)
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("--metrics", help="summary.json of a crossval run, recorded in the checkpoint")
+    p.add_argument("--trained", help="a model.samihs.pt already trained with --config on --dataset: skip training")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=run_ship)
+    p = commands.add_parser("pack", help="write datasets into one .npz (read back as packed:FILE)")
+    p.add_argument("--dataset", action="append", required=True)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(handler=run_pack)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -7,6 +7,8 @@
 - ``folder``: any ``images/`` + ``masks/`` pair of files with the same names (NIfTI, NRRD,
   DICOM slices such as ../shared/data/ct-ich-slices, PNG); the patient is the name before "_".
 - ``phantom``: synthetic head CTs with random bleeds (SAMIHSLib.phantom).
+- ``packed``: one ``.npz`` written by ``write_packed`` (``python -m training pack``): any of the
+  above in a single NumPy file, to move to a training machine that has no SimpleITK.
 Every reader says exactly what is wrong with a malformed dataset.
 """
 
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 from PIL import Image
 
 from SAMIHSLib.phantom import BLEED_KINDS, BleedSpec, make_head_phantom
@@ -61,6 +62,8 @@ def _pairs(image_dir: Path, mask_dir: Path, pattern: str, mask_name: Callable[[P
 
 
 def _case(image_path: Path, mask_path: Path, patient: str, reader=None) -> Case:
+    import SimpleITK as sitk
+
     try:
         volume = (reader or read_ct)(image_path)
         mask_image = sitk.ReadImage(str(mask_path)) if mask_path.suffix.lower() not in (".png", ".jpg") else None
@@ -141,8 +144,49 @@ def phantom_cases(count: int, seed: int = 0, shape: Tuple[int, int, int] = (4, 5
     return cases
 
 
+_PACKED_FIELDS = ("name", "patient", "spacing_zyx", "image_hu", "mask")
+
+
+def write_packed(cases: List[Case], path: Path) -> Path:
+    """All ``cases`` in one compressed ``.npz`` (HU as int16, masks as bool), read by ``read_packed``."""
+    arrays: Dict[str, np.ndarray] = {"count": np.array(len(cases))}
+    for index, case in enumerate(cases):
+        arrays[f"{index}/name"], arrays[f"{index}/patient"] = np.array(case.name), np.array(case.patient)
+        arrays[f"{index}/spacing_zyx"] = np.asarray(case.spacing_zyx, dtype=np.float64)
+        arrays[f"{index}/image_hu"] = np.clip(np.round(case.image_hu), -32768, 32767).astype(np.int16)
+        arrays[f"{index}/mask"] = case.mask.astype(bool)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return Path(path)
+
+
+def read_packed(path: Path) -> List[Case]:
+    if not Path(path).is_file():
+        raise DatasetError(f"Expected a packed dataset (.npz from `python -m training pack`) at {path}.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            cases = []
+            for index in range(int(data["count"])):
+                missing = [f for f in _PACKED_FIELDS if f"{index}/{f}" not in data]
+                if missing:
+                    raise DatasetError(f"{path}: case {index} lacks {missing}.")
+                spacing = tuple(float(v) for v in data[f"{index}/spacing_zyx"])
+                cases.append(Case(str(data[f"{index}/name"]), str(data[f"{index}/patient"]),
+                                  data[f"{index}/image_hu"].astype(np.float32), data[f"{index}/mask"].astype(bool),
+                                  spacing))  # type: ignore[arg-type]
+    except (OSError, ValueError, KeyError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"{path} is not a packed dataset: {error}") from error
+    for case in cases:
+        if case.mask.shape != case.image_hu.shape:
+            raise DatasetError(f"{path}: {case.name} has mask {case.mask.shape} but image {case.image_hu.shape}.")
+    return cases
+
+
 READERS: Dict[str, Callable[..., List[Case]]] = {
     "bcihm": read_bcihm, "bcihm_jpg": read_bcihm_jpg, "instance": read_instance, "folder": read_folder,
+    "packed": read_packed,
 }
 
 

@@ -101,23 +101,40 @@ def write_table(path_stem: Path, rows: Dict[str, Dict[str, float]], caption: str
     path_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
-def cross_validate(cases: Sequence[Case], folds: int, train_fold: Callable[[List[Case]], object],
-                   extra_training: Sequence[Case] = (), clicks: Sequence[int] = (1, 3)) -> Dict[str, Dict[str, object]]:
+CLICK_MODES = {"clicks only": False, "clicks + intensity-guided boxes": True}
+
+
+def test_fold(train_fold: Callable[[List[Case], str], object], train_cases: List[Case], test_cases: List[Case],
+              clicks: Sequence[int]) -> Dict[Tuple[int, str], Tuple[List[SliceResult], Dict[str, object]]]:
+    """Train one fold's model (named after its held-out patients) and evaluate it on the held-out
+    cases, per (clicks, prompt mode)."""
+    name = "test_" + "-".join(sorted({c.patient for c in test_cases}))
+    predictor = SAMIHSPredictor(train_fold(train_cases, name))  # type: ignore[arg-type]
+    return {(count, mode): evaluate_cases(predictor, test_cases, clicks=count, use_click_handling=guided)
+            for count in clicks for mode, guided in CLICK_MODES.items()}
+
+
+def cross_validate(cases: Sequence[Case], folds: int, train_fold: Callable[[List[Case], str], object],
+                   extra_training: Sequence[Case] = (), clicks: Sequence[int] = (1, 3),
+                   jobs: int = 1) -> Dict[str, Dict[str, object]]:
     """Train on each fold's training patients (plus ``extra_training``, e.g. phantoms) and test on
     its held-out patients; pooled summaries per click count, for the fine-tuned model prompted
-    with the clicks alone and with the clicks plus intensity-guided boxes. ``train_fold``
-    returns a model."""
-    modes = {"clicks only": False, "clicks + intensity-guided boxes": True}
-    pooled: Dict[Tuple[int, str], List[Tuple[List[SliceResult], Dict[str, object]]]] = {
-        (c, m): [] for c in clicks for m in modes}
-    for train_patients, test_patients in patient_folds(cases, folds):
-        model = train_fold([c for c in cases if c.patient in train_patients] + list(extra_training))
-        predictor = SAMIHSPredictor(model)
-        test = [c for c in cases if c.patient in test_patients]
-        for count, mode in pooled:
-            pooled[(count, mode)].append(evaluate_cases(predictor, test, clicks=count, use_click_handling=modes[mode]))
-    return {f"fine-tuned, {count} click{'s' if count > 1 else ''}, {mode}": _pool(results)
-            for (count, mode), results in pooled.items()}
+    with the clicks alone and with the clicks plus intensity-guided boxes. ``train_fold(cases,
+    name)`` returns a model; with ``jobs`` > 1 folds run in that many processes (it must pickle)."""
+    work = [([c for c in cases if c.patient in train_patients] + list(extra_training),
+             [c for c in cases if c.patient in test_patients])
+            for train_patients, test_patients in patient_folds(cases, folds)]
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: CUDA cannot be used in a forked child
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            outcomes = list(pool.map(test_fold, [train_fold] * len(work), *zip(*work), [tuple(clicks)] * len(work)))
+    else:
+        outcomes = [test_fold(train_fold, train, test, clicks) for train, test in work]
+    return {f"fine-tuned, {count} click{'s' if count > 1 else ''}, {mode}":
+            _pool([outcome[(count, mode)] for outcome in outcomes]) for count in clicks for mode in CLICK_MODES}
 
 
 def _pool(results: List[Tuple[List[SliceResult], Dict[str, object]]]) -> Dict[str, object]:

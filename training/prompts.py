@@ -5,6 +5,9 @@ from typing import List, Optional, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
+from SAMIHSLib.click_segmentation import (MIN_REGION_PIXELS, ClickSegmentationConfig, box_around,
+                                          hyperdense_region)
+
 Point = Tuple[float, float]
 
 
@@ -58,3 +61,17 @@ def jittered_box(mask: np.ndarray, rng: np.random.Generator, max_shift_fraction:
 def clicks_for_evaluation(mask: np.ndarray) -> List[Point]:
     """The deterministic first click of the evaluation protocol."""
     return [deepest_point(mask)]
+
+
+def region_box(slice_hu: np.ndarray, click: Point, pixel_mm: float, rng: np.random.Generator,
+               config: ClickSegmentationConfig = ClickSegmentationConfig()) -> Optional[Tuple[float, float, float, float]]:
+    """The box the app's intensity-guided click handling makes for ``click`` on ``slice_hu``
+    (HU, denoised) with one of its (HU band, opening) settings, picked at random; None when
+    that setting finds no hyperdense region there."""
+    band = config.hu_bands[int(rng.integers(len(config.hu_bands)))]
+    radius_mm = config.opening_radii_mm[int(rng.integers(len(config.opening_radii_mm)))]
+    region = hyperdense_region(slice_hu, click, band, max(1, int(round(radius_mm / pixel_mm))),
+                               config.seed_search_mm / pixel_mm)
+    if region.sum() < MIN_REGION_PIXELS:
+        return None
+    return box_around(region, int(round(config.box_margin_mm / pixel_mm)))

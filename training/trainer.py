@@ -25,13 +25,13 @@ from SAMIHSLib.device import resolve_device
 from SAMIHSLib.models import AdapterConfig, build_model, load_model, save_finetuned_checkpoint
 from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.preprocessing import PreprocessingConfig, normalize_slice
+from SAMIHSLib.preprocessing import PreprocessingConfig, denoise_slice, normalize_slice
 from SAMIHSLib.transforms import SliceToModelTransform
 
 from .augment import AugmentConfig, augment_slice
 from .datasets import Case, load_dataset, phantom_cases
 from .losses import samihs_loss
-from .prompts import corrective_click, jittered_box, random_foreground_click
+from .prompts import corrective_click, jittered_box, random_foreground_click, region_box
 
 
 @dataclass
@@ -54,8 +54,14 @@ class TrainingConfig:
     phantom_cases: int = 0
     augment: bool = True
     box_probability: float = 0.0
+    # A box around the click's hyperdense region, as the app's intensity-guided click handling
+    # gives a click-trained model at inference (with the click).
+    region_box_probability: float = 0.0
     extra_click_probability: float = 0.3
     max_steps: Optional[int] = None
+    # Stop (and save) once this much wall time has passed: for a rented machine's time limit.
+    # The steps actually done are in train_log.csv and the checkpoint's config.
+    max_minutes: Optional[float] = None
     device: str = "auto"
     output_dir: str = "runs/samihs_lite"
     cache_embeddings: bool = False
@@ -80,11 +86,12 @@ class TrainingSlice:
     image_hu: np.ndarray
     mask: np.ndarray
     patient: str
+    pixel_mm: float = 1.0
 
 
 def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:
     """Slices with hemorrhage, as the paper trains on."""
-    return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient) for case in cases
+    return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient, min(case.spacing_zyx[1:])) for case in cases
             for k in case.hemorrhage_slices()]
 
 
@@ -120,6 +127,17 @@ def build_trainable_model(config: TrainingConfig, device: torch.device) -> Segme
     return model.to(device).eval()  # frozen BatchNorm statistics; train() is set on the heads only
 
 
+@dataclass
+class PreparedSlice:
+    """An (augmented) slice ready for the model, with what prompts and targets are made from."""
+
+    model_image: torch.Tensor
+    mask: np.ndarray
+    transform: SliceToModelTransform
+    image_hu: np.ndarray
+    pixel_mm: float
+
+
 class BatchMaker:
     """Turns slices into model-ready images, low-res targets and simulated prompts."""
 
@@ -127,7 +145,7 @@ class BatchMaker:
         self.model, self.config, self.rng = model, config, rng
         self.augment = AugmentConfig()
 
-    def image_and_target(self, sample: TrainingSlice) -> Tuple[torch.Tensor, np.ndarray, SliceToModelTransform]:
+    def image_and_target(self, sample: TrainingSlice) -> "PreparedSlice":
         image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
         if self.config.augment:
             image, mask, level_jitter, width_jitter = augment_slice(sample.image_hu, sample.mask, self.rng,
@@ -139,11 +157,14 @@ class BatchMaker:
                                      window_width_hu=max(20.0, base.window_width_hu + width_jitter)) \
             if base.kind == "window" else base
         transform = SliceToModelTransform(mask.shape, self.model.config.image_size)
-        return transform.image_to_model(normalize_slice(image, window)), mask, transform
+        return PreparedSlice(transform.image_to_model(normalize_slice(image, window)), mask, transform, image,
+                             sample.pixel_mm)
 
-    def prompt(self, mask: np.ndarray, transform: SliceToModelTransform, device: torch.device):
+    def prompt(self, prepared: "PreparedSlice", device: torch.device):
         """(points, boxes) in model coordinates: one random positive click (paper), sometimes a
-        corrective extra click or a jittered box."""
+        corrective extra click, and sometimes a box: around the click's hyperdense region (as the
+        app prompts) or the mask's, jittered."""
+        mask, transform = prepared.mask, prepared.transform
         coords = [random_foreground_click(mask, self.rng)]
         labels = [1]
         if self.rng.random() < self.config.extra_click_probability:
@@ -156,9 +177,14 @@ class BatchMaker:
                 labels.append(1 if correction[1] else 0)
         points = (torch.from_numpy(transform.points_to_model(np.array(coords)))[None].to(device),
                   torch.tensor([labels], device=device))
-        boxes = None
-        if self.rng.random() < self.config.box_probability:
-            boxes = torch.from_numpy(transform.box_to_model(np.array(jittered_box(mask, self.rng))))[None].to(device)
+        box = None
+        draw = self.rng.random()
+        if draw < self.config.region_box_probability:
+            box = region_box(denoise_slice(prepared.image_hu), coords[0], prepared.pixel_mm, self.rng)
+        elif draw < self.config.region_box_probability + self.config.box_probability:
+            box = jittered_box(mask, self.rng)
+        boxes = None if box is None else \
+            torch.from_numpy(transform.box_to_model(np.array(box)))[None].to(device)
         return points, boxes
 
     def target(self, mask: np.ndarray, transform: SliceToModelTransform, device: torch.device) -> torch.Tensor:
@@ -219,22 +245,24 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
             log.writerow(["step", "epoch", "loss", "learning_rate", "seconds"])
         started = time.perf_counter()
         while step < total:
+            if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
+                bar.write(f"{config.name}: stopped at step {step} of {total} after {config.max_minutes} min")
+                break
             chosen = rng.choice(len(slices), size=config.batch_size, replace=len(slices) < config.batch_size)
             with autocast:
                 if bank is not None:
-                    embeddings, masks, transforms = bank.sample(chosen, rng)
+                    embeddings, prepared = bank.sample(chosen, rng)
                 else:
                     prepared = [maker.image_and_target(slices[int(i)]) for i in chosen]
                     with torch.set_grad_enabled(encoder_has_adapters):  # no encoder backward otherwise
-                        embeddings = model.encode(torch.cat([p[0] for p in prepared]).to(device))
-                    masks, transforms = [p[1] for p in prepared], [p[2] for p in prepared]
+                        embeddings = model.encode(torch.cat([p.model_image for p in prepared]).to(device))
                 loss = torch.zeros((), device=device)
-                for index, (mask, transform) in enumerate(zip(masks, transforms)):
-                    points, boxes = maker.prompt(mask, transform, device)
+                for index, item in enumerate(prepared):
+                    points, boxes = maker.prompt(item, device)
                     logits, _ = model.decode(embeddings[index:index + 1], points, boxes)
-                    loss = loss + samihs_loss(logits.float(), maker.target(mask, transform, device),
+                    loss = loss + samihs_loss(logits.float(), maker.target(item.mask, item.transform, device),
                                               config.boundary_loss, config.bce_weight)
-                loss = loss / len(masks)
+                loss = loss / len(prepared)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -250,13 +278,41 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
             bar.set_postfix(loss=f"{float(loss):.4f}")
             if on_step is not None:
                 on_step(step, float(loss))
-            if step % max(1, steps_per_epoch * 5) == 0 or step == total:
-                torch.save({"model": {k: v for k, v in model.state_dict().items()},
-                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "step": step, "losses": losses}, state_path)
+            if step % max(1, steps_per_epoch * 5) == 0 and step < total:
+                _save_state(state_path, model, optimizer, scheduler, step, losses)
+    _save_state(state_path, model, optimizer, scheduler, step, losses)
     bar.close()
     model.eval()
     return model, losses
+
+
+def _save_state(path: Path, model: SegmentAnythingModel, optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, losses: List[float]) -> None:
+    """Everything ``train`` needs to resume."""
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "losses": losses}, path)
+
+
+def fold_config(config: TrainingConfig, name: str) -> TrainingConfig:
+    """``config`` for one run inside its experiment: outputs go to ``output_dir/name``."""
+    return dataclasses.replace(config, name=name, output_dir=str(Path(config.output_dir) / name))
+
+
+class FoldTrainer:
+    """Trains one cross-validation fold: a picklable callable (module level, not ``__main__``) so
+    that folds can run in processes, each with ``threads`` CPU threads (0: leave as is)."""
+
+    def __init__(self, config: TrainingConfig, threads: int = 0) -> None:
+        self.config, self.threads = config, threads
+
+    def __call__(self, fold_cases: List[Case], name: str):
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        model, _ = train(fold_config(self.config, name), training_slices(fold_cases), resume=False,
+                         progress=self.threads == 0)
+        return model
 
 
 class _EmbeddingBank:
@@ -264,20 +320,20 @@ class _EmbeddingBank:
 
     def __init__(self, model: SegmentAnythingModel, maker: BatchMaker, slices: List[TrainingSlice], copies: int,
                  device: torch.device) -> None:
-        self.items: List[List[Tuple[torch.Tensor, np.ndarray, SliceToModelTransform]]] = []
+        self.items: List[List[Tuple[torch.Tensor, PreparedSlice]]] = []
         from tqdm import tqdm
 
         with torch.no_grad():
             for sample in tqdm(slices, desc="encoding augmented slices", leave=False):
                 versions = []
                 for _ in range(max(1, copies)):
-                    image, mask, transform = maker.image_and_target(sample)
-                    versions.append((model.encode(image.to(device)).detach(), mask, transform))
+                    prepared = maker.image_and_target(sample)
+                    versions.append((model.encode(prepared.model_image.to(device)).detach(), prepared))
                 self.items.append(versions)
 
     def sample(self, chosen: Sequence[int], rng: np.random.Generator):
         picked = [self.items[int(i)][int(rng.integers(len(self.items[int(i)])))] for i in chosen]
-        return torch.cat([p[0] for p in picked]), [p[1] for p in picked], [p[2] for p in picked]
+        return torch.cat([p[0] for p in picked]), [p[1] for p in picked]
 
 
 def _tensorboard(out: Path):
