@@ -1,0 +1,56 @@
+"""The shipped default: the click-trained SAMIHS checkpoint (PR adapters + decoder over LiteMedSAM)."""
+
+import numpy as np
+import pytest
+
+from SAMIHSLib.metrics import dice
+from SAMIHSLib.models import load_model
+from SAMIHSLib.models.checkpoint import read_samihs_checkpoint
+from SAMIHSLib.models.registry import SHIPPED_DEFAULT, default_model_spec
+from SAMIHSLib.predictor import SAMIHSPredictor
+from SAMIHSLib.prompts import SlicePrompt
+
+from conftest import SHARED_PIXEL_SPACING_MM, deepest_point
+
+LOPO_CLICK_ROW = "fine-tuned, 1 click, clicks only"
+BASE_CLICK_ROW = "base model, 1 click (intensity-guided click handling)"
+
+
+@pytest.fixture(scope="module")
+def shipped_model():
+    return load_model("lite", device="cpu")
+
+
+def test_lite_resolves_to_the_shipped_click_trained_checkpoint(shipped_model):
+    assert default_model_spec() == str(SHIPPED_DEFAULT)
+    assert shipped_model.config.trained_with_clicks
+    assert shipped_model.config.adapters.enabled
+    assert SHIPPED_DEFAULT.stat().st_size < 12e6  # adapters + decoder in fp16; the base is not inside
+
+
+def test_shipped_checkpoint_records_its_provenance_and_patient_level_metrics():
+    provenance = read_samihs_checkpoint(SHIPPED_DEFAULT).header["provenance"]
+    config = provenance["training_config"]
+    assert config["adapter_positions"] == ["attn", "mlp"] and config["learning_rate"] == 5e-4
+    assert "ct-ich-slices" in provenance["data"] and provenance["commit"]
+    metrics = provenance["metrics"]
+    # recorded from the leave-one-patient-out run, not from the training patients
+    assert metrics[LOPO_CLICK_ROW]["slices"] == 12
+    assert metrics[LOPO_CLICK_ROW]["dice_slice"] > metrics[BASE_CLICK_ROW]["dice_slice"]
+
+
+@pytest.mark.real_data
+def test_a_lone_click_is_answered_only_after_fine_tuning(shipped_model, lite_model, real_slices):
+    """LiteMedSAM as released ignores a point prompt; the PR-adapter fine-tuning teaches it clicks.
+    (In-sample: the shipped model was trained on these patients. The held-out figure is the LOPO
+    metric above.)"""
+    spacing = (5.0, SHARED_PIXEL_SPACING_MM, SHARED_PIXEL_SPACING_MM)
+    scores = {"shipped": [], "base": []}
+    for _, image, truth in real_slices:
+        prompt = SlicePrompt([deepest_point(truth)], [])
+        for name, model in (("shipped", shipped_model), ("base", lite_model)):
+            predictor = SAMIHSPredictor(model)
+            predictor.set_volume(image, spacing)
+            scores[name].append(dice(predictor.predict(0, prompt).mask, truth))
+    assert np.mean(scores["shipped"]) >= 0.75, scores
+    assert np.mean(scores["base"]) < 0.3, scores
