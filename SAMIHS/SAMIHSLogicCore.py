@@ -226,7 +226,7 @@ class SAMIHSMRMLLogic:
     def __init__(self, model_spec: str = "lite", device: str = "auto", engine: str = "torch") -> None:
         self.model_spec = model_spec
         self.device = device
-        self.engine_name = engine  # "torch", or "onnxruntime" (exact fp32, faster on CPU)
+        self.engine_name = engine  # one of SAMIHSLib.engines.ENGINE_CHOICES
         self._model = None
         self._engine = None
         self._cache = None

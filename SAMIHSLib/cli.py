@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .device import DEVICE_CHOICES
-from .engines import ENGINE_CHOICES
+from .engines import ENGINE_CHOICES, EngineError
 from .models.checkpoint import CheckpointError
 from .validation import InputError
 
@@ -49,13 +49,31 @@ class _Progress:
         self._bar.close()
 
 
-def _load_predictor(model_spec: str, device: str, engine: str = "torch"):
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="lite",
+                        help="'lite' (embedded default: the shipped click-trained SAMIHS), 'lite-base' "
+                             "(LiteMedSAM as released) or a checkpoint path.")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--engine", default="torch", choices=ENGINE_CHOICES,
+                        help="Inference backend: torch; onnxruntime or openvino (exact fp32, faster on CPU); "
+                             "openvino-bf16 (bf16 on CPUs with native bf16, checked against fp32).")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for inference (default 0: all physical cores).")
+
+
+def _load_predictor(args: argparse.Namespace):
+    import torch
+
     from .engines import make_engine
     from .models import load_model
     from .predictor import SAMIHSPredictor
 
-    model = load_model(model_spec, device=device)
-    return SAMIHSPredictor(model, engine=make_engine(model, engine))
+    if args.threads < 0:
+        raise ValueError(f"--threads must be 0 (all physical cores) or a positive number, not {args.threads}.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, device=args.device)
+    return SAMIHSPredictor(model, engine=make_engine(model, args.engine, threads=args.threads or None))
 
 
 def run_segment(args: argparse.Namespace) -> int:
@@ -79,7 +97,7 @@ def run_segment(args: argparse.Namespace) -> int:
     axial, spacing, permutation = to_axial_stack(volume)
     if permutation != (0, 1, 2):
         raise InputError("This volume's slice axis is not superior-inferior; resample it to axial first.")
-    predictor = _load_predictor(args.model, args.device, args.engine)
+    predictor = _load_predictor(args)
     predictor.set_volume(axial, spacing)
     session = HemorrhageSession(predictor)
     k = slices.pop()
@@ -128,7 +146,7 @@ def run_demo(args: argparse.Namespace) -> int:
     j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)  # the click: deepest point of the bleed
     print(f"Synthetic head CT {phantom.volume_hu.shape[::-1]} voxels, spacing {spacing_ijk} mm; "
           f"click at column {i}, row {j}, slice {k}")
-    predictor = _load_predictor(args.model, args.device, args.engine)
+    predictor = _load_predictor(args)
     predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)
     session = HemorrhageSession(predictor)
     progress = _Progress("segmenting")
@@ -158,7 +176,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_batch_command(args: argparse.Namespace) -> int:
     from .batch import REPORT_NAME, run_batch
 
-    predictor = _load_predictor(args.model, args.device, args.engine)
+    predictor = _load_predictor(args)
     progress = _Progress("volumes")
     progress._bar.unit = "volume"
     try:
@@ -183,10 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--box", metavar="X0,Y0,X1,Y1[,Z]", help="Box around the bleed (IJK pixels).")
     segment.add_argument("--coords", choices=("ijk", "ras"), default="ijk",
                          help="Click coordinates: IJK voxel indices (I column, J row, K slice) or RAS mm.")
-    segment.add_argument("--model", default="lite", help="'lite' (embedded default), 'lite-base' (LiteMedSAM as released) or a checkpoint path.")
-    segment.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    segment.add_argument("--engine", default="torch", choices=ENGINE_CHOICES,
-                         help="Inference backend: torch, or onnxruntime (exact fp32, faster on CPU).")
+    _add_model_options(segment)
     segment.add_argument("--spacing", metavar="SI,SJ,SK", help="Voxel spacing in mm when the file lacks it.")
     segment.add_argument("--no-propagate", action="store_true", help="Segment the clicked slice only.")
     segment.add_argument("-o", "--output", required=True, help="Output .seg.nrrd, .nii.gz or .nrrd.")
@@ -199,16 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'auto' (seeds from hyperdense regions), a JSON file {volume: {points, negative, "
                             "coords}}, or a folder of <volume>.mrk.json Slicer markups.")
     batch.add_argument("-o", "--output", required=True, help="Output folder.")
-    batch.add_argument("--model", default="lite")
-    batch.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    batch.add_argument("--engine", default="torch", choices=ENGINE_CHOICES)
+    _add_model_options(batch)
     batch.set_defaults(handler=run_batch_command)
 
     demo = commands.add_parser("demo", help="Segment a synthetic head CT from one click.")
     demo.add_argument("--out", default="samihs-demo", help="Output folder.")
-    demo.add_argument("--model", default="lite")
-    demo.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    demo.add_argument("--engine", default="torch", choices=ENGINE_CHOICES)
+    _add_model_options(demo)
     demo.set_defaults(handler=run_demo)
     return parser
 
@@ -218,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (InputError, CheckpointError, ValueError, FileNotFoundError) as error:
+    except (InputError, CheckpointError, EngineError, ValueError, FileNotFoundError) as error:
         print(f"samihs: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
 

@@ -1,13 +1,14 @@
-"""CPU inference engines side by side, in one process: PyTorch eager (the reference) and ONNX
-Runtime (exact fp32). Encoder ms per slice, decoder ms per prompt, a click on an already-encoded
-slice (prompt encoding + decoder + upsampling to 512x512 + threshold), one click -> 3D on a
-32-slice 512x512 volume (nothing encoded / background encoder finished), and peak RSS of a
-40-slice session. Writes bench/results/engines.json.  Run: .venv/bin/python bench/bench_engines.py
+"""CPU inference engines side by side on the shipped default model, in one process: PyTorch eager
+(the reference), ONNX Runtime and OpenVINO (exact fp32), OpenVINO in bf16. Encoder ms per slice,
+decoder ms per prompt, a click on an already-encoded slice (prompt encoding + decoder + upsampling
+to 512x512 + threshold), one click -> 3D on a 32-slice 512x512 volume (nothing encoded /
+background encoder finished), and mask Dice vs PyTorch on the real ct-ich slices (when
+../shared/data is there). Peak RSS of a session: bench_session_memory.py.
+Writes bench/results/engines.json.  Run: .venv/bin/python bench/bench_engines.py
 """
 
 import json
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -20,7 +21,8 @@ from timing import median_ms  # bench/ is on sys.path when a script here runs
 from scipy import ndimage as ndi
 
 from SAMIHSLib.background_encoder import BackgroundEncoder
-from SAMIHSLib.engines import make_engine
+from SAMIHSLib.engines import ENGINE_CHOICES, make_engine
+from SAMIHSLib.engines.agreement import mask_agreements
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
 from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
@@ -30,16 +32,25 @@ from SAMIHSLib.session import HemorrhageSession
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _real_slices():
+    """(HU, bleed mask) of the shared ct-ich slices, or [] where ../shared is absent."""
+    import SimpleITK as sitk
+
+    root = REPO.parent / "shared" / "data" / "ct-ich-slices"
+    return [(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0].astype(np.float32),
+             sitk.GetArrayFromImage(sitk.ReadImage(str(root / "masks" / path.name)))[0] > 0)
+            for path in sorted((root / "images").glob("*.dcm"))]
+
+
 def main(repeats: int = 6) -> dict:
-    model = load_model("lite-base", device="cpu")
+    model = load_model("lite", device="cpu")  # the shipped default
     phantom = make_head_phantom(shape=(32, 512, 512))
     truth = phantom.bleed_mask(0)
     k = int(np.argmax(truth.reshape(32, -1).sum(axis=1)))
     depth = ndi.distance_transform_edt(truth[k])
     row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    box = (280.0, 190.0, 350.0, 270.0)
-    engines = {"torch": make_engine(model, "torch"),
-               "onnxruntime": make_engine(model, "onnxruntime", cache_dir=Path(tempfile.mkdtemp()))}
+    cache = Path(tempfile.mkdtemp())
+    engines = {name: make_engine(model, name, cache_dir=cache) for name in ENGINE_CHOICES}
     image = torch.rand(1, 3, 256, 256)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__}, "engines": {}}
@@ -53,7 +64,7 @@ def main(repeats: int = 6) -> dict:
         predictor = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30), engine=engine)
         predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)
         predictor.encode_slice(k)
-        click_ms = median_ms(lambda: predictor.predict(k, SlicePrompt(box=box)), repeats * 4)
+        click_ms = median_ms(lambda: predictor.predict(k, SlicePrompt([(float(col), float(row))], [])), repeats * 4)
         start = time.perf_counter()
         HemorrhageSession(predictor).click(k, [(float(col), float(row))])
         cold_s = time.perf_counter() - start
@@ -75,12 +86,13 @@ def main(repeats: int = 6) -> dict:
     for name, figures in result["engines"].items():
         figures["encoder_speedup_vs_torch_eager"] = round(reference["encoder_ms_per_slice"] /
                                                           figures["encoder_ms_per_slice"], 2)
-    session = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30), engine=engines["onnxruntime"])
-    forty = make_head_phantom(shape=(40, 512, 512), seed=5)
-    session.set_volume(forty.volume_hu, forty.spacing_zyx)
-    for index in range(40):
-        session.encode_slice(index)
-    result["peak_rss_mb_after_40_slice_session"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    slices = _real_slices()
+    for name, engine in engines.items():
+        if slices and name != "torch":
+            agreements = mask_agreements(model, engine, slices, (5.0, 0.45, 0.45))
+            result["engines"][name]["mask_dice_vs_torch_real_ct"] = {
+                "mean": round(float(np.mean(agreements)), 4), "min": round(float(np.min(agreements)), 4),
+                "masks": len(agreements)}
     (REPO / "bench" / "results" / "engines.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return result

@@ -1,6 +1,6 @@
 """Peak RSS of a 40-slice 512x512 session with every slice encoded (default cache bound), in a
-fresh process. Writes bench/results/session_memory.json.
-Run: .venv/bin/python bench/bench_session_memory.py [torch|onnxruntime]"""
+fresh process. Writes bench/results/session_memory_<engine>.json.
+Run: .venv/bin/python bench/bench_session_memory.py [torch|onnxruntime|openvino|openvino-bf16]"""
 
 import json
 import resource
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(engine_name: str = "torch") -> dict:
-    model = load_model("lite-base", device="cpu")
+    model = load_model("lite", device="cpu")  # the shipped default
     predictor = SAMIHSPredictor(model, engine=make_engine(model, engine_name))
     phantom = make_head_phantom(shape=(40, 512, 512))
     predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)

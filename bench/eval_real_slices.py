@@ -2,8 +2,9 @@
 
 Compares, on the same slices and click (deepest point of the largest bleed component):
 region growing alone (the classical floor), boxes of fixed sizes around the click, our
-intensity-guided click handling, and a tight ground-truth box (an upper reference).
-Writes bench/results/real_slices.json.  Run: .venv/bin/python bench/eval_real_slices.py
+intensity-guided click handling, and a tight ground-truth box (an upper reference), on LiteMedSAM
+as released (the shipped click-trained model's held-out figures come from ``python -m training
+crossval``). Writes bench/results/real_slices.json.  Run: .venv/bin/python bench/eval_real_slices.py
 """
 
 import json
@@ -26,7 +27,7 @@ from SAMIHSLib.preprocessing import denoise_slice  # noqa: E402
 from SAMIHSLib.prompts import SlicePrompt  # noqa: E402
 
 
-def main(model_spec: str = "lite") -> dict:
+def main(model_spec: str = "lite-base") -> dict:
     torch.set_num_threads(2)
     predictor = SAMIHSPredictor(load_model(model_spec, device="cpu"))
     clicks = ClickSegmenter(predictor)

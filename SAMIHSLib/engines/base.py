@@ -10,6 +10,10 @@ except ImportError:  # pragma: no cover - Python < 3.8
     Protocol = object  # type: ignore[assignment,misc]
 
 
+class EngineError(RuntimeError):
+    """An engine cannot run this model here (missing precision support, failed verification)."""
+
+
 class InferenceEngine(Protocol):
     """``encode``: (1, 3, S, S) image in [0, 1] -> (1, 256, 64, 64) embedding.
     ``decode``: embedding + prompts in model-input coordinates -> (low-res logits, IoU)."""

@@ -5,12 +5,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..models.sam import SegmentAnythingModel
+from .base import EngineError
 from .export import export_onnx, model_fingerprint
 
 DEFAULT_CACHE = Path(os.environ.get("SAMIHS_ENGINE_CACHE", Path.home() / ".cache" / "samihs" / "engines"))
@@ -18,7 +19,7 @@ MAX_EMBEDDING_DIFFERENCE = 1e-3
 MIN_MASK_AGREEMENT = 0.99
 
 
-class EngineVerificationError(RuntimeError):
+class EngineVerificationError(EngineError):
     """An exported graph does not reproduce PyTorch; it is deleted and not used."""
 
 
@@ -41,20 +42,8 @@ class OnnxRuntimeEngine:
     def from_model(cls, model: SegmentAnythingModel, cache_dir: Optional[Path] = None,
                    threads: Optional[int] = None) -> "OnnxRuntimeEngine":
         """Load cached graphs for ``model`` or export, verify and cache them."""
-        directory = Path(cache_dir or DEFAULT_CACHE) / model_fingerprint(model)
-        encoder, decoder = directory / "encoder.onnx", directory / "decoder.onnx"
-        if encoder.is_file() and decoder.is_file():
-            return cls(encoder, decoder, threads)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="export-", dir=directory.parent))
-        try:
-            export_onnx(model, staging)
-            engine = cls(staging / "encoder.onnx", staging / "decoder.onnx", threads)
-            verify_against_torch(engine, model)
-            staging.rename(directory) if not directory.exists() else shutil.rmtree(staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        encoder, decoder = cached_onnx_graphs(model, cache_dir,
+                                              lambda e, d: verify_against_torch(cls(e, d, threads), model))
         return cls(encoder, decoder, threads)
 
     def encode(self, image01: torch.Tensor) -> torch.Tensor:
@@ -64,17 +53,44 @@ class OnnxRuntimeEngine:
     def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
                boxes: Optional[torch.Tensor] = None, mask_input: Optional[torch.Tensor] = None,
                multimask_output: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-        if multimask_output:
-            raise NotImplementedError("The ONNX decoder graph returns the single-mask output only.")
-        coords, labels = prompt_arrays(points, boxes)
-        side = self.decoder.get_inputs()[3].shape[-1]
-        mask = np.zeros((1, 1, side, side), np.float32) if mask_input is None else \
-            mask_input.detach().cpu().numpy().astype(np.float32)
-        lowres, iou = self.decoder.run(None, {
-            "embedding": embedding.detach().cpu().numpy().astype(np.float32), "point_coords": coords,
-            "point_labels": labels, "mask_input": mask,
-            "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32)})
+        inputs = decoder_inputs(embedding, points, boxes, mask_input, multimask_output,
+                                self.decoder.get_inputs()[3].shape[-1])
+        lowres, iou = self.decoder.run(None, inputs)
         return torch.from_numpy(lowres), torch.from_numpy(iou)
+
+
+def decoder_inputs(embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]],
+                   boxes: Optional[torch.Tensor], mask_input: Optional[torch.Tensor], multimask_output: bool,
+                   mask_side: int) -> Dict[str, np.ndarray]:
+    """The exported decoder graph's inputs for one prompt (its single-mask output only)."""
+    if multimask_output:
+        raise NotImplementedError("The exported decoder graph returns the single-mask output only.")
+    coords, labels = prompt_arrays(points, boxes)
+    mask = np.zeros((1, 1, mask_side, mask_side), np.float32) if mask_input is None else \
+        mask_input.detach().cpu().numpy().astype(np.float32)
+    return {"embedding": embedding.detach().cpu().numpy().astype(np.float32), "point_coords": coords,
+            "point_labels": labels, "mask_input": mask,
+            "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32)}
+
+
+def cached_onnx_graphs(model: SegmentAnythingModel, cache_dir: Optional[Path],
+                       verify: Callable[[Path, Path], None]) -> Tuple[Path, Path]:
+    """(encoder.onnx, decoder.onnx) of ``model``, from the cache (keyed by the weights' hash) or
+    freshly exported, checked by ``verify(encoder, decoder)`` before they are cached."""
+    directory = Path(cache_dir or DEFAULT_CACHE) / model_fingerprint(model)
+    encoder, decoder = directory / "encoder.onnx", directory / "decoder.onnx"
+    if encoder.is_file() and decoder.is_file():
+        return encoder, decoder
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="export-", dir=directory.parent))
+    try:
+        export_onnx(model, staging)
+        verify(staging / "encoder.onnx", staging / "decoder.onnx")
+        staging.rename(directory) if not directory.exists() else shutil.rmtree(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return encoder, decoder
 
 
 def prompt_arrays(points, boxes) -> Tuple[np.ndarray, np.ndarray]:
@@ -93,23 +109,43 @@ def prompt_arrays(points, boxes) -> Tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(coords)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32))
 
 
-def verify_against_torch(engine: OnnxRuntimeEngine, model: SegmentAnythingModel, seed: int = 0) -> None:
-    """Embedding and masks of the exported graphs must match PyTorch on a test image."""
-    generator = torch.Generator().manual_seed(seed)
-    size = model.config.image_size
-    image = torch.rand(1, 3, size, size, generator=generator)
+def verification_case(model: SegmentAnythingModel, seed: int = 0):
+    """A synthetic head-CT slice with a bleed, as the model sees it, and prompts on the bleed
+    (its box; a click inside plus a negative click outside), in model coordinates."""
+    from ..phantom import make_head_phantom
+    from ..preprocessing import normalize_slice
+    from ..transforms import SliceToModelTransform
+
+    phantom = make_head_phantom(shape=(1, 512, 512), seed=seed)
+    bleed = phantom.bleed_mask(0)[0]
+    transform = SliceToModelTransform(bleed.shape, model.config.image_size)
+    image = transform.image_to_model(normalize_slice(phantom.volume_hu[0], model.config.preprocessing))
+    rows, cols = np.nonzero(bleed)
+    box = transform.box_to_model(np.array([cols.min(), rows.min(), cols.max(), rows.max()], float))
+    inside = (float(np.median(cols)), float(np.median(rows)))
+    outside = (float(cols.min()) - 40.0, float(rows.min()) - 40.0)
+    points = transform.points_to_model(np.array([inside, outside]))
+    prompts = [(None, torch.from_numpy(box)[None].float()),
+               ((torch.from_numpy(points)[None].float(), torch.tensor([[1, 0]])), None)]
+    return image, prompts
+
+
+def verify_against_torch(engine, model: SegmentAnythingModel, seed: int = 0,
+                         max_embedding_difference: Optional[float] = MAX_EMBEDDING_DIFFERENCE) -> None:
+    """``engine`` must reproduce PyTorch fp32 on a synthetic head-CT slice: the embedding within
+    ``max_embedding_difference`` (None: not checked, for reduced precision) and the masks from its
+    own embedding at Dice >= MIN_MASK_AGREEMENT."""
+    image, prompts = verification_case(model, seed)
     with torch.inference_mode():
         reference = model.encode(image.to(model.device)).float().cpu()
         ours = engine.encode(image)
         difference = float((reference - ours).abs().max())
-        if difference > MAX_EMBEDDING_DIFFERENCE:
-            raise EngineVerificationError(f"ONNX encoder differs from PyTorch by {difference:.2e}.")
-        prompts = [(None, torch.tensor([[size * 0.3, size * 0.3, size * 0.6, size * 0.7]])),
-                   ((torch.tensor([[[size * 0.5, size * 0.5], [size * 0.2, size * 0.8]]]), torch.tensor([[1, 0]])), None)]
+        if max_embedding_difference is not None and difference > max_embedding_difference:
+            raise EngineVerificationError(f"{engine.name} encoder differs from PyTorch by {difference:.2e}.")
         for points, boxes in prompts:
             expected, _ = model.decode(reference.to(model.device), points, boxes)
-            got, _ = engine.decode(reference, points, boxes)
+            got, _ = engine.decode(ours, points, boxes)
             a, b = expected.cpu() > 0, got > 0
             agreement = 2 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
             if a.sum() + b.sum() and agreement < MIN_MASK_AGREEMENT:
-                raise EngineVerificationError(f"ONNX decoder masks agree with PyTorch at Dice {agreement:.3f}.")
+                raise EngineVerificationError(f"{engine.name} masks agree with PyTorch at Dice {agreement:.3f}.")

@@ -81,6 +81,20 @@ def test_bad_inputs_give_clear_errors_and_write_nothing(tmp_path, capsys, obliqu
     _refused(capsys, tmp_path, ["segment", str(path), "--point", "900,10,3"], "outside the image")
     _refused(capsys, tmp_path, ["segment", str(path), "--point", "10,10,99"], "outside the volume")
     _refused(capsys, tmp_path, ["segment", str(path), "--point", "10,10,3", "--model", "vit_z"], "Unknown model")
+    _refused(capsys, tmp_path, ["segment", str(path), "--point", "10,10,3", "--threads", "-2"], "--threads")
+
+
+def test_openvino_engine_with_one_thread_matches_the_default(tmp_path, oblique_nrrd, small_phantom):
+    pytest.importorskip("openvino")
+    path, _ = oblique_nrrd
+    i, j, k = _click_ijk(small_phantom)
+    masks = []
+    for name, extra in (("torch.nii.gz", []), ("openvino.nii.gz", ["--engine", "openvino", "--threads", "1"])):
+        assert main(["segment", str(path), "--point", f"{i},{j},{k}", "--no-propagate", "-o", str(tmp_path / name),
+                     "--device", "cpu"] + extra) == 0
+        masks.append(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name))) > 0)
+    overlap = 2 * (masks[0] & masks[1]).sum() / (masks[0].sum() + masks[1].sum())
+    assert masks[0].sum() > 50 and overlap >= 0.99
 
 
 def test_mr_like_and_rgb_images_are_not_taken_for_ct(tmp_path):
