@@ -1,0 +1,132 @@
+"""SAMIHS in a web browser: real Slicer views (trame-slicer) over a real MRML scene, driven by
+the same Qt-free logic as the Slicer module (SAMIHS/SAMIHSLogicCore.py).
+
+Click the bleed in the axial view: the click lands as a positive control point, SAMIHS segments
+that slice, propagates through the volume, and the hemorrhage segment and its volume in mL appear.
+
+    .venv/bin/python web/samihs_web_app.py [CT.nrrd] --port 8080 [--save result.seg.nrrd]
+
+Without a CT it opens the module's sample head CT (a synthetic phantom with a bleed).
+Needs the test extras (trame-slicer with slicer-core); rendering runs headless (EGL/OSMesa).
+"""
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "SAMIHS"))  # the module's Qt-free logic, as Slicer would find it
+
+import slicer  # noqa: E402  (slicer-core: MRML without the desktop application)
+import vtk  # noqa: E402
+from SAMIHSLogicCore import SAMIHSMRMLLogic, ensure_segmentation_converters  # noqa: E402
+from trame.app import TrameApp  # noqa: E402
+from trame.widgets import html  # noqa: E402
+from trame_slicer.core import LayoutManager, SlicerApp  # noqa: E402
+from trame_slicer.rca_view import register_rca_factories  # noqa: E402
+from trame_vuetify.ui.vuetify3 import SinglePageLayout  # noqa: E402
+
+SAMPLE_CT = REPO / "SAMIHS" / "Resources" / "SampleData" / "SAMIHSPhantomHeadCT.nrrd"
+
+
+class SAMIHSWebApp(TrameApp):
+    """One axial view; every click in it is a positive SAMIHS click."""
+
+    def __init__(self, ct_path: Path = SAMPLE_CT, server=None, model: str = "lite", engine: str = "torch",
+                 save_path: Optional[Path] = None) -> None:
+        super().__init__(server=server)
+        self.slicer_app = SlicerApp()
+        register_rca_factories(self.slicer_app.view_manager, self.server)
+        self.layout_manager = LayoutManager(self.slicer_app.scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
+        self.layout_manager.set_layout("Axial Primary")
+        scene = self.slicer_app.scene
+        ensure_segmentation_converters()
+        self.logic = SAMIHSMRMLLogic(model, "auto", engine)
+        self.volume_node = self.slicer_app.io_manager.load_volumes(str(ct_path))[0]
+        display = self.volume_node.GetDisplayNode()
+        display.SetAutoWindowLevel(False)
+        display.SetWindowLevel(80.0, 40.0)  # the brain window, where acute blood stands out
+        self.save_path = save_path
+        self.segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "SAMIHS segmentation")
+        self.segmentation_node.CreateDefaultDisplayNodes()
+        self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
+        self.positive_node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "SAMIHS positive")
+        self.positive_node.CreateDefaultDisplayNodes()
+        self.positive_node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._on_point_placed)
+        self.slicer_app.markups_logic.place_node(self.positive_node, persistent=True)
+        self.segment_id = ""
+        self.state.samihs_status = "Click the bleed in the axial view."
+        self.server.controller.trigger("samihs_locate")(self.locate)
+        self.state.samihs_volume_ml = None
+        with SinglePageLayout(self.server) as self.ui:
+            self.ui.title.set_text("SAMIHS: click to segment intracranial hemorrhage")
+            with self.ui.toolbar:
+                html.Span("{{ samihs_status }}", classes="ml-4", id="samihs-status")
+            with self.ui.content:
+                self.layout_manager.initialize_layout_grid(self.ui)
+        # the views exist once the layout grid is built
+        self.slicer_app.display_manager.show_volume_in_slice_background(self.volume_node)
+        self.slicer_app.display_manager.reset_views()
+
+    @property
+    def axial_view(self):
+        return self.slicer_app.view_manager.get_view("Red")
+
+    def locate(self, ras: list) -> dict:
+        """Show the axial slice through ``ras`` (mm) and say where that point is drawn: pixels from
+        the top-left of the axial view's render window, and the window's size. For scripted
+        demos and the browser test, which then click there like a user."""
+        slice_node = self.slicer_app.scene.GetNodeByID("vtkMRMLSliceNodeRed")
+        slice_node.JumpSliceByOffsetting(*[float(v) for v in ras])
+        xy_to_ras = vtk.vtkMatrix4x4()
+        xy_to_ras.DeepCopy(slice_node.GetXYToRAS())
+        xy_to_ras.Invert()
+        x, y, _, _ = xy_to_ras.MultiplyPoint([float(v) for v in ras] + [1.0])
+        width, height = slice_node.GetDimensions()[:2]
+        self.axial_view.schedule_render()
+        return {"x": x, "y": height - y, "width": width, "height": height}
+
+    def _save(self) -> None:
+        storage = self.segmentation_node.GetStorageNode() or \
+            self.slicer_app.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        self.segmentation_node.SetAndObserveStorageNodeID(storage.GetID())
+        storage.SetFileName(str(self.save_path))
+        if not storage.WriteData(self.segmentation_node):
+            raise OSError(f"Could not write {self.save_path}.")
+
+    def _on_point_placed(self, *_) -> None:
+        self.state.samihs_status = "Segmenting..."
+        self.state.flush()
+        try:
+            self.segment_id, update = self.logic.segment_from_points(
+                self.volume_node, self.segmentation_node, self.positive_node, segment_id=self.segment_id)
+            self.state.samihs_volume_ml = round(update.volume_ml, 2)
+            self.state.samihs_status = f"Hemorrhage: {update.volume_ml:.2f} mL"
+            if self.save_path is not None and update.volume_ml > 0:
+                self._save()
+        except Exception as error:  # shown to the user; the scene is left as it was
+            traceback.print_exc()
+            self.state.samihs_status = f"SAMIHS could not segment: {error}"
+        for view in self.slicer_app.view_manager.get_views():
+            view.schedule_render()
+        self.state.flush()
+
+
+def main(argv: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ct", nargs="?", default=str(SAMPLE_CT), help="CT volume (NRRD, NIfTI, ...)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--model", default="lite")
+    parser.add_argument("--engine", default="torch")
+    parser.add_argument("--save", help="write the segmentation here (.seg.nrrd) after every change")
+    args = parser.parse_args(argv)
+    app = SAMIHSWebApp(Path(args.ct), model=args.model, engine=args.engine,
+                       save_path=Path(args.save) if args.save else None)
+    app.server.start(port=args.port, open_browser=False)
+
+
+if __name__ == "__main__":
+    main()
