@@ -104,7 +104,7 @@ def write_table(path_stem: Path, rows: Dict[str, Dict[str, float]], caption: str
 CLICK_MODES = {"clicks only": False, "clicks + intensity-guided boxes": True}
 
 
-def test_fold(train_fold: Callable[[List[Case], str], object], train_cases: List[Case], test_cases: List[Case],
+def run_fold(train_fold: Callable[[List[Case], str], object], train_cases: List[Case], test_cases: List[Case],
               clicks: Sequence[int]) -> Dict[Tuple[int, str], Tuple[List[SliceResult], Dict[str, object]]]:
     """Train one fold's model (named after its held-out patients) and evaluate it on the held-out
     cases, per (clicks, prompt mode)."""
@@ -130,9 +130,9 @@ def cross_validate(cases: Sequence[Case], folds: int, train_fold: Callable[[List
 
         # spawn: CUDA cannot be used in a forked child
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            outcomes = list(pool.map(test_fold, [train_fold] * len(work), *zip(*work), [tuple(clicks)] * len(work)))
+            outcomes = list(pool.map(run_fold, [train_fold] * len(work), *zip(*work), [tuple(clicks)] * len(work)))
     else:
-        outcomes = [test_fold(train_fold, train, test, clicks) for train, test in work]
+        outcomes = [run_fold(train_fold, train, test, clicks) for train, test in work]
     return {f"fine-tuned, {count} click{'s' if count > 1 else ''}, {mode}":
             _pool([outcome[(count, mode)] for outcome in outcomes]) for count in clicks for mode in CLICK_MODES}
 

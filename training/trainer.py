@@ -145,7 +145,7 @@ class BatchMaker:
         self.model, self.config, self.rng = model, config, rng
         self.augment = AugmentConfig()
 
-    def image_and_target(self, sample: TrainingSlice) -> "PreparedSlice":
+    def image_and_target(self, sample: TrainingSlice) -> PreparedSlice:
         image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
         if self.config.augment:
             image, mask, level_jitter, width_jitter = augment_slice(sample.image_hu, sample.mask, self.rng,
@@ -160,7 +160,7 @@ class BatchMaker:
         return PreparedSlice(transform.image_to_model(normalize_slice(image, window)), mask, transform, image,
                              sample.pixel_mm)
 
-    def prompt(self, prepared: "PreparedSlice", device: torch.device):
+    def prompt(self, prepared: PreparedSlice, device: torch.device):
         """(points, boxes) in model coordinates: one random positive click (paper), sometimes a
         corrective extra click, and sometimes a box: around the click's hyperdense region (as the
         app prompts) or the mask's, jittered."""
@@ -307,8 +307,6 @@ class FoldTrainer:
 
     def __call__(self, fold_cases: List[Case], name: str):
         if self.threads:
-            import torch
-
             torch.set_num_threads(self.threads)
         model, _ = train(fold_config(self.config, name), training_slices(fold_cases), resume=False,
                          progress=self.threads == 0)

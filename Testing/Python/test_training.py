@@ -10,10 +10,10 @@ import torch
 from SAMIHSLib.models import load_model
 from SAMIHSLib.predictor import SAMIHSPredictor
 from SAMIHSLib.prompts import SlicePrompt
-from training.datasets import DatasetError, load_dataset, phantom_cases
+from training.datasets import DatasetError, load_dataset, phantom_cases, write_packed
 from training.evaluate import patient_folds
 from training.losses import authors_boundary_loss, boundary_weight, paper_boundary_loss, samihs_loss
-from training.prompts import corrective_click, deepest_point, jittered_box, random_foreground_click
+from training.prompts import corrective_click, deepest_point, jittered_box, random_foreground_click, region_box
 from training.trainer import TrainingConfig, export_checkpoint, train, training_slices
 
 from conftest import SHARED_PIXEL_SPACING_MM, SHARED_SLICES
@@ -88,6 +88,33 @@ def test_malformed_datasets_are_explained(tmp_path):
         load_dataset("brats", str(tmp_path))
 
 
+def test_packed_dataset_round_trips_and_bad_packs_are_explained(tmp_path):
+    cases = phantom_cases(2, seed=4, shape=(3, 96, 96))
+    packed = load_dataset("packed", str(write_packed(cases, tmp_path / "cases.npz")))
+    for before, after in zip(cases, packed):
+        assert (after.name, after.patient, after.spacing_zyx) == (before.name, before.patient, before.spacing_zyx)
+        assert np.array_equal(after.mask, before.mask)
+        assert np.abs(after.image_hu - before.image_hu).max() <= 0.5  # stored as int16 HU
+    with pytest.raises(DatasetError, match="Expected a packed dataset"):
+        load_dataset("packed", str(tmp_path / "missing.npz"))
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="not a packed dataset"):
+        load_dataset("packed", str(tmp_path / "broken.npz"))
+
+
+def test_region_box_is_the_box_the_app_makes_around_a_click():
+    case = phantom_cases(1, seed=2, shape=(3, 256, 256))[0]
+    k = int(np.argmax(case.mask.sum(axis=(1, 2))))
+    click = deepest_point(case.mask[k])
+    rng = np.random.default_rng(0)
+    box = region_box(case.image_hu[k], click, case.spacing_zyx[1], rng)
+    rows, cols = np.nonzero(case.mask[k])
+    assert box is not None and box[0] <= click[0] <= box[2] and box[1] <= click[1] <= box[3]
+    # the hyperdense bleed's box, give or take the opening and the margin
+    assert abs(box[0] - cols.min()) < 8 and abs(box[3] - rows.max()) < 8
+    assert region_box(case.image_hu[k], (5.0, 5.0), case.spacing_zyx[1], rng) is None  # air: no region
+
+
 def test_phantom_cases_have_bleeds():
     cases = phantom_cases(2, seed=1, shape=(3, 128, 128))
     assert all(case.mask.any() and case.image_hu.min() < -900 for case in cases)
@@ -124,6 +151,12 @@ def test_short_real_training_lowers_the_loss_and_exports(tmp_path, real_slices_c
     resumed_config = TrainingConfig(**{**config.to_dict(), "max_steps": 18})
     _, resumed_losses = train(resumed_config, slices, progress=False)
     assert len(resumed_losses) == 18 and resumed_losses[:16] == losses
+
+    # a wall-time limit stops early and still leaves a resumable state
+    limited = TrainingConfig(**{**config.to_dict(), "max_steps": 30, "max_minutes": 0.0})
+    _, limited_losses = train(limited, slices, progress=False)
+    assert len(limited_losses) == 18
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == 18
 
 
 def test_adapters_receive_gradients(tmp_path, real_slices_cases):
