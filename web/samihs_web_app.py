@@ -32,7 +32,7 @@ SAMPLE_CT = REPO / "SAMIHS" / "Resources" / "SampleData" / "SAMIHSPhantomHeadCT.
 
 
 class SAMIHSWebApp(TrameApp):
-    """One axial view; every click in it is a positive SAMIHS click."""
+    """Slicer's "Axial Primary" layout; every click in a slice view is a positive SAMIHS click."""
 
     def __init__(self, ct_path: Path = SAMPLE_CT, server=None, model: str = "lite", engine: str = "torch",
                  save_path: Optional[Path] = None) -> None:
@@ -45,7 +45,12 @@ class SAMIHSWebApp(TrameApp):
         scene = self.slicer_app.scene
         ensure_segmentation_converters()
         self.logic = SAMIHSMRMLLogic(model, "auto", engine)
-        self.volume_node = self.slicer_app.io_manager.load_volumes(str(ct_path))[0]
+        if not Path(ct_path).is_file():
+            raise FileNotFoundError(f"CT not found: {ct_path}")
+        loaded = self.slicer_app.io_manager.load_volumes(str(ct_path))
+        if not loaded:
+            raise ValueError(f"{ct_path} could not be read as a volume.")
+        self.volume_node = loaded[0]
         display = self.volume_node.GetDisplayNode()
         display.SetAutoWindowLevel(False)
         display.SetWindowLevel(80.0, 40.0)  # the brain window, where acute blood stands out
