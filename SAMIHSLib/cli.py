@@ -32,12 +32,13 @@ def _parse_numbers(text: str, counts: Sequence[int], what: str) -> Tuple[float, 
 
 
 class _Progress:
-    """A tqdm progress bar fed by (done, total, message) callbacks."""
+    """A tqdm progress bar fed by (done, total, message) callbacks; the total is unknown (not
+    "0/1") until the first callback."""
 
     def __init__(self, description: str) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=1, desc=description, unit="slice", leave=False, file=sys.stderr)
+        self._bar = tqdm(total=None, desc=description, unit="slice", leave=False, file=sys.stderr)
 
     def __call__(self, done: int, total: int, message: str) -> None:
         self._bar.total = max(total, 1)
