@@ -32,6 +32,8 @@ def cpu_supports_bf16() -> bool:
 
 
 class OpenVinoEngine:
+    """Encoder and decoder graphs compiled by OpenVINO for the CPU at ``precision``."""
+
     def __init__(self, encoder_path: Path, decoder_path: Path, threads: Optional[int] = None,
                  precision: str = "f32") -> None:
         import openvino as ov
@@ -58,7 +60,11 @@ class OpenVinoEngine:
     def from_model(cls, model: SegmentAnythingModel, cache_dir: Optional[Path] = None,
                    threads: Optional[int] = None, precision: str = "f32") -> "OpenVinoEngine":
         """Compile the model's cached (or freshly exported) graphs and check them against PyTorch."""
-        encoder, decoder = cached_onnx_graphs(model, cache_dir, lambda e, d: None)
+        if precision not in PRECISIONS:  # before any export is written
+            raise ValueError(f"Unknown precision {precision!r}; use one of {PRECISIONS}.")
+        # fresh exports are checked in exact fp32 before they are cached for every CPU backend
+        encoder, decoder = cached_onnx_graphs(
+            model, cache_dir, lambda e, d: verify_against_torch(cls(e, d, threads, "f32"), model))
         engine = cls(encoder, decoder, threads, precision)
         try:
             verify_against_torch(engine, model, max_embedding_difference=None if precision != "f32" else 1e-3)

@@ -44,6 +44,7 @@ def test_openvino_bf16_masks_stay_within_policy_on_real_ct(shipped_model, real_s
     assert min(agreements) >= 0.95, agreements  # no single slice far off
 
 
-def test_unknown_precision_is_refused(shipped_model, tmp_path):
+def test_unknown_precision_is_refused_before_anything_is_exported(shipped_model, tmp_path):
     with pytest.raises(ValueError, match="precision"):
         OpenVinoEngine.from_model(shipped_model, cache_dir=tmp_path, precision="int4")
+    assert not any(tmp_path.iterdir())
