@@ -3,7 +3,8 @@
 Measures (a) 3D Dice of each propagation prompt mode on three bleed shapes, (b) seconds for a
 one-click propagation from nothing encoded and the share spent in the image encoder, and
 (c) seconds once a background encoder has encoded every slice.
-Writes bench/results/propagation.json.  Run: .venv/bin/python bench/bench_propagation.py
+Writes bench/results/propagation.json for LiteMedSAM as released (the default), or
+propagation_<model>.json for another model.  Run: .venv/bin/python bench/bench_propagation.py [lite]
 """
 
 import json
@@ -44,9 +45,9 @@ class EncoderTimer:
             lambda *_: setattr(self, "seconds", self.seconds + time.perf_counter() - self._start))
 
 
-def main() -> dict:
+def main(model_spec: str = "lite-base") -> dict:
     phantom = make_head_phantom(shape=(32, 512, 512), spacing_zyx=(5.0, 0.45, 0.45), bleeds=BLEEDS)
-    model = load_model("lite-base", device="cpu")
+    model = load_model(model_spec, device="cpu")
     timer = EncoderTimer(model)
     shared = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30))
     shared.set_volume(phantom.volume_hu, phantom.spacing_zyx)
@@ -85,7 +86,7 @@ def main() -> dict:
     warm_seconds = time.perf_counter() - start
 
     result = {
-        "volume": "phantom 32 x 512 x 512, 0.45 x 0.45 x 5 mm", "device": "cpu",
+        "model": model_spec, "volume": "phantom 32 x 512 x 512, 0.45 x 0.45 x 5 mm", "device": "cpu",
         "dice_by_prompt_mode": modes,
         "one_click_3d_seconds_nothing_encoded": round(cold_seconds, 2),
         "slices_encoded_for_that_click": cold_encoded,
@@ -93,10 +94,11 @@ def main() -> dict:
         "background_encoding_all_32_slices_seconds": round(background_seconds, 2),
         "one_click_3d_seconds_all_encoded": round(warm_seconds, 2),
     }
-    (REPO / "bench" / "results" / "propagation.json").write_text(json.dumps(result, indent=2))
+    name = "propagation.json" if model_spec == "lite-base" else f"propagation_{Path(model_spec).stem}.json"
+    (REPO / "bench" / "results" / name).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return result
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    sys.exit(0 if main(*sys.argv[1:]) else 1)
