@@ -84,6 +84,14 @@ def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int)
     return mask & near, True
 
 
+def points_mask(shape: Tuple[int, int], points: Sequence[Point]) -> np.ndarray:
+    """A (rows, columns) bool image that is True at each (column, row) point."""
+    mask = np.zeros(shape, dtype=bool)
+    for x, y in points:
+        mask[int(round(y)), int(round(x))] = True
+    return mask
+
+
 def remove_nearest_to_negatives(mask: np.ndarray, positive: Sequence[Point], negative: Sequence[Point]) -> np.ndarray:
     """``mask`` without the pixels nearer to a negative click than to every positive click.
 
@@ -103,10 +111,7 @@ def remove_nearest_to_negatives(mask: np.ndarray, positive: Sequence[Point], neg
         return result
 
     def distance_to(points: Sequence[Point]) -> np.ndarray:
-        seeds = np.ones(mask.shape, bool)
-        for x, y in points:
-            seeds[int(round(y)), int(round(x))] = False
-        return ndi.distance_transform_edt(seeds)
+        return ndi.distance_transform_edt(~points_mask(mask.shape, points))
 
     return result & (distance_to(negative) >= distance_to(positive))
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from .click_segmentation import ClickSegmentationConfig, ClickSegmenter, remove_nearest_to_negatives
+from .click_segmentation import ClickSegmentationConfig, ClickSegmenter, points_mask, remove_nearest_to_negatives
 from .predictor import SAMIHSPredictor
 from .propagation import (PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback,
                           SlicePropagator, keep_components_near)
@@ -52,14 +52,6 @@ def _diff(old: np.ndarray, new: np.ndarray, locked_before: Set[int], locked_afte
     return MaskDiff(box, old[box].copy(), new[box].copy(), frozenset(locked_before), frozenset(locked_after), label)
 
 
-def _points_mask(shape: Tuple[int, int], points: Sequence[Point]) -> np.ndarray:
-    """A (rows, columns) bool image that is True at each (column, row) point."""
-    mask = np.zeros(shape, dtype=bool)
-    for x, y in points:
-        mask[int(round(y)), int(round(x))] = True
-    return mask
-
-
 class HemorrhageSession:
     """Owns the 3D hemorrhage mask of one volume and every edit made to it."""
 
@@ -95,7 +87,7 @@ class HemorrhageSession:
         current = self.mask[slice_index]
         for x, y in list(positive) + list(negative):
             validate_point_in_slice(x, y, current.shape)
-        anchor = _points_mask(current.shape, list(positive) + list(negative))
+        anchor = points_mask(current.shape, list(positive) + list(negative))
         # The object being corrected: existing components near the clicks (none = a new bleed).
         reach = self.propagator._px(self.propagator.config.neighbourhood_mm)
         target = keep_components_near(current, anchor, reach) if anchor.any() else current
@@ -103,7 +95,7 @@ class HemorrhageSession:
                                      mask_input=target if target.any() else None)
         predicted = result.prediction.mask
         if positive:  # keep what the clicks point at, never a distant bleed on the same slice
-            positive_anchor = _points_mask(current.shape, positive)
+            positive_anchor = points_mask(current.shape, positive)
             predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
         history = self.slice_clicks.setdefault(slice_index, ([], []))
         history[0].extend(positive)

@@ -34,12 +34,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _real_slices():
     """(HU, bleed mask) of the shared ct-ich slices, or [] where ../shared is absent."""
-    import SimpleITK as sitk
+    from training.datasets import load_dataset
 
     root = REPO.parent / "shared" / "data" / "ct-ich-slices"
-    return [(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))[0].astype(np.float32),
-             sitk.GetArrayFromImage(sitk.ReadImage(str(root / "masks" / path.name)))[0] > 0)
-            for path in sorted((root / "images").glob("*.dcm"))]
+    if not root.is_dir():
+        return []
+    return [(case.image_hu[0], case.mask[0]) for case in load_dataset("folder", str(root))]
 
 
 def main(repeats: int = 6) -> dict:

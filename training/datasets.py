@@ -174,9 +174,9 @@ def read_packed(path: Path) -> List[Case]:
                 cases.append(Case(str(data[f"{index}/name"]), str(data[f"{index}/patient"]),
                                   data[f"{index}/image_hu"].astype(np.float32), data[f"{index}/mask"].astype(bool),
                                   spacing))  # type: ignore[arg-type]
+    except DatasetError:  # already specific (it is a ValueError too)
+        raise
     except (OSError, ValueError, KeyError) as error:
-        if isinstance(error, DatasetError):
-            raise
         raise DatasetError(f"{path} is not a packed dataset: {error}") from error
     for case in cases:
         if case.mask.shape != case.image_hu.shape:

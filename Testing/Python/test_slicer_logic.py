@@ -16,15 +16,7 @@ from SAMIHSLib.phantom import oblique_direction  # noqa: E402
 from SAMIHSLib.volume_io import CTVolume, write_ct  # noqa: E402
 
 from conftest import deepest_point  # noqa: E402
-
-
-def load_volume(scene, path, name):
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node)
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    return node
+from mrml_files import load_segmentation, load_volume  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +113,7 @@ def test_segmentation_saved_as_seg_nrrd_reloads_identical(tmp_path, scene_with_c
 
     fresh = slicer.vtkMRMLScene()
     volume_again = load_volume(fresh, tmp_path / "head_ct.nrrd", "CT")
-    reloaded = fresh.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    reader = fresh.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-    reader.SetFileName(str(tmp_path / "hemorrhage.seg.nrrd"))
-    assert reader.ReadData(reloaded)
+    reloaded = load_segmentation(fresh, tmp_path / "hemorrhage.seg.nrrd")
     reloaded_id = reloaded.GetSegmentation().GetSegmentIdBySegmentName("Hemorrhage")
     assert np.array_equal(core.read_segment_mask(reloaded, reloaded_id, volume_again), expected)
 

@@ -99,17 +99,12 @@ def test_a_click_in_the_browser_segments_the_bleed_into_the_scene(web_app, small
     import slicer
 
     import SAMIHSLogicCore as core
+    from mrml_files import load_segmentation, load_volume
 
     core.ensure_segmentation_converters()
     scene = slicer.vtkMRMLScene()
-    reader = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    reader.SetFileName(str(ct_path))
-    volume_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
-    assert reader.ReadData(volume_node)
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    seg_reader = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-    seg_reader.SetFileName(str(saved))
-    assert seg_reader.ReadData(segmentation)
+    volume_node = load_volume(scene, ct_path)
+    segmentation = load_segmentation(scene, saved)
     segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Hemorrhage")
     mask = core.read_segment_mask(segmentation, segment_id, volume_node)
     assert dice(mask, truth) >= 0.7
