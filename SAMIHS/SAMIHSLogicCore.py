@@ -74,10 +74,14 @@ def volume_array(volume_node) -> np.ndarray:
     return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1]).copy()
 
 
-def ijk_to_ras(volume_node) -> np.ndarray:
+def _ijk_to_ras_vtk(volume_node) -> vtk.vtkMatrix4x4:
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
-    return _matrix_to_numpy(matrix)
+    return matrix
+
+
+def ijk_to_ras(volume_node) -> np.ndarray:
+    return _matrix_to_numpy(_ijk_to_ras_vtk(volume_node))
 
 
 def world_to_volume_ras(volume_node, ras_world: Sequence[float]) -> np.ndarray:
@@ -134,9 +138,7 @@ def _reference_geometry(volume_node):
     """An empty vtkOrientedImageData with the volume's extent and IJK-to-RAS matrix."""
     geometry = slicer.vtkOrientedImageData()
     geometry.SetExtent(volume_node.GetImageData().GetExtent())
-    matrix = vtk.vtkMatrix4x4()
-    volume_node.GetIJKToRASMatrix(matrix)
-    geometry.SetImageToWorldMatrix(matrix)
+    geometry.SetImageToWorldMatrix(_ijk_to_ras_vtk(volume_node))
     return geometry
 
 
@@ -194,9 +196,7 @@ def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: 
     labelmap.SetExtent(extent)
     labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = mask[box].astype(np.uint8).ravel()
-    matrix = vtk.vtkMatrix4x4()
-    volume_node.GetIJKToRASMatrix(matrix)
-    labelmap.SetImageToWorldMatrix(matrix)
+    labelmap.SetImageToWorldMatrix(_ijk_to_ras_vtk(volume_node))
     labelmap.Modified()
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     # MODE_REPLACE clears the segment outside the extent too; max-then-min replaces inside only.
