@@ -1,6 +1,7 @@
 """Exporting a (fine-tuned) model to ONNX: an encoder graph and a prompt-encoder + decoder graph
 with a dynamic number of points (boxes enter as two corner points labelled 2 and 3, as in
-segment-anything's ONNX export), mask input and a has-mask flag."""
+segment-anything's ONNX export), mask input and a has-mask flag. The decoder graph uses the
+few-token form of the cross-attentions (``few_token_attention``): the same masks, fewer FLOPs."""
 
 import copy
 import hashlib
@@ -14,8 +15,9 @@ from ..models.adapters import PRAdapter
 from ..models.checkpoint import sha256_tensors
 from ..models.sam import SegmentAnythingModel
 from ..models.tiny_vit import TinyViT
+from .few_token_attention import with_few_token_attention
 
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: few-token cross-attentions in the decoder graph
 OPSET = 17
 
 
@@ -87,7 +89,7 @@ def export_onnx(model: SegmentAnythingModel, directory: Path) -> Tuple[Path, Pat
                           input_names=["image"], output_names=["embedding"], opset_version=OPSET, dynamo=False)
         example = (torch.randn(1, 256, embedding_side, embedding_side), torch.rand(1, 3, 2) * size,
                    torch.tensor([[1.0, 2.0, 3.0]]), torch.zeros(1, 1, lowres, lowres), torch.zeros(1))
-        torch.onnx.export(DecoderGraph(folded), example, str(decoder_path),
+        torch.onnx.export(DecoderGraph(with_few_token_attention(folded)), example, str(decoder_path),
                           input_names=["embedding", "point_coords", "point_labels", "mask_input", "has_mask_input"],
                           output_names=["lowres_logits", "iou"], opset_version=OPSET, dynamo=False,
                           dynamic_axes={"point_coords": {1: "points"}, "point_labels": {1: "points"}})

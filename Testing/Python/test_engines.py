@@ -1,5 +1,6 @@
 """Inference engines: the ONNX Runtime engine reproduces PyTorch on real CT, caches its graphs
-by checkpoint hash, and carries fine-tuned adapters (folded exactly)."""
+by checkpoint hash, carries fine-tuned adapters (folded exactly) and exports the decoder with
+exact few-token cross-attentions."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ import torch
 
 from SAMIHSLib.click_segmentation import ClickSegmenter
 from SAMIHSLib.engines import make_engine
-from SAMIHSLib.engines.export import fold_adapters, model_fingerprint
+from SAMIHSLib.engines.export import DecoderGraph, fold_adapters, model_fingerprint
+from SAMIHSLib.engines.few_token_attention import with_few_token_attention
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import AdapterConfig, build_model
 from SAMIHSLib.predictor import SAMIHSPredictor
@@ -65,3 +67,23 @@ def test_fine_tuned_adapters_fold_exactly_and_export(lite_model, tmp_path):
     engine = make_engine(model, "onnxruntime", cache_dir=tmp_path)  # verified against PyTorch inside
     with torch.no_grad():
         assert float((engine.encode(image) - model.encode(image)).abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize("points", [1, 3, 12])
+def test_few_token_attention_decoder_is_exact(lite_model, points):
+    """The exported decoder's cheaper cross-attentions give segment-anything's logits and IoU, for
+    clicks, clicks with a box, and a mask prompt."""
+    rewritten = with_few_token_attention(lite_model)
+    generator = torch.Generator().manual_seed(points)
+    embedding = torch.randn(1, 256, 64, 64, generator=generator)
+    coords = torch.rand(1, points + 2, 2, generator=generator) * 256
+    labels = torch.cat([torch.randint(0, 2, (1, points), generator=generator).float(), torch.tensor([[2.0, 3.0]])], 1)
+    mask_input = torch.randn(1, 1, 256, 256, generator=generator)
+    with torch.no_grad():
+        for has_mask in (torch.zeros(1), torch.ones(1)):
+            inputs = (embedding, coords, labels, mask_input, has_mask)
+            (expected_logits, expected_iou), (logits, iou) = DecoderGraph(lite_model)(*inputs), \
+                DecoderGraph(rewritten)(*inputs)
+            assert float(expected_logits.abs().max()) > 1.0  # a real answer, not all zeros
+            assert torch.allclose(logits, expected_logits, atol=1e-4)
+            assert torch.allclose(iou, expected_iou, atol=1e-5)
