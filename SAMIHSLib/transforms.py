@@ -58,7 +58,9 @@ class SliceToModelTransform:
 
     def lowres_logits_to_original(self, logits: torch.Tensor) -> torch.Tensor:
         """(B, C, L, L) decoder logits -> (B, C, H, W) logits at the slice's native resolution."""
-        upscaled = F.interpolate(logits.float(), size=(self.input_size, self.input_size), mode="bilinear",
-                                 align_corners=False)
+        upscaled = logits.float()
+        if upscaled.shape[-1] != self.input_size:  # LiteMedSAM's decoder already answers at input size
+            upscaled = F.interpolate(upscaled, size=(self.input_size, self.input_size), mode="bilinear",
+                                     align_corners=False)
         h, w = self.resized_hw
         return F.interpolate(upscaled[..., :h, :w], size=self.original_hw, mode="bilinear", align_corners=False)

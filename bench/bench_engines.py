@@ -7,6 +7,7 @@ background encoder finished), and mask Dice vs PyTorch on the real ct-ich slices
 Writes bench/results/engines.json.  Run: .venv/bin/python bench/bench_engines.py
 """
 
+import SAMIHSLib  # noqa: F401  (first: it shortens OpenMP spinning before torch loads, see cpu_tuning)
 import json
 import platform
 import sys
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from timing import median_ms  # bench/ is on sys.path when a script here runs
+from real_ct import SPACING_ZYX, real_slices  # bench/ is on sys.path when a script here runs
+from timing import median_ms
 from scipy import ndimage as ndi
 
 from SAMIHSLib.background_encoder import BackgroundEncoder
@@ -30,16 +32,6 @@ from SAMIHSLib.prompts import SlicePrompt
 from SAMIHSLib.session import HemorrhageSession
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _real_slices():
-    """(HU, bleed mask) of the shared ct-ich slices, or [] where ../shared is absent."""
-    from training.datasets import load_dataset
-
-    root = REPO.parent / "shared" / "data" / "ct-ich-slices"
-    if not root.is_dir():
-        return []
-    return [(case.image_hu[0], case.mask[0]) for case in load_dataset("folder", str(root))]
 
 
 def main(repeats: int = 6) -> dict:
@@ -86,10 +78,10 @@ def main(repeats: int = 6) -> dict:
     for name, figures in result["engines"].items():
         figures["encoder_speedup_vs_torch_eager"] = round(reference["encoder_ms_per_slice"] /
                                                           figures["encoder_ms_per_slice"], 2)
-    slices = _real_slices()
+    slices = real_slices()
     for name, engine in engines.items():
         if slices and name != "torch":
-            agreements = mask_agreements(model, engine, slices, (5.0, 0.45, 0.45))
+            agreements = mask_agreements(model, engine, slices, SPACING_ZYX)
             result["engines"][name]["mask_dice_vs_torch_real_ct"] = {
                 "mean": round(float(np.mean(agreements)), 4), "min": round(float(np.min(agreements)), 4),
                 "masks": len(agreements)}

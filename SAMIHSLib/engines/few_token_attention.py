@@ -32,19 +32,29 @@ def _head_weights(linear: nn.Linear, heads: int):
             linear.bias.reshape(heads, out_features // heads))
 
 
-class TokensToImageAttention(nn.Module):
-    """``Attention(q=tokens, k=image + pe, v=image)`` with the projections of k and v moved onto q."""
+def _split_heads(projection: nn.Linear, tokens: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, T, E) prompt tokens projected and split into heads: (B, H, T, d)."""
+    batch, count, _ = tokens.shape
+    return projection(tokens).reshape(batch, count, heads, -1).transpose(1, 2)
+
+
+class _RewrittenAttention(nn.Module):
+    """Holds the original ``Attention`` (its weights are used as they are, not copied)."""
 
     def __init__(self, attention: Attention) -> None:
         super().__init__()
         self.attention = attention
+
+
+class TokensToImageAttention(_RewrittenAttention):
+    """``Attention(q=tokens, k=image + pe, v=image)`` with the projections of k and v moved onto q."""
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         a, heads = self.attention, self.attention.num_heads
         batch, tokens, _ = q.shape
         wk, _ = _head_weights(a.k_proj, heads)
         wv, bv = _head_weights(a.v_proj, heads)
-        queries = a.q_proj(q).reshape(batch, tokens, heads, -1).transpose(1, 2)  # B, H, T, d
+        queries = _split_heads(a.q_proj, q, heads)  # B, H, T, d
         scale = 1.0 / math.sqrt(queries.shape[-1])
         query_keys = (queries @ wk).reshape(batch, heads * tokens, -1)  # (B, H, T, d) @ (H, d, E)
         weights = torch.softmax(query_keys @ k.transpose(1, 2) * scale, dim=-1)  # B, H*T, N
@@ -53,20 +63,15 @@ class TokensToImageAttention(nn.Module):
         return a.out_proj(out.transpose(1, 2).reshape(batch, tokens, -1))
 
 
-class ImageToTokensAttention(nn.Module):
+class ImageToTokensAttention(_RewrittenAttention):
     """``Attention(q=image + pe, k=tokens + pe, v=tokens)`` with the projections of q and of the
     output moved onto the tokens."""
-
-    def __init__(self, attention: Attention) -> None:
-        super().__init__()
-        self.attention = attention
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         a, heads = self.attention, self.attention.num_heads
         batch, tokens, _ = k.shape
         wq, bq = _head_weights(a.q_proj, heads)
-        keys = a.k_proj(k).reshape(batch, tokens, heads, -1).transpose(1, 2)  # B, H, T, d
-        values = a.v_proj(v).reshape(batch, tokens, heads, -1).transpose(1, 2)
+        keys, values = _split_heads(a.k_proj, k, heads), _split_heads(a.v_proj, v, heads)  # B, H, T, d
         scale = 1.0 / math.sqrt(keys.shape[-1])
         image_side = (keys @ wq).reshape(batch, heads * tokens, -1)  # (B, H, T, d) @ (H, d, E)
         token_bias = (keys @ bq[:, :, None]).reshape(batch, 1, heads * tokens)

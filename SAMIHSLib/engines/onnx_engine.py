@@ -47,7 +47,7 @@ class OnnxRuntimeEngine:
         return cls(encoder, decoder, threads)
 
     def encode(self, image01: torch.Tensor) -> torch.Tensor:
-        (embedding,) = self.encoder.run(None, {"image": image01.detach().cpu().numpy().astype(np.float32)})
+        (embedding,) = self.encoder.run(None, {"image": float32_array(image01)})
         return torch.from_numpy(embedding)
 
     def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
@@ -67,10 +67,16 @@ def decoder_inputs(embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor,
         raise NotImplementedError("The exported decoder graph returns the single-mask output only.")
     coords, labels = prompt_arrays(points, boxes)
     mask = np.zeros((1, 1, mask_side, mask_side), np.float32) if mask_input is None else \
-        mask_input.detach().cpu().numpy().astype(np.float32)
-    return {"embedding": embedding.detach().cpu().numpy().astype(np.float32), "point_coords": coords,
+        float32_array(mask_input)
+    return {"embedding": float32_array(embedding), "point_coords": coords,
             "point_labels": labels, "mask_input": mask,
             "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32)}
+
+
+def float32_array(tensor: torch.Tensor) -> np.ndarray:
+    """A contiguous float32 view of ``tensor`` on the CPU; copied only when it must be (a click
+    should not copy the 4 MB embedding)."""
+    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
 
 
 def cached_onnx_graphs(model: SegmentAnythingModel, cache_dir: Optional[Path],

@@ -15,7 +15,8 @@ import torch
 
 from ..models.sam import SegmentAnythingModel
 from .base import EngineError
-from .onnx_engine import EngineVerificationError, cached_onnx_graphs, decoder_inputs, verify_against_torch
+from .onnx_engine import (EngineVerificationError, cached_onnx_graphs, decoder_inputs, float32_array,
+                          verify_against_torch)
 
 PRECISIONS = ("f32", "bf16")
 
@@ -76,7 +77,7 @@ class OpenVinoEngine:
         return engine
 
     def encode(self, image01: torch.Tensor) -> torch.Tensor:
-        result = self._encode_request.infer({"image": image01.detach().cpu().numpy().astype(np.float32)})
+        result = self._encode_request.infer({"image": float32_array(image01)})
         return torch.from_numpy(np.array(result[self._encoder.output(0)], dtype=np.float32))
 
     def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
