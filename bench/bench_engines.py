@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from real_ct import SPACING_ZYX, real_slices  # bench/ is on sys.path when a script here runs
+from real_ct import agreement_summary, real_slices  # bench/ is on sys.path when a script here runs
 from timing import median_ms
 from scipy import ndimage as ndi
 
 from SAMIHSLib.background_encoder import BackgroundEncoder
 from SAMIHSLib.engines import ENGINE_CHOICES, make_engine
-from SAMIHSLib.engines.agreement import mask_agreements
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
 from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
@@ -81,10 +80,7 @@ def main(repeats: int = 6) -> dict:
     slices = real_slices()
     for name, engine in engines.items():
         if slices and name != "torch":
-            agreements = mask_agreements(model, engine, slices, SPACING_ZYX)
-            result["engines"][name]["mask_dice_vs_torch_real_ct"] = {
-                "mean": round(float(np.mean(agreements)), 4), "min": round(float(np.min(agreements)), 4),
-                "masks": len(agreements)}
+            result["engines"][name]["mask_dice_vs_torch_real_ct"] = agreement_summary(model, engine, slices)
     (REPO / "bench" / "results" / "engines.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return result

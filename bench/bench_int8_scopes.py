@@ -17,13 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from real_ct import REPO, SPACING_ZYX, real_slices  # bench/ is on sys.path when a script here runs
-from timing import median_ms
+from real_ct import REPO, agreement_summary, real_slices  # bench/ is on sys.path when a script here runs
+from timing import interleaved_medians_ms, median_ms
 
-from SAMIHSLib.engines.agreement import mask_agreements
 from SAMIHSLib.engines.onnx_engine import cached_onnx_graphs, verify_against_torch
 from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 from SAMIHSLib.models import load_model
@@ -84,7 +82,7 @@ def main(names) -> dict:
     bf16.encode(image)
     result = {"machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
               "openvino_bf16": {"encoder_ms": median_ms(lambda: bf16.encode(image), 12),
-                                "mask_dice_vs_torch_real_ct": _agreement(model, bf16, slices)},
+                                "mask_dice_vs_torch_real_ct": agreement_summary(model, bf16, slices)},
               "variants": {}}
     print("bf16", result["openvino_bf16"], flush=True)
     for name in names:
@@ -94,33 +92,14 @@ def main(names) -> dict:
         quantize_s = time.perf_counter() - start
         engine = OpenVinoEngine(graph, decoder_onnx, precision="bf16")
         engine.encode(image)
-        int8_ms, bf16_ms = _interleaved_medians_ms(lambda: engine.encode(image), lambda: bf16.encode(image))
+        int8_ms, bf16_ms = interleaved_medians_ms(lambda: engine.encode(image), lambda: bf16.encode(image), 16)
         result["variants"][name] = {"kept_in_floating_point": keep_float, "smooth_quant": smooth_quant,
                                     "encoder_ms": int8_ms, "bf16_encoder_ms_same_time": bf16_ms,
                                     "ratio_to_bf16": round(int8_ms / bf16_ms, 3), "quantize_s": round(quantize_s),
-                                    "mask_dice_vs_torch_real_ct": _agreement(model, engine, slices)}
+                                    "mask_dice_vs_torch_real_ct": agreement_summary(model, engine, slices)}
         print(name, result["variants"][name], flush=True)
     (REPO / "bench" / "results" / "int8_scopes.json").write_text(json.dumps(result, indent=2))
     return result
-
-
-def _interleaved_medians_ms(first, second, rounds: int = 16):
-    """Median ms of each, called alternately: both see the same load on a shared machine."""
-    times = ([], [])
-    for _ in range(rounds):
-        for function, spent in zip((first, second), times):
-            start = time.perf_counter()
-            function()
-            spent.append((time.perf_counter() - start) * 1000.0)
-    return tuple(round(float(np.median(spent)), 1) for spent in times)
-
-
-def _agreement(model, engine, slices) -> dict:
-    if not slices:
-        return {}
-    agreements = mask_agreements(model, engine, slices, SPACING_ZYX)
-    return {"mean": round(float(np.mean(agreements)), 4), "min": round(float(np.min(agreements)), 4),
-            "masks": len(agreements)}
 
 
 if __name__ == "__main__":
