@@ -13,12 +13,14 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
+from .regions import BLOOD_HU, deepest_point, mm_to_whole_px, slice_with_most
+
 
 @dataclass(frozen=True)
 class AutoSeedConfig:
-    blood_hu: Tuple[float, float] = (50.0, 90.0)
-    bone_hu: float = 300.0
-    calcification_hu: float = 130.0
+    blood_hu: Tuple[float, float] = BLOOD_HU.auto_seed_band
+    bone_hu: float = BLOOD_HU.bone
+    calcification_hu: float = BLOOD_HU.calcification
     bone_rim_mm: float = 2.0
     calcification_margin_mm: float = 2.0
     opening_mm: float = 0.9
@@ -28,7 +30,7 @@ class AutoSeedConfig:
 def intracranial_mask(volume_hu: np.ndarray, spacing_zyx: Sequence[float], config: AutoSeedConfig) -> np.ndarray:
     """Voxels inside the skull and away from it, per axial slice (k, j, i)."""
     bone = volume_hu > config.bone_hu
-    rim_px = max(1, int(round(config.bone_rim_mm / min(spacing_zyx[1:]))))
+    rim_px = mm_to_whole_px(config.bone_rim_mm, spacing_zyx, minimum=1)
     inside = np.zeros_like(bone)
     for k in range(bone.shape[0]):
         if bone[k].any():
@@ -44,11 +46,11 @@ def find_seed_clicks(volume_hu: np.ndarray, spacing_zyx: Sequence[float],
     candidates = (smoothed >= config.blood_hu[0]) & (smoothed <= config.blood_hu[1])
     inside = intracranial_mask(volume_hu, spacing_zyx, config)
     candidates &= inside
-    opening_px = max(1, int(round(config.opening_mm / min(spacing_zyx[1:]))))
+    opening_px = mm_to_whole_px(config.opening_mm, spacing_zyx, minimum=1)
     structure = np.zeros((3, 3, 3), bool)
     structure[1] = ndi.generate_binary_structure(2, 1)  # in-plane only: slices are thick
     candidates = ndi.binary_opening(candidates, structure=structure, iterations=opening_px)
-    margin_px = max(1, int(round(config.calcification_margin_mm / min(spacing_zyx[1:]))))
+    margin_px = mm_to_whole_px(config.calcification_margin_mm, spacing_zyx, minimum=1)
     # Calcifications are dense spots inside the skull (the skull itself is excluded above).
     calcified = ndi.binary_dilation((smoothed > config.calcification_hu) & inside, structure=structure,
                                     iterations=margin_px)
@@ -60,9 +62,7 @@ def find_seed_clicks(volume_hu: np.ndarray, spacing_zyx: Sequence[float],
         size_ml = component.sum() * voxel_ml
         if size_ml < config.min_volume_ml or (component & calcified).any():
             continue
-        areas = component.reshape(component.shape[0], -1).sum(axis=1)
-        k = int(np.argmax(areas))
-        depth = ndi.distance_transform_edt(component[k])
-        row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-        seeds.append((size_ml, (k, float(col), float(row))))
+        k = slice_with_most(component)
+        col, row = deepest_point(component[k])
+        seeds.append((size_ml, (k, col, row)))
     return [seed for _, seed in sorted(seeds, key=lambda item: -item[0])]

@@ -1,12 +1,16 @@
 """Segmenting many CT volumes in one go: one ``.seg.nrrd`` and one CSV row per volume.
 
-Prompts per volume come from a JSON file, from Slicer markups files, or from automatic seeds
-(``auto``). Each positive click is its own bleed (clicked, then propagated); their masks are
-joined into one "Hemorrhage" segment. A volume that fails is reported with its reason and skipped;
-a rerun skips volumes whose segmentation and "ok" row already exist.
+Prompts per volume come from a JSON file (checked against ``PROMPTS_SCHEMA`` before anything
+runs), from Slicer markups files, or from automatic seeds (``auto``). Each positive click is its
+own bleed (clicked, then propagated); their masks are joined into one "Hemorrhage" segment. A volume
+that fails is reported with its reason and the rest go on. Beside each result a manifest records
+what made it (input file hash, prompts, model weights hash, engine, SAMIHS version): a rerun skips
+a volume only when its manifest matches, and redoes it otherwise. Two inputs that would write the
+same result name are both refused with the reason.
 """
 
 import csv
+import hashlib
 import json
 import threading
 import time
@@ -16,20 +20,73 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .auto_seeds import find_seed_clicks
+from . import __version__
+from .atomic_write import write_text_atomic
+from .auto_seeds import AutoSeedConfig, find_seed_clicks
 from .markups_io import read_markups_clicks
 from .measurements import measure_hemorrhage
 from .predictor import SAMIHSPredictor
 from .session import HemorrhageSession
 from .validation import InputError
-from .volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, CTVolume, clicks_to_kji, read_ct, to_axial_stack,
+from .volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, CTVolume, clicks_to_slice_column_row, read_ct, to_axial_stack,
                         write_seg_nrrd)
 
 REPORT_NAME = "samihs_batch_report.csv"
 REPORT_COLUMNS = ("volume", "status", "reason", "segmentation", "bleeds_clicked", "volume_ml", "abc_over_2_ml",
                   "max_axial_area_mm2", "first_slice", "last_slice", "num_slices", "seconds")
 
+MANIFEST_SUFFIX = ".samihs.json"
+
 Click = Tuple[int, float, float]  # (slice k, column x, row y)
+
+# The prompts file: {volume name: entry}; an entry is a markups file path, or an object.
+PROMPT_ENTRY_KEYS = {"points": "positive clicks, a list of [x, y, z]",
+                     "negative": "negative clicks, a list of [x, y, z]",
+                     "coords": "'ijk' (default), 'ras' or 'lps'"}
+PROMPTS_SCHEMA = {
+    "type": "object", "description": "volume name (file name without suffix) -> prompts",
+    "additionalProperties": {"oneOf": [
+        {"type": "string", "description": "a .mrk.json file, relative to the prompts file"},
+        {"type": "object", "additionalProperties": False, "required": ["points"], "properties": {
+            "points": {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 2, "maxItems": 3,
+                                                                  "items": {"type": "number"}}},
+            "negative": {"type": "array", "items": {"type": "array", "minItems": 2, "maxItems": 3,
+                                                    "items": {"type": "number"}}},
+            "coords": {"enum": ["ijk", "ras", "lps"], "description": "case-insensitive"}}},
+    ]},
+}
+
+
+def validate_prompt_table(table: object, source: str) -> Dict[str, object]:
+    """Check a parsed prompts file against :data:`PROMPTS_SCHEMA`; every error names its key."""
+    if not isinstance(table, dict):
+        raise InputError(f"{source}: the prompts file must be a JSON object {{volume: prompts}}, "
+                         f"not a {type(table).__name__}.")
+    for name, entry in table.items():
+        where = f"{source}: {name!r}"
+        if isinstance(entry, str):
+            continue
+        if not isinstance(entry, dict):
+            raise InputError(f"{where} must be an object {{\"points\": [[x, y, z]], ...}} or a markups file name, "
+                             f"not a {type(entry).__name__}.")
+        unknown = sorted(set(entry) - set(PROMPT_ENTRY_KEYS))
+        if unknown:
+            raise InputError(f"{where} has unknown key(s) {unknown}; the keys are " +
+                             "; ".join(f"{k}: {v}" for k, v in PROMPT_ENTRY_KEYS.items()) + ".")
+        if "points" not in entry:
+            raise InputError(f"{where} has no \"points\" (positive clicks).")
+        for key in ("points", "negative"):
+            points = entry.get(key, [])
+            if not isinstance(points, list) or (key == "points" and not points):
+                raise InputError(f"{where}.{key} must be a non-empty list of [x, y, z] clicks.")
+            for index, point in enumerate(points):
+                if (not isinstance(point, list) or len(point) not in (2, 3)
+                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
+                    raise InputError(f"{where}.{key}[{index}] must be 2 or 3 numbers, got {point!r}.")
+        coords = entry.get("coords", "ijk")
+        if not isinstance(coords, str) or coords.lower() not in ("ijk", "ras", "lps"):
+            raise InputError(f"{where}.coords is {coords!r}; use 'ijk', 'ras' or 'lps'.")
+    return table
 
 
 @dataclass
@@ -76,9 +133,10 @@ class PromptSource:
                 raise InputError(f"Prompts not found: {spec} (use 'auto', a JSON file or a markups folder).")
             if path.is_file() and not path.name.lower().endswith(".mrk.json"):
                 try:
-                    self._table = json.loads(path.read_text())
+                    table = json.loads(path.read_text())
                 except ValueError as error:
                     raise InputError(f"Prompts file {path} is not valid JSON: {error}") from error
+                self._table = validate_prompt_table(table, str(path))
 
     def clicks_for(self, path: Path, volume: CTVolume, axial_spacing: Sequence[float]) -> VolumePrompts:
         name = volume_name(path)
@@ -90,21 +148,36 @@ class PromptSource:
                 raise InputError(f"No prompts for {name} in {self.spec}.")
             if isinstance(entry, str):  # a path to a markups file
                 return self._from_markups(Path(self.spec).parent / entry, volume)
-            coords = str(entry.get("coords", "ijk"))  # type: ignore[union-attr]
-            return VolumePrompts(clicks_to_kji(entry.get("points", []), coords, volume),  # type: ignore[union-attr]
-                                 clicks_to_kji(entry.get("negative", []), coords, volume))  # type: ignore[union-attr]
+            coords = str(entry.get("coords", "ijk")).lower()  # type: ignore[union-attr]
+            return VolumePrompts(clicks_to_slice_column_row(entry["points"], coords, volume),  # type: ignore[index]
+                                 clicks_to_slice_column_row(entry.get("negative", []), coords, volume))  # type: ignore[union-attr]
         markups = Path(self.spec)
         if markups.is_dir():
             markups = markups / f"{name}.mrk.json"
         return self._from_markups(markups, volume)
+
+    def fingerprint(self, path: Path) -> str:
+        """What the prompts for ``path`` are, as a hash: changes when they change."""
+        name = volume_name(path)
+        if self.spec == "auto":
+            text = f"auto {AutoSeedConfig()!r}"
+        elif self._table is not None:
+            entry = self._table.get(name, self._table.get(path.name))
+            text = json.dumps(entry, sort_keys=True)
+            if isinstance(entry, str) and (Path(self.spec).parent / entry).is_file():
+                text += (Path(self.spec).parent / entry).read_text()
+        else:
+            markups = Path(self.spec) / f"{name}.mrk.json" if Path(self.spec).is_dir() else Path(self.spec)
+            text = markups.read_text() if markups.is_file() else "missing"
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @staticmethod
     def _from_markups(path: Path, volume: CTVolume) -> VolumePrompts:
         if not path.is_file():
             raise InputError(f"No markups file {path}.")
         clicks = read_markups_clicks(path)
-        return VolumePrompts(clicks_to_kji(clicks.positive_ras, "ras", volume),
-                             clicks_to_kji(clicks.negative_ras, "ras", volume))
+        return VolumePrompts(clicks_to_slice_column_row(clicks.positive_ras, "ras", volume),
+                             clicks_to_slice_column_row(clicks.negative_ras, "ras", volume))
 
 
 def segment_volume(predictor: SAMIHSPredictor, volume: CTVolume, prompts: VolumePrompts,
@@ -125,6 +198,25 @@ def segment_volume(predictor: SAMIHSPredictor, volume: CTVolume, prompts: Volume
     return joined
 
 
+def input_fingerprint(path: Path) -> str:
+    """SHA-256 of an input file, or of every file (names and bytes) of a DICOM folder."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for file_path in files:
+        digest.update(file_path.name.encode())
+        with open(file_path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(predictor: SAMIHSPredictor) -> str:
+    """SHA-256 of the model's weights (adapters included)."""
+    from .models.checkpoint import sha256_tensors
+
+    return sha256_tensors(predictor.model.state_dict())
+
+
 def _read_report(path: Path) -> Dict[str, Dict[str, str]]:
     if not path.is_file():
         return {}
@@ -133,13 +225,21 @@ def _read_report(path: Path) -> Dict[str, Dict[str, str]]:
 
 
 def _write_report(path: Path, rows: Dict[str, Dict[str, str]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
-        writer.writeheader()
-        for name in sorted(rows):
-            writer.writerow({column: rows[name].get(column, "") for column in REPORT_COLUMNS})
-    tmp.replace(path)
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS)
+    writer.writeheader()
+    for name in sorted(rows):
+        writer.writerow({column: rows[name].get(column, "") for column in REPORT_COLUMNS})
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _read_manifest(path: Path) -> Dict[str, str]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,
@@ -152,22 +252,38 @@ def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor
     report_path = out_dir / REPORT_NAME
     rows = _read_report(report_path)
     volumes = find_volumes(inputs)
+    by_name: Dict[str, List[Path]] = {}
+    for path in volumes:
+        by_name.setdefault(volume_name(path), []).append(path)
+    model_hash = model_fingerprint(predictor)
     for done, path in enumerate(volumes):
         if cancel is not None and cancel.is_set():
             break
         name = volume_name(path)
         seg_path = out_dir / f"{name}.seg.nrrd"
+        manifest_path = out_dir / f"{name}{MANIFEST_SUFFIX}"
         if progress is not None:
             progress(done, len(volumes), name)
-        if rows.get(name, {}).get("status") == "ok" and seg_path.is_file():
-            continue  # finished in an earlier run
+        if len(by_name[name]) > 1:  # both would write {name}.seg.nrrd: refuse, never overwrite
+            rows[name] = {"volume": name, "status": "failed", "reason": "inputs with the same name would write the "
+                          "same result: " + ", ".join(str(p) for p in by_name[name]) + "; rename one"}
+            _write_report(report_path, rows)
+            continue
         started = time.perf_counter()
         try:
+            manifest = {"input": str(path), "input_sha256": input_fingerprint(path),
+                        "prompts": prompt_spec, "prompts_sha256": source.fingerprint(path),
+                        "model_sha256": model_hash, "engine": getattr(predictor.engine, "name", "torch"),
+                        "samihs_version": __version__}
+            if (rows.get(name, {}).get("status") == "ok" and seg_path.is_file()
+                    and _read_manifest(manifest_path) == manifest):
+                continue  # made in an earlier run from the same input, prompts, model and engine
             volume = read_ct(path)
             _, spacing, _ = to_axial_stack(volume)
             prompts = source.clicks_for(path, volume, spacing)
             mask = segment_volume(predictor, volume, prompts, cancel)
             write_seg_nrrd(seg_path, {"Hemorrhage": mask}, volume)
+            write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
             measured = measure_hemorrhage(mask, spacing)
             rows[name] = {"volume": name, "status": "ok", "reason": "", "segmentation": seg_path.name,
                           "bleeds_clicked": str(len(prompts.positive)),

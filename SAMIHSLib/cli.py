@@ -14,8 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from .device import DEVICE_CHOICES
-from .engines import ENGINE_CHOICES, EngineError
-from .models.checkpoint import CheckpointError
+from .engines import AUTO_ENGINE, ENGINE_CHOICES, ENGINES, EngineError
 from .validation import InputError
 
 EXIT_USER_ERROR = 2
@@ -54,10 +53,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="lite",
                         help="'lite' (embedded default: the shipped click-trained SAMIHS), 'lite-base' "
                              "(LiteMedSAM as released) or a checkpoint path.")
-    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    parser.add_argument("--engine", default="torch", choices=ENGINE_CHOICES,
-                        help="Inference backend: torch; onnxruntime or openvino (exact fp32, faster on CPU); "
-                             "openvino-bf16 (bf16 on CPUs with native bf16, checked against fp32).")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                        help="Where the model runs: auto (CUDA, then Apple MPS, then CPU), or one of them.")
+    parser.add_argument("--engine", default=AUTO_ENGINE, choices=(AUTO_ENGINE,) + ENGINE_CHOICES,
+                        help="Inference backend. auto (default): the fastest exact engine installed (OpenVINO, "
+                             "then ONNX Runtime, then PyTorch; PyTorch on a GPU); " +
+                             "; ".join(f"{name}: {spec.label}" for name, spec in ENGINES.items()) + ".")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for inference (default 0: all physical cores).")
 
@@ -65,7 +66,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _load_predictor(args: argparse.Namespace):
     import torch
 
-    from .engines import make_engine
+    from .engines import make_engine, resolve_engine_name
     from .models import load_model
     from .predictor import SAMIHSPredictor
 
@@ -74,25 +75,41 @@ def _load_predictor(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model, device=args.device)
-    return SAMIHSPredictor(model, engine=make_engine(model, args.engine, threads=args.threads or None))
+    engine = resolve_engine_name(args.engine, model.device.type)
+    if engine != "torch":
+        print(f"samihs: engine {engine} (the model is exported to ONNX once and cached; the first run takes "
+              "longer)", file=sys.stderr)
+    return SAMIHSPredictor(model, engine=make_engine(model, engine, threads=args.threads or None))
 
 
 def run_segment(args: argparse.Namespace) -> int:
+    from .atomic_write import check_writable, write_text_atomic
     from .measurements import measure_hemorrhage
     from .session import HemorrhageSession
-    from .volume_io import clicks_to_kji, read_ct, to_axial_stack, write_mask
+    from .volume_io import check_mask_output, clicks_to_slice_column_row, read_ct, to_axial_stack, write_mask
 
-    output = Path(args.output)
+    output = check_mask_output(Path(args.output))  # every output checked before any work
+    if args.report:
+        check_writable(args.report, "report")
+    if not args.point and not args.box:
+        raise InputError("Give at least one --point (a click on the bleed) or a --box around it.")
     volume = read_ct(Path(args.input), _parse_numbers(args.spacing, (3,), "--spacing") if args.spacing else None)
-    positives = clicks_to_kji([_parse_numbers(p, (2, 3), "--point") for p in args.point], args.coords, volume)
-    negatives = clicks_to_kji([_parse_numbers(p, (2, 3), "--negative") for p in args.negative or []],
+    positives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--point") for p in args.point or []], args.coords, volume)
+    negatives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--negative") for p in args.negative or []],
                                args.coords, volume)
     box = None
+    box_slices = set()
     if args.box:
         values = _parse_numbers(args.box, (4, 5), "--box")
-        corners = clicks_to_kji([values[:2] + values[4:], values[2:4] + values[4:]], "ijk", volume)
-        box = (corners[0][1], corners[0][2], corners[1][1], corners[1][2])
-    slices = {k for k, _, _ in positives + negatives}
+        corners = clicks_to_slice_column_row([values[:2] + values[4:], values[2:4] + values[4:]], "ijk", volume)
+        box = (min(corners[0][1], corners[1][1]), min(corners[0][2], corners[1][2]),
+               max(corners[0][1], corners[1][1]), max(corners[0][2], corners[1][2]))
+        box_slices = {corners[0][0]}
+    if volume.spacing_assumed:
+        print(f"samihs: warning: {args.input} does not record its voxel size; assuming "
+              f"{' x '.join(f'{s:g}' for s in volume.spacing_ijk)} mm (volumes in mL depend on it): "
+              "give --spacing SI,SJ,SK.", file=sys.stderr)
+    slices = {k for k, _, _ in positives + negatives} | box_slices
     if len(slices) != 1:
         raise InputError(f"All clicks of one segmentation must be on one slice; got slices {sorted(slices)}.")
     axial, spacing, permutation = to_axial_stack(volume)
@@ -115,25 +132,31 @@ def run_segment(args: argparse.Namespace) -> int:
     report = {
         "input": str(args.input), "output": str(output), "model": str(args.model),
         "device": str(predictor.model.device), "click_slice": k,
+        "spacing_mm": list(volume.spacing_ijk), "spacing_assumed": volume.spacing_assumed,
         "predicted_iou": {str(s): round(v, 4) for s, v in sorted(outcome.slice_iou.items())},
-        "stop_reasons": outcome.stop_reasons, "seconds": round(seconds, 2),
+        "answered_by": {str(s): m for s, m in sorted(outcome.slice_methods.items())},
+        "stop_reasons": outcome.stop_reasons, "message": outcome.message, "seconds": round(seconds, 2),
         "measurements": measurements.to_dict(),
     }
     if args.report:
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(json.dumps(report, indent=2))
+        write_text_atomic(args.report, json.dumps(report, indent=2))
+    if outcome.message:
+        print(f"samihs: warning: {outcome.message}", file=sys.stderr)
+    if not session.mask.any():
+        print(f"No hemorrhage segmented: {outcome.message or 'the model found nothing at the click'}; "
+              f"wrote an empty {output}")
+        return 0
     print(f"Hemorrhage volume: {measurements.volume_ml:.2f} mL (ABC/2 {measurements.abc_over_2_ml:.2f} mL) "
           f"on slices {measurements.first_slice}-{measurements.last_slice}; wrote {output}")
     return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from scipy import ndimage as ndi
-
     from .measurements import measure_hemorrhage
     from .metrics import dice
     from .overview_png import write_overview_png
     from .phantom import make_head_phantom
+    from .regions import deepest_point, slice_with_most
     from .session import HemorrhageSession
     from .volume_io import CTVolume, write_ct, write_seg_nrrd
 
@@ -142,9 +165,8 @@ def run_demo(args: argparse.Namespace) -> int:
     spacing_ijk = phantom.spacing_zyx[::-1]
     volume = CTVolume(phantom.volume_hu, spacing_ijk, (-115.0, -115.0, -60.0), np.eye(3), "phantom")
     truth = phantom.bleed_mask(0)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
-    depth = ndi.distance_transform_edt(truth[k])
-    j, i = np.unravel_index(int(np.argmax(depth)), depth.shape)  # the click: deepest point of the bleed
+    k = slice_with_most(truth)
+    i, j = (int(v) for v in deepest_point(truth[k]))  # the click: deepest point of the bleed
     print(f"Synthetic head CT {phantom.volume_hu.shape[::-1]} voxels, spacing {spacing_ijk} mm; "
           f"click at column {i}, row {j}, slice {k}")
     predictor = _load_predictor(args)
@@ -175,8 +197,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    from .batch import REPORT_NAME, run_batch
+    from .atomic_write import check_writable
+    from .batch import REPORT_NAME, PromptSource, run_batch
 
+    PromptSource(args.prompts)  # a malformed prompts file is refused before anything is loaded
+    check_writable(Path(args.output) / REPORT_NAME, "batch report")
     predictor = _load_predictor(args)
     progress = _Progress("volumes")
     progress._bar.unit = "volume"
@@ -195,13 +220,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samihs", description="Click-to-segment intracranial hemorrhage on head CT.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    segment = commands.add_parser("segment", help="Segment a hemorrhage from clicks on one slice.")
+    segment = commands.add_parser(
+        "segment", help="Segment a hemorrhage from clicks on one slice.", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Segment the hemorrhage under a click (or inside a box) and propagate it through the slices.",
+        epilog="examples:\n"
+               "  samihs segment CT.nrrd --point 309,229,12 -o bleed.seg.nrrd --report bleed.json\n"
+               "  samihs segment CT.nii.gz --coords ras --point=-12.5,30.1,8 --negative=-20,31,8 -o bleed.nii.gz\n"
+               "  samihs segment CT.nrrd --box 280,200,340,260,12 -o bleed.seg.nrrd\n"
+               "  samihs segment slice.dcm --point 250,300 --spacing 0.45,0.45,5 -o bleed.nrrd")
     segment.add_argument("input", help="NIfTI/NRRD/MHA volume, DICOM series folder, or one DICOM/PNG slice.")
-    segment.add_argument("--point", action="append", required=True, metavar="X,Y[,Z]", help="Positive click (write --point=-10,20,5 when it starts with a minus).")
+    segment.add_argument("--point", action="append", metavar="X,Y[,Z]",
+                         help="Positive click (write --point=-10,20,5 when it starts with a minus). A --box alone "
+                              "also works.")
     segment.add_argument("--negative", action="append", metavar="X,Y[,Z]", help="Negative click (not bleed).")
     segment.add_argument("--box", metavar="X0,Y0,X1,Y1[,Z]", help="Box around the bleed (IJK pixels).")
-    segment.add_argument("--coords", choices=("ijk", "ras"), default="ijk",
-                         help="Click coordinates: IJK voxel indices (I column, J row, K slice) or RAS mm.")
+    segment.add_argument("--coords", choices=("ijk", "ras", "lps"), default="ijk", type=str.lower,
+                         help="Click coordinates: IJK voxel indices (I column, J row, K slice), or RAS mm "
+                              "(as Slicer's cursor shows them), or LPS mm (as DICOM).")
     _add_model_options(segment)
     segment.add_argument("--spacing", metavar="SI,SJ,SK", help="Voxel spacing in mm when the file lacks it.")
     segment.add_argument("--no-propagate", action="store_true", help="Segment the clicked slice only.")
@@ -209,7 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--report", help="Write a JSON report (volume in mL, ABC/2, per-slice IoU).")
     segment.set_defaults(handler=run_segment)
 
-    batch = commands.add_parser("batch", help="Segment every volume of folders/files; one CSV row per volume.")
+    batch = commands.add_parser(
+        "batch", help="Segment every volume of folders/files; one CSV row per volume.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Segment many CT volumes; a volume that fails is reported and the rest go on. A rerun "
+                    "skips volumes whose result was made from the same input, prompts, model and engine.",
+        epilog="examples:\n"
+               "  samihs batch CT_FOLDER/ other.nii.gz --prompts auto -o results/\n"
+               "  samihs batch CT_FOLDER/ --prompts clicks.json -o results/   "
+               "# {\"ct01\": {\"points\": [[i, j, k]], \"coords\": \"ijk\"}}\n"
+               "  samihs batch CT_FOLDER/ --prompts markups/ -o results/      # markups/ct01.mrk.json from Slicer")
     batch.add_argument("inputs", nargs="+", help="Volumes, folders of volumes, or DICOM series folders.")
     batch.add_argument("--prompts", required=True,
                        help="'auto' (seeds from hyperdense regions), a JSON file {volume: {points, negative, "
@@ -228,10 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``samihs`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from .models.checkpoint import CheckpointError  # imports torch: only once there is work to do
+
     try:
         return int(args.handler(args))
-    except (InputError, CheckpointError, EngineError, ValueError, FileNotFoundError) as error:
-        print(f"samihs: error: {error}", file=sys.stderr)
+    except (InputError, CheckpointError, EngineError, ValueError, OSError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__  # always one line
+        print(f"samihs: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

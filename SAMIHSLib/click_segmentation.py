@@ -7,36 +7,34 @@ the hyperdense region connected to the click, cut off from touching structures b
 morphological opening, outlines the bleed. Several (HU band, opening radius) candidates are
 tried; each candidate's bounding box is given to the model and the answer that the model is
 most confident in *and* that agrees best with its own intensity region wins. Negative clicks
-remove their own hyperdense region from the answer.
+cut away the part of the answer nearer to them than to any positive click.
 """
 
 from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from .metrics import dice
 from .predictor import SAMIHSPredictor, SlicePrediction
 from .prompts import Point, SlicePrompt
+from .regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
+                      hyperdense_region, mm_to_px, remove_nearest_to_negatives)
 from .validation import validate_point_in_slice
 
-# Acute intracranial blood is 40-90 HU; below 45 HU grey matter joins in, above 100 HU bone.
-DEFAULT_HU_BANDS: Tuple[Tuple[float, float], ...] = ((45.0, 90.0), (45.0, 100.0))
 DEFAULT_OPENING_RADII_MM: Tuple[float, ...] = (0.45, 0.9, 1.35)
 # Box sizes (mm) tried around a click that lands on no hyperdense region at all.
 FALLBACK_BOX_SIDES_MM: Tuple[float, ...] = (6.0, 10.0, 15.0, 22.0, 32.0, 45.0, 64.0)
 MIN_REGION_PIXELS = 10
-# Below this Dice between the model's answer and its hyperdense region, the model has leaked
-# (thin crescents are SAM's weak spot) and the region itself is the better answer.
-MIN_MODEL_REGION_AGREEMENT = 0.5
+# Below this share of blood-band pixels an answer to a click on non-blood HU is not a bleed.
+MIN_BLOOD_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
 class ClickSegmentationConfig:
     """Tuning of the intensity-guided click handling (HU and mm, never pixels)."""
 
-    hu_bands: Tuple[Tuple[float, float], ...] = DEFAULT_HU_BANDS
+    hu_bands: Tuple[Tuple[float, float], ...] = BLOOD_HU.search_bands
     opening_radii_mm: Tuple[float, ...] = DEFAULT_OPENING_RADII_MM
     seed_search_mm: float = 3.0
     box_margin_mm: float = 1.35
@@ -45,94 +43,44 @@ class ClickSegmentationConfig:
     # None: intensity-guided boxes only for models not trained on clicks; True/False forces it.
     # A click-trained model gets the clicks together with each candidate box.
     intensity_guided: Optional[bool] = None
+    # When the model's answer misses a positive click: re-prompt, then answer with the click's own
+    # intensity region (False only to measure what the model alone gives).
+    answer_missed_clicks: bool = True
 
 
 @dataclass
 class ClickResult:
-    """The chosen prediction, the box that produced it (pixels) and how it was found."""
+    """The chosen prediction, the box that produced it (pixels), how it was found, and a message
+    in words when the answer is a fallback or empty ("" when the model answered as asked)."""
 
     prediction: SlicePrediction
-    box: Optional[Tuple[float, float, float, float]]
+    box: Optional[PixelBox]
     method: str
+    message: str = ""
 
-
-def hyperdense_region(slice_hu: np.ndarray, seed_xy: Point, band_hu: Tuple[float, float], opening_px: int,
-                      seed_search_px: float) -> np.ndarray:
-    """The in-band region of ``slice_hu`` (HU, usually denoised) connected to ``seed_xy``
-    (column, row) after an opening of ``opening_px`` iterations; empty if no in-band pixel lies
-    within ``seed_search_px``."""
-    in_band = (slice_hu >= band_hu[0]) & (slice_hu <= band_hu[1])
-    if opening_px > 0:
-        in_band = ndi.binary_opening(in_band, ndi.generate_binary_structure(2, 1), iterations=opening_px)
-    labels, _ = ndi.label(in_band)
-    col, row = int(round(seed_xy[0])), int(round(seed_xy[1]))
-    label = labels[row, col]
-    if label == 0:
-        distance, (rows, cols) = ndi.distance_transform_edt(labels == 0, return_indices=True)
-        if distance[row, col] > seed_search_px:
-            return np.zeros_like(in_band)
-        label = labels[rows[row, col], cols[row, col]]
-    return ndi.binary_fill_holes(labels == label)
-
-
-def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int) -> Tuple[np.ndarray, bool]:
-    """The model's ``mask`` limited to ``region`` dilated by ``tolerance_px``, or ``region``
-    itself when the two disagree (Dice < MIN_MODEL_REGION_AGREEMENT). Returns (mask, used_model)."""
-    if dice(mask, region) < MIN_MODEL_REGION_AGREEMENT:
-        return region.copy(), False
-    near = ndi.binary_dilation(region, iterations=tolerance_px) if tolerance_px > 0 else region
-    return mask & near, True
-
-
-def points_mask(shape: Tuple[int, int], points: Sequence[Point]) -> np.ndarray:
-    """A (rows, columns) bool image that is True at each (column, row) point."""
-    mask = np.zeros(shape, dtype=bool)
-    for x, y in points:
-        mask[int(round(y)), int(round(x))] = True
-    return mask
-
-
-def remove_nearest_to_negatives(mask: np.ndarray, positive: Sequence[Point], negative: Sequence[Point]) -> np.ndarray:
-    """``mask`` without the pixels nearer to a negative click than to every positive click.
-
-    A negative click says "not this part": the part is the mask's share of the plane closest to
-    it, so a leak is cut off while the bleed around the positive clicks stays. Without positive
-    clicks, the connected component under each negative click goes.
-    """
-    result = mask.copy()
-    if not negative:
-        return result
-    if not positive:
-        labels, _ = ndi.label(result)
-        for x, y in negative:
-            hit = labels[int(round(y)), int(round(x))]
-            if hit:
-                result &= labels != hit
-        return result
-
-    def distance_to(points: Sequence[Point]) -> np.ndarray:
-        return ndi.distance_transform_edt(~points_mask(mask.shape, points))
-
-    return result & (distance_to(negative) >= distance_to(positive))
-
-
-def box_around(mask: np.ndarray, margin_px: int) -> Tuple[float, float, float, float]:
-    """The (x0, y0, x1, y1) pixel box of ``mask`` grown by ``margin_px``, clipped to the slice."""
-    rows, cols = np.nonzero(mask)
-    h, w = mask.shape
-    return (float(max(0, cols.min() - margin_px)), float(max(0, rows.min() - margin_px)),
-            float(min(w - 1, cols.max() + margin_px)), float(min(h - 1, rows.max() + margin_px)))
+    @property
+    def is_empty(self) -> bool:
+        return not self.prediction.mask.any()
 
 
 class ClickSegmenter:
-    """Turns clicks on a slice into a mask with whatever prompts the model understands."""
+    """Turns clicks on a slice into a mask with whatever prompts the model understands.
+
+    A positive click never comes back with nothing: when the model's answer misses the click,
+    the click's hyperdense-region boxes, then that region as a mask prompt, then the region itself
+    answer, and ``ClickResult.method`` says which. Only a click whose HU is clearly not blood
+    gives an empty mask, with the reason in ``ClickResult.message``.
+    """
 
     def __init__(self, predictor: SAMIHSPredictor, config: ClickSegmentationConfig = ClickSegmentationConfig()):
         self.predictor = predictor
         self.config = config
 
     def _mm_to_px(self, mm: float) -> float:
-        return mm / min(self.predictor.spacing_zyx[1:])
+        return mm_to_px(mm, self.predictor.spacing_zyx)
+
+    def _whole_px(self, mm: float) -> int:
+        return int(round(self._mm_to_px(mm)))
 
     def candidate_regions(self, slice_hu: np.ndarray, click: Point) -> List[np.ndarray]:
         """Distinct hyperdense regions around ``click``, one per (band, opening) setting."""
@@ -140,35 +88,85 @@ class ClickSegmenter:
         seed_search = self._mm_to_px(self.config.seed_search_mm)
         for band in self.config.hu_bands:
             for radius_mm in self.config.opening_radii_mm:
-                opening = max(1, int(round(self._mm_to_px(radius_mm))))
+                opening = max(1, self._whole_px(radius_mm))
                 region = hyperdense_region(slice_hu, click, band, opening, seed_search)
                 if region.sum() >= MIN_REGION_PIXELS and not any(np.array_equal(region, r) for r in regions):
                     regions.append(region)
         return regions
 
+    def _guided(self) -> bool:
+        guided = self.config.intensity_guided
+        return (not self.predictor.model.config.trained_with_clicks) if guided is None else guided
+
     def segment(self, slice_index: int, positive: Sequence[Point], negative: Sequence[Point] = (),
-                box: Optional[Tuple[float, float, float, float]] = None,
-                mask_input: Optional[np.ndarray] = None) -> ClickResult:
+                box: Optional[PixelBox] = None, mask_input: Optional[np.ndarray] = None) -> ClickResult:
         """Segment one slice from clicks (pixel column, row) and an optional box / previous mask."""
         prompt = SlicePrompt(list(positive), list(negative), box, mask_input)
-        guided = self.config.intensity_guided
-        if guided is None:
-            guided = not self.predictor.model.config.trained_with_clicks
-        if not guided or box is not None or not positive:
-            return ClickResult(self.predictor.predict(slice_index, prompt), box, "prompt")
+        for x, y in prompt.all_points():
+            validate_point_in_slice(x, y, self.predictor.slice_shape)
+        if not self._guided() or box is not None or not positive:
+            result = ClickResult(self.predictor.predict(slice_index, prompt), box, "prompt")
+        else:
+            slice_hu = self.predictor.denoised_slice(slice_index)
+            result = self._from_intensity(slice_index, slice_hu, prompt) or self._from_box_sizes(slice_index, prompt)
+        result = self._apply_negatives(result, negative, positive)
+        if positive and self.config.answer_missed_clicks:
+            if not contains_any(result.prediction.mask, positive):
+                result = self._answer_the_click(slice_index, prompt, result)
+            result = self._refuse_non_blood(slice_index, positive[0], result)
+        return result
+
+    def _refuse_non_blood(self, slice_index: int, click: Point, result: ClickResult) -> ClickResult:
+        """An answer to a click on clearly non-blood HU (air, CSF, fat, bone) that is itself not
+        hyperdense is no bleed: empty, with the reason in words."""
         slice_hu = self.predictor.denoised_slice(slice_index)
-        result = self._from_intensity(slice_index, slice_hu, prompt)
-        if result is None:
-            result = self._from_box_sizes(slice_index, prompt)
-        return self._apply_negatives(result, negative, positive)
+        click_hu = float(slice_hu[int(round(click[1])), int(round(click[0]))])
+        low, high = BLOOD_HU.plausible
+        mask = result.prediction.mask
+        if low <= click_hu <= high or not mask.any():
+            return result
+        band_low, band_high = BLOOD_HU.check_band
+        blood_fraction = float(np.mean((slice_hu[mask] >= band_low) & (slice_hu[mask] <= band_high)))
+        if blood_fraction >= MIN_BLOOD_FRACTION:
+            return result
+        return ClickResult(replace(result.prediction, mask=np.zeros_like(mask)), result.box, "none",
+                           f"no bleed found at the click: HU {click_hu:.0f} at that point (blood is about "
+                           f"{low:.0f}-{high:.0f} HU) and the answer there is not hyperdense")
+
+    def _answer_the_click(self, slice_index: int, prompt: SlicePrompt, missed: ClickResult) -> ClickResult:
+        """Fallbacks for a model answer that does not contain the positive click."""
+        slice_hu = self.predictor.denoised_slice(slice_index)
+        negative, positive = prompt.negative_points, prompt.positive_points
+        if missed.method == "prompt" and prompt.box is None:
+            guided = self._from_intensity(slice_index, slice_hu, prompt)
+            if guided is not None:
+                guided = self._apply_negatives(guided, negative, positive)
+                if contains_any(guided.prediction.mask, positive):
+                    return replace(guided, method=f"{guided.method} (the model's own answer missed the click)")
+        region, click_hu = click_intensity_region(slice_hu, positive[0], min(self.predictor.spacing_zyx[1:]))
+        if not region.any():
+            empty = replace(missed.prediction, mask=np.zeros_like(region))
+            return ClickResult(empty, missed.box, "none",
+                               f"no bleed found at the click: HU {click_hu:.0f} at that point "
+                               f"(blood is about {BLOOD_HU.plausible[0]:.0f}-{BLOOD_HU.plausible[1]:.0f} HU)")
+        margin = self._whole_px(self.config.box_margin_mm)
+        prediction = self.predictor.predict(slice_index, SlicePrompt(
+            positive, negative, box=box_around(region, margin), mask_input=region))
+        mask, used_model = constrain_to_region(prediction.mask, region, self._whole_px(self.config.region_tolerance_mm))
+        result = self._apply_negatives(ClickResult(replace(prediction, mask=mask), box_around(region, margin),
+                                                   "region mask prompt" if used_model else "intensity region"),
+                                       negative, positive)
+        if not contains_any(result.prediction.mask, positive):
+            result = self._apply_negatives(ClickResult(replace(prediction, mask=region), result.box,
+                                                       "intensity region"), negative, positive)
+        return replace(result, message=f"the model's answer missed the click; answered by the {result.method} "
+                                       f"(HU {click_hu:.0f} at the click)")
 
     def _from_intensity(self, slice_index: int, slice_hu: np.ndarray, prompt: SlicePrompt) -> Optional[ClickResult]:
-        for x, y in prompt.all_points():
-            validate_point_in_slice(x, y, slice_hu.shape)
         per_click = [self.candidate_regions(slice_hu, click) for click in prompt.positive_points]
         if not per_click[0]:
             return None
-        margin = int(round(self._mm_to_px(self.config.box_margin_mm)))
+        margin = self._whole_px(self.config.box_margin_mm)
         best: Optional[Tuple[float, ClickResult]] = None
         for index, region in enumerate(per_click[0]):
             # Further positive clicks add their own region from the same setting (or their best).
@@ -183,7 +181,7 @@ class ClickSegmenter:
             score = prediction.predicted_iou * dice(prediction.mask, region)
             if best is None or score > best[0]:
                 mask, used_model = constrain_to_region(
-                    prediction.mask, region, int(round(self._mm_to_px(self.config.region_tolerance_mm))))
+                    prediction.mask, region, self._whole_px(self.config.region_tolerance_mm))
                 method = "hyperdense-region box" if used_model else "hyperdense region (model disagreed)"
                 best = (score, ClickResult(replace(prediction, mask=mask), candidate_box, method))
         return best[1] if best else None
@@ -206,5 +204,4 @@ class ClickSegmenter:
         if not negative:
             return result
         mask = remove_nearest_to_negatives(result.prediction.mask, positive, negative)
-        prediction = SlicePrediction(mask, result.prediction.predicted_iou, result.prediction.lowres_logits)
-        return ClickResult(prediction, result.box, result.method + " - negatives")
+        return replace(result, prediction=replace(result.prediction, mask=mask), method=result.method + " - negatives")

@@ -1,12 +1,17 @@
 """Choice of compute device: CUDA, then Apple MPS, then CPU."""
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-def resolve_device(requested: str = "auto") -> torch.device:
+def resolve_device(requested: str = "auto") -> "torch.device":
     """``"auto"`` -> the best available device; an explicit name is checked for availability."""
+    import torch
+
     if requested not in DEVICE_CHOICES and not requested.startswith("cuda:"):
         raise ValueError(f"Unknown device {requested!r}; use one of {DEVICE_CHOICES}.")
     if requested == "auto":

@@ -15,14 +15,15 @@ from typing import Callable, Dict, Iterable, Optional, Set, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from .click_segmentation import DEFAULT_HU_BANDS, box_around, constrain_to_region, hyperdense_region
 from .metrics import dice
 from .predictor import SAMIHSPredictor, SlicePrediction
 from .prompts import SlicePrompt
+from .regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_px
 
 ProgressCallback = Callable[[int, int, str], None]
 PROMPT_MODES = ("box", "box+mask", "box+region")
 UNCHANGED_DICE = 0.98
+EMPTY_REASON = "empty or tiny mask"
 
 
 class PropagationCancelled(RuntimeError):
@@ -47,7 +48,7 @@ class PropagationConfig:
     box_margin_mm: float = 1.35
     region_tolerance_mm: float = 0.9
     # "box": the previous mask's box; "box+mask": plus that mask as a dense prompt; "box+region":
-    # plus the box of the hyperdense region it seeds (measured best: bench/propagation_prompts.py).
+    # plus the box of the hyperdense region it seeds (measured best: bench/bench_propagation.py).
     prompt_mode: str = "box+region"
     max_slices_each_way: Optional[int] = None
 
@@ -55,21 +56,14 @@ class PropagationConfig:
 @dataclass
 class PropagationResult:
     """``mask`` (k, j, i) bool; ``slice_iou`` predicted IoU per filled slice; ``stop_reasons``
-    per direction ("up" = increasing k, "down" = decreasing k)."""
+    per direction ("up" = increasing k, "down" = decreasing k); ``slice_methods`` the slices
+    answered by a fallback and how; ``message`` what the user must be told ("" if nothing)."""
 
     mask: np.ndarray
     slice_iou: Dict[int, float] = field(default_factory=dict)
     stop_reasons: Dict[str, str] = field(default_factory=dict)
-
-
-def keep_components_near(mask: np.ndarray, anchor: np.ndarray, distance_px: int) -> np.ndarray:
-    """The connected components of ``mask`` that touch ``anchor`` dilated by ``distance_px``."""
-    if not mask.any() or not anchor.any():
-        return np.zeros_like(mask)
-    near = ndi.binary_dilation(anchor, iterations=max(1, distance_px)) if distance_px > 0 else anchor
-    labels, _ = ndi.label(mask)
-    touching = np.unique(labels[near & mask])
-    return np.isin(labels, touching[touching > 0])
+    slice_methods: Dict[int, str] = field(default_factory=dict)
+    message: str = ""
 
 
 class SlicePropagator:
@@ -80,21 +74,44 @@ class SlicePropagator:
         self.config = config
 
     @property
-    def _pixel_mm(self) -> float:
-        return min(self.predictor.spacing_zyx[1:])
-
-    @property
     def _pixel_area_mm2(self) -> float:
         return self.predictor.spacing_zyx[1] * self.predictor.spacing_zyx[2]
 
     def _px(self, mm: float) -> int:
-        return int(round(mm / self._pixel_mm))
+        return int(round(mm_to_px(mm, self.predictor.spacing_zyx)))
 
-    def next_slice(self, k: int, previous: np.ndarray) -> Tuple[Optional[SlicePrediction], np.ndarray, str]:
+    def next_slice(self, k: int, previous: np.ndarray) -> Tuple[SlicePrediction, np.ndarray, str]:
         """Predict slice ``k`` from the neighbouring slice's mask ``previous``.
 
-        Returns (prediction or None, kept mask, "" if accepted else the stop reason).
+        Returns (prediction, kept mask, "" if accepted else the stop reason).
         """
+        prediction, kept, reason, _ = self._next_slice(k, previous)
+        return prediction, kept, reason
+
+    def _next_slice(self, k: int, previous: np.ndarray) -> Tuple[SlicePrediction, np.ndarray, str, str]:
+        """As :meth:`next_slice`, plus which fallback answered ("" for the model's own answer).
+
+        Before a slice is dropped as empty, the previous mask as a dense prompt with its box, then
+        the hyperdense region it seeds, are tried under the same stop rules."""
+        prediction, kept, reason = self._next_slice_from_model(k, previous)
+        if reason != EMPTY_REASON:
+            return prediction, kept, reason, ""
+        margin = self._px(self.config.box_margin_mm)
+        region = self._seeded_region(k, previous)
+        attempts = [("previous mask as prompt", lambda: self.predictor.predict(
+            k, SlicePrompt(box=box_around(previous, margin), mask_input=previous)))]
+        if region.any():  # the region stands in for the model: hold it to the same IoU floor
+            attempts.append(("hyperdense region", lambda: replace(prediction, mask=region, predicted_iou=max(
+                prediction.predicted_iou, self.config.min_predicted_iou))))
+        for method, attempt in attempts:
+            answer = attempt()
+            kept = keep_components_near(answer.mask, previous, self._px(self.config.neighbourhood_mm))
+            if not self._stop_reason(k, answer, kept, previous):
+                return answer, kept, "", method
+        tried = ", ".join(method for method, _ in attempts)
+        return prediction, np.zeros_like(previous), f"{reason} (also tried: {tried})", ""
+
+    def _next_slice_from_model(self, k: int, previous: np.ndarray) -> Tuple[SlicePrediction, np.ndarray, str]:
         margin = self._px(self.config.box_margin_mm)
         if self.config.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {self.config.prompt_mode!r}; use one of {PROMPT_MODES}.")
@@ -127,16 +144,16 @@ class SlicePropagator:
         seeds = interior if interior.any() else previous
         rows, cols = np.nonzero(seeds)
         centre = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
-        region = hyperdense_region(slice_hu, (float(cols[centre]), float(rows[centre])), DEFAULT_HU_BANDS[0],
+        region = hyperdense_region(slice_hu, (float(cols[centre]), float(rows[centre])), BLOOD_HU.propagation_band,
                                    max(1, self._px(0.9)), self._px(3.0))
         return keep_components_near(region, previous, self._px(self.config.neighbourhood_mm))
 
     def _stop_reason(self, k: int, prediction: SlicePrediction, kept: np.ndarray, previous: np.ndarray) -> str:
         area = kept.sum() * self._pixel_area_mm2
         if area < self.config.min_area_mm2:
-            return "empty or tiny mask"
+            return EMPTY_REASON
         smoothed = self.predictor.denoised_slice(k)[kept]
-        low, high = DEFAULT_HU_BANDS[-1]
+        low, high = BLOOD_HU.check_band
         blood = np.mean((smoothed >= low) & (smoothed <= high))
         if blood < self.config.min_blood_fraction:
             return f"not hyperdense ({blood:.0%} of the mask in {low:.0f}-{high:.0f} HU)"
@@ -185,7 +202,9 @@ class SlicePropagator:
                 if k in locked:
                     kept, reason = mask[k], "" if mask[k].any() else "locked empty slice"
                 else:
-                    prediction, kept, reason = self.next_slice(k, previous)
+                    prediction, kept, reason, method = self._next_slice(k, previous)
+                    if method:
+                        result.slice_methods[k] = method
                     if not reason:
                         # Replace only near this object: other bleeds on the slice stay as they are.
                         zone = ndi.binary_dilation(previous, iterations=self._px(self.config.neighbourhood_mm))

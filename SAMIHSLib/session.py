@@ -12,25 +12,31 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from .click_segmentation import ClickSegmentationConfig, ClickSegmenter, points_mask, remove_nearest_to_negatives
+from .click_segmentation import ClickSegmentationConfig, ClickSegmenter
 from .predictor import SAMIHSPredictor
-from .propagation import (PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback,
-                          SlicePropagator, keep_components_near)
+from .propagation import PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback, SlicePropagator
 from .prompts import Point
-from .validation import validate_point_in_slice
+from .regions import PixelBox, keep_components_near, mm_to_whole_px, points_mask, remove_nearest_to_negatives
+from .validation import validate_point_in_slice, validate_slice_index
+
+# Clicks placed on each slice: slice -> (positive, negative), pixel (column, row).
+ClickHistory = Dict[int, Tuple[Tuple[Point, ...], Tuple[Point, ...]]]
 
 UNDO_DEPTH = 50
 
 
 @dataclass
 class MaskDiff:
-    """One undoable edit: the changed box (k0:k1, j0:j1, i0:i1) before and after, and locks."""
+    """One undoable edit: the changed voxel extent (k0:k1, j0:j1, i0:i1) before and after, the
+    locked slices and the click history before and after."""
 
-    box: Tuple[slice, slice, slice]
+    extent: Tuple[slice, slice, slice]
     before: np.ndarray
     after: np.ndarray
     locked_before: frozenset
     locked_after: frozenset
+    clicks_before: ClickHistory
+    clicks_after: ClickHistory
     label: str
 
 
@@ -43,13 +49,14 @@ def changed_box(before: np.ndarray, after: np.ndarray) -> Optional[Tuple[slice, 
 
 
 def _diff(old: np.ndarray, new: np.ndarray, locked_before: Set[int], locked_after: Set[int],
-          label: str) -> Optional[MaskDiff]:
-    box = changed_box(old, new)
-    if box is None and locked_before == locked_after:
+          clicks_before: ClickHistory, clicks_after: ClickHistory, label: str) -> Optional[MaskDiff]:
+    extent = changed_box(old, new)
+    if extent is None and locked_before == locked_after and clicks_before == clicks_after:
         return None
-    if box is None:
-        box = (slice(0, 0), slice(0, 0), slice(0, 0))
-    return MaskDiff(box, old[box].copy(), new[box].copy(), frozenset(locked_before), frozenset(locked_after), label)
+    if extent is None:
+        extent = (slice(0, 0), slice(0, 0), slice(0, 0))
+    return MaskDiff(extent, old[extent].copy(), new[extent].copy(), frozenset(locked_before),
+                    frozenset(locked_after), dict(clicks_before), dict(clicks_after), label)
 
 
 class HemorrhageSession:
@@ -65,31 +72,38 @@ class HemorrhageSession:
         self.locked_slices: Set[int] = set()
         self.slice_iou: dict = {}
         self.last_stop_reasons: dict = {}
-        # Clicks placed on each slice so far: (positive, negative) in pixel (column, row).
-        self.slice_clicks: Dict[int, Tuple[List[Point], List[Point]]] = {}
+        # Clicks placed on each slice so far; undo and redo restore it with the mask.
+        self.slice_clicks: ClickHistory = {}
         # Voxels this session must never claim (e.g. other segments the user drew); None = no limit.
         self.protected: Optional[np.ndarray] = None
         self._undo: List[MaskDiff] = []
         self._redo: List[MaskDiff] = []
 
     # -- edits ----------------------------------------------------------------------------------
+    def _slice(self, slice_index: int) -> int:
+        """``slice_index`` as a plain int inside the volume (negative indices are refused, never wrapped)."""
+        return validate_slice_index(slice_index, self.mask.shape[0])
+
     def click(self, slice_index: int, positive: Sequence[Point], negative: Sequence[Point] = (),
-              box: Optional[Tuple[float, float, float, float]] = None, propagate: bool = True,
+              box: Optional[PixelBox] = None, propagate: bool = True,
               directions: Sequence[int] = (1, -1), progress: Optional[ProgressCallback] = None,
               cancel: Optional[threading.Event] = None) -> PropagationResult:
         """Segment (or correct) slice ``slice_index`` from clicks/box, then optionally propagate.
 
         On a slice that already has a mask, positive clicks add to it and negative clicks remove
-        from it; untouched parts stay. Locked slices are left as they are.
+        from it; untouched parts stay. Locked slices are left as they are. The result's
+        ``message`` says in words when the answer came from a fallback or is empty.
         """
+        slice_index = self._slice(slice_index)
         if slice_index in self.locked_slices:
-            raise ValueError(f"Slice {slice_index} was edited by hand and is locked; unlock it to re-segment.")
+            raise ValueError(f"Slice {slice_index} was edited by hand and is locked: SAMIHS does not overwrite it. "
+                             "Undo the hand edit, or edit that slice in the Segment Editor.")
         current = self.mask[slice_index]
         for x, y in list(positive) + list(negative):
             validate_point_in_slice(x, y, current.shape)
         anchor = points_mask(current.shape, list(positive) + list(negative))
         # The object being corrected: existing components near the clicks (none = a new bleed).
-        reach = self.propagator._px(self.propagator.config.neighbourhood_mm)
+        reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx)
         target = keep_components_near(current, anchor, reach) if anchor.any() else current
         result = self.clicks.segment(slice_index, positive, negative, box,
                                      mask_input=target if target.any() else None)
@@ -97,9 +111,10 @@ class HemorrhageSession:
         if positive:  # keep what the clicks point at, never a distant bleed on the same slice
             positive_anchor = points_mask(current.shape, positive)
             predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
-        history = self.slice_clicks.setdefault(slice_index, ([], []))
-        history[0].extend(positive)
-        history[1].extend(negative)
+        old_positive, old_negative = self.slice_clicks.get(slice_index, ((), ()))
+        history = (tuple(old_positive) + tuple(positive), tuple(old_negative) + tuple(negative))
+        clicks_after = dict(self.slice_clicks)
+        clicks_after[slice_index] = history
         if target.any():
             obj = (target | predicted) if positive else target
             obj = remove_nearest_to_negatives(obj, history[0], history[1]) if negative else obj
@@ -121,11 +136,16 @@ class HemorrhageSession:
             label += " + propagation"
         else:
             outcome = PropagationResult(new_mask, {slice_index: result.prediction.predicted_iou}, {})
-        self._commit(new_mask, self.locked_slices, label)
+        outcome.slice_methods[slice_index] = result.method
+        outcome.message = result.message
+        if positive and not obj.any() and not outcome.message:
+            outcome.message = "no bleed found at the click"
+        self._commit(new_mask, self.locked_slices, label, clicks_after)
         return outcome
 
     def set_slice_mask(self, slice_index: int, slice_mask: np.ndarray, lock: bool = True) -> None:
         """A hand edit of one slice (e.g. from the Segment Editor); locked by default."""
+        slice_index = self._slice(slice_index)
         if slice_mask.shape != self.predictor.slice_shape:
             raise ValueError(f"Slice mask shape {slice_mask.shape} != slice shape {self.predictor.slice_shape}.")
         new_mask = self.mask.copy()
@@ -134,6 +154,8 @@ class HemorrhageSession:
         self._commit(new_mask, locked, f"hand edit of slice {slice_index}")
 
     def set_locked(self, slice_index: int, locked: bool) -> None:
+        """Lock (never overwrite) or unlock one slice, as one undoable step."""
+        slice_index = self._slice(slice_index)
         new_locked = set(self.locked_slices)
         (new_locked.add if locked else new_locked.discard)(slice_index)
         self._commit(self.mask, new_locked, f"{'lock' if locked else 'unlock'} slice {slice_index}")
@@ -144,6 +166,7 @@ class HemorrhageSession:
         """Re-run propagation from slice ``slice_index``'s current mask (locked slices kept).
 
         ``until_unchanged``: stop in each direction once a slice comes out as it was before."""
+        slice_index = self._slice(slice_index)
         seed = self.mask[slice_index]
         if not seed.any():
             raise ValueError(f"Slice {slice_index} has no mask to propagate from.")
@@ -168,14 +191,17 @@ class HemorrhageSession:
         return outcome
 
     # -- undo / redo ----------------------------------------------------------------------------
-    def _commit(self, new_mask: np.ndarray, new_locked: Set[int], label: str) -> None:
+    def _commit(self, new_mask: np.ndarray, new_locked: Set[int], label: str,
+                new_clicks: Optional[ClickHistory] = None) -> None:
         if self.protected is not None:
             new_mask = new_mask & ~self.protected
-        diff = _diff(self.mask, new_mask, self.locked_slices, set(new_locked), label)
+        clicks = self.slice_clicks if new_clicks is None else new_clicks
+        diff = _diff(self.mask, new_mask, self.locked_slices, set(new_locked), self.slice_clicks, clicks, label)
         if diff is None:
             return
-        self.mask[diff.box] = diff.after
+        self.mask[diff.extent] = diff.after
         self.locked_slices = set(new_locked)
+        self.slice_clicks = dict(clicks)
         self._undo.append(diff)
         del self._undo[:-UNDO_DEPTH]
         self._redo.clear()
@@ -193,16 +219,19 @@ class HemorrhageSession:
         if not self._undo:
             raise IndexError("Nothing to undo.")
         diff = self._undo.pop()
-        self.mask[diff.box] = diff.before
+        self.mask[diff.extent] = diff.before
         self.locked_slices = set(diff.locked_before)
+        self.slice_clicks = dict(diff.clicks_before)
         self._redo.append(diff)
         return diff.label
 
     def redo(self) -> str:
+        """Re-apply the last undone edit exactly; returns its label."""
         if not self._redo:
             raise IndexError("Nothing to redo.")
         diff = self._redo.pop()
-        self.mask[diff.box] = diff.after
+        self.mask[diff.extent] = diff.after
         self.locked_slices = set(diff.locked_after)
+        self.slice_clicks = dict(diff.clicks_after)
         self._undo.append(diff)
         return diff.label

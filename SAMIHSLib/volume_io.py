@@ -5,6 +5,7 @@ Index order: arrays are (k, j, i) = (slice, row, column), as SimpleITK and Slice
 (x and y negated). ``CTVolume`` keeps the LPS origin, spacing (i, j, k) in mm and direction.
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
@@ -13,6 +14,8 @@ import nrrd
 import numpy as np
 from PIL import Image
 
+from .atomic_write import atomic_output
+from .image_file_checks import check_declared_size, check_nifti_complete, check_series_spacing
 from .validation import InputError, validate_ct_volume, validate_point_in_slice
 
 if TYPE_CHECKING:  # SimpleITK is imported where files are read or written: a training machine
@@ -23,6 +26,7 @@ PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 SEG_NRRD_SUFFIX = ".seg.nrrd"
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+DICOM_PIXEL_SPACING = "0028|0030"
 
 
 @dataclass
@@ -38,6 +42,9 @@ class CTVolume:
     origin_lps: Tuple[float, float, float]
     direction_lps: np.ndarray
     source: str = ""
+    # True when the file does not record its voxel size (secondary-capture DICOM, PNG): the
+    # spacing is a guess, so volumes in mL are too; say so wherever a volume is reported.
+    spacing_assumed: bool = False
 
     @property
     def spacing_zyx(self) -> Tuple[float, float, float]:
@@ -101,7 +108,32 @@ def read_png_slice(path: Path, window_level_hu: float = 40.0, window_width_hu: f
     hu = window_level_hu - window_width_hu / 2.0 + grey / 255.0 * window_width_hu
     hu[grey == 0] = -1000.0
     volume = validate_ct_volume(hu.astype(np.int16), what=f"image {path}")
-    return CTVolume(volume, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), str(path))
+    return CTVolume(volume, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3), str(path), spacing_assumed=True)
+
+
+def _read_dicom_series(folder: Path) -> CTVolume:
+    """The one DICOM series in ``folder``, checked for size and missing slices before reading."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"No DICOM series found in folder {folder}.")
+    if len(series) > 1:
+        raise InputError(f"{folder} holds {len(series)} DICOM series; point to one series folder.")
+    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    header = sitk.ImageFileReader()
+    positions = []
+    for file_name in files:
+        header.SetFileName(file_name)
+        header.ReadImageInformation()
+        positions.append(header.GetOrigin())
+    check_declared_size(tuple(header.GetSize()[:2]) + (len(files),), str(folder))
+    check_series_spacing(positions, f"DICOM series {folder}")
+    reader.SetFileNames(files)
+    volume = _from_sitk(reader.Execute(), str(folder))
+    volume.spacing_assumed = not header.HasMetaDataKey(DICOM_PIXEL_SPACING)
+    return volume
 
 
 def read_ct(path: Path, spacing_override_ijk: Optional[Sequence[float]] = None) -> CTVolume:
@@ -112,43 +144,54 @@ def read_ct(path: Path, spacing_override_ijk: Optional[Sequence[float]] = None) 
     path = Path(path)
     if not path.exists():
         raise InputError(f"Input not found: {path}")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise InputError(f"Input {path} exists but cannot be read (permission denied).")
     name = path.name.lower()
     try:
         if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise InputError(f"No DICOM series found in folder {path}.")
-            if len(series) > 1:
-                raise InputError(f"{path} holds {len(series)} DICOM series; point to one series folder.")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            volume = _from_sitk(reader.Execute(), str(path))
+            volume = _read_dicom_series(path)
         elif name.endswith(PNG_SUFFIXES):
             volume = read_png_slice(path)
         elif name.endswith(VOLUME_SUFFIXES):
             if path.stat().st_size == 0:
                 raise InputError(f"{path} is an empty file.")
-            volume = _from_sitk(sitk.ReadImage(str(path)), str(path))
+            if name.endswith((".nii", ".nii.gz")):
+                check_nifti_complete(path)
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            check_declared_size(reader.GetSize(), str(path))
+            volume = _from_sitk(reader.Execute(), str(path))
+            volume.spacing_assumed = name.endswith(".dcm") and not reader.HasMetaDataKey(DICOM_PIXEL_SPACING)
         else:
             raise InputError(f"Unsupported input {path.name}: use NIfTI, NRRD, MHA, DICOM or PNG.")
     except RuntimeError as error:  # SimpleITK reports unreadable files as RuntimeError
         raise InputError(f"Could not read {path}: {str(error).strip().splitlines()[-1]}") from error
     if spacing_override_ijk is not None:
         volume.spacing_ijk = tuple(float(s) for s in spacing_override_ijk)  # type: ignore[assignment]
+        volume.spacing_assumed = False
     return volume
 
 
-def clicks_to_kji(points: Sequence[Sequence[float]], coords: str, volume: CTVolume) -> List[Tuple[int, float, float]]:
-    """Clicks in RAS mm (``coords="ras"``) or IJK voxels (I column, J row, K slice; K may be left
-    out of a one-slice image) -> (slice k, column x, row y) of the (k, j, i) array, each checked
-    to lie inside the volume."""
+CLICK_COORDINATES = ("ijk", "ras", "lps")
+
+
+def clicks_to_slice_column_row(points: Sequence[Sequence[float]], coords: str,
+                               volume: CTVolume) -> List[Tuple[int, float, float]]:
+    """Clicks in RAS or LPS mm (``coords="ras"``/``"lps"``, case-insensitive) or IJK voxels (I
+    column, J row, K slice; K may be left out of a one-slice image) -> (slice k, column i, row j)
+    of the (k, j, i) array, each checked to lie inside the volume."""
+    coords = str(coords).lower()
+    if coords not in CLICK_COORDINATES:
+        raise InputError(f"Unknown click coordinates {coords!r}; use one of {CLICK_COORDINATES}.")
     result = []
     num_k = volume.array_hu.shape[0]
     for point in points:
-        if coords == "ras":
+        if coords in ("ras", "lps"):
             if len(point) != 3:
-                raise InputError("RAS clicks need three numbers: R,A,S in mm.")
-            i, j, k = volume.ras_to_ijk(point)
+                raise InputError(f"{coords.upper()} clicks need three numbers in mm.")
+            ras = point if coords == "ras" else (-point[0], -point[1], point[2])
+            i, j, k = volume.ras_to_ijk(ras)
         else:
             i, j = point[0], point[1]
             if len(point) == 2 and num_k > 1:
@@ -176,7 +219,8 @@ def write_labelmap(path: Path, mask: np.ndarray, reference: CTVolume) -> Path:
     if not path.name.lower().endswith(LABELMAP_SUFFIXES) or path.name.lower().endswith(SEG_NRRD_SUFFIX):
         raise InputError(f"Label maps are written as {', '.join(LABELMAP_SUFFIXES)}; got {path.name}.")
     _check_output(path, mask, reference)
-    sitk.WriteImage(reference.to_sitk(mask.astype(np.uint8)), str(path), useCompression=True)
+    with atomic_output(path) as temporary:
+        sitk.WriteImage(reference.to_sitk(mask.astype(np.uint8)), str(temporary), useCompression=True)
     return path
 
 
@@ -214,9 +258,21 @@ def write_seg_nrrd(path: Path, masks: Dict[str, np.ndarray], reference: CTVolume
         "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
         "Segmentation_ReferenceImageExtentOffset": "0 0 0",
     })
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nrrd.write(str(path), np.ascontiguousarray(labels.transpose(2, 1, 0)), header, index_order="F")
+    with atomic_output(path) as temporary:
+        nrrd.write(str(temporary), np.ascontiguousarray(labels.transpose(2, 1, 0)), header, index_order="F")
     return path
+
+
+def check_mask_output(path: Path) -> Path:
+    """Refuse, before any work, a mask output whose suffix we cannot write or whose place is not
+    writable; returns ``path``."""
+    from .atomic_write import check_writable
+
+    name = Path(path).name.lower()
+    if not (name.endswith(SEG_NRRD_SUFFIX) or name.endswith(LABELMAP_SUFFIXES)):
+        raise InputError(f"Write the result as {SEG_NRRD_SUFFIX} (Slicer segmentation) or a label map "
+                         f"({', '.join(LABELMAP_SUFFIXES)}); got {Path(path).name}.")
+    return check_writable(path, "output")
 
 
 def write_mask(path: Path, mask: np.ndarray, reference: CTVolume, segment_name: str = "Hemorrhage") -> Path:
@@ -230,8 +286,8 @@ def write_ct(path: Path, volume: CTVolume) -> Path:
     """Write the CT itself (int16 HU) with its geometry."""
     import SimpleITK as sitk
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(volume.to_sitk(volume.array_hu.astype(np.int16)), str(path), useCompression=True)
+    with atomic_output(path) as temporary:
+        sitk.WriteImage(volume.to_sitk(volume.array_hu.astype(np.int16)), str(temporary), useCompression=True)
     return Path(path)
 
 

@@ -5,6 +5,9 @@
   python -m training crossval --config CFG.json --dataset folder:../shared/data/ct-ich-slices --folds 0 --out DIR
   python -m training ship --config CFG.json --dataset folder:../shared/data/ct-ich-slices --metrics DIR/summary.json -o FILE
   python -m training pack --dataset folder:../shared/data/ct-ich-slices@0.45 -o cases.npz
+  python -m training folds --dataset shared_real:../shared/data --count 5 -o training/folds/real59_5fold.json
+  python -m training clickeval --dataset shared_real:../shared/data --folds training/folds/real59_5fold.json \
+      --method region --method lite-base --method lite --out training/results/real59_5fold
 
 Datasets are KIND:ROOT[@PIXEL_MM]; ``packed:cases.npz`` reads what ``pack`` wrote.
 """
@@ -20,7 +23,13 @@ from typing import List
 from SAMIHSLib.models import load_model
 from SAMIHSLib.predictor import SAMIHSPredictor
 
+from SAMIHSLib.atomic_write import write_text_atomic
+from SAMIHSLib.cpu_info import cpu_description
+
+from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, method_settings, records_csv,
+                             results_tables, run_method, select_per_fold, summarize)
 from .datasets import Case, load_dataset, write_packed
+from .folds import make_scan_folds, read_folds, write_folds
 from .evaluate import cross_validate, evaluate_cases, write_table
 from .trainer import (FoldTrainer, TrainingConfig, configured_phantoms, export_checkpoint, fold_config, train,
                       training_slices)
@@ -101,6 +110,51 @@ def run_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_folds(args: argparse.Namespace) -> int:
+    cases = _cases(args.dataset)
+    folds = make_scan_folds(cases, args.count)
+    write_folds(Path(args.output), folds, cases,
+                f"{args.count} folds by scan over {', '.join(args.dataset)} ({len(cases)} cases, "
+                f"{sum(len(f) for f in folds)} scans); `python -m training folds` made them")
+    for index, fold in enumerate(folds):
+        print(f"fold {index}: {len(fold)} scans")
+    return 0
+
+
+def run_clickeval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    cases = _cases(args.dataset)
+    folds = read_folds(Path(args.folds), cases)
+    slices = evaluation_slices(cases, folds)
+    out = Path(args.out)
+    methods, everything = [], []
+    bar = tqdm(desc="clicks", unit="slice", total=None)
+    for spec in args.method:
+        name, settings = method_settings(spec, args.engine)
+        bar.total = (bar.total or 0) + len(settings) * len(slices)
+        records = run_method(name, settings, slices, progress=lambda text: (bar.set_postfix_str(text[-40:]),
+                                                                              bar.update(1)))
+        everything.extend(records)
+        methods.append(name)
+    bar.close()
+    selected, chosen = select_per_fold(everything, len(folds))
+    caption = (f"Scan-level {len(folds)}-fold cross-validation on {', '.join(args.dataset)}: {len(slices)} slices, "
+               f"{len({s.scan for s in slices})} scans (folds: {args.folds}). Settings of each method chosen per "
+               f"fold on the other folds only. Engine {args.engine}; CPU: {cpu_description()}.")
+    write_text_atomic(out / "table.md", results_tables(selected, methods, caption))
+    write_text_atomic(out / "records.csv", records_csv(selected))
+    write_text_atomic(out / "all_settings.csv", records_csv(everything))
+    summary = {"command": " ".join(sys.argv), "folds_file": args.folds, "datasets": args.dataset,
+               "engine": args.engine, "cpu": cpu_description(), "chosen_settings_per_fold": chosen,
+               "results": {method: {f"{protocol}, {count} click(s)": summarize(
+                   [r for r in selected if r.method == method and r.protocol == protocol and r.clicks == count])
+                   for protocol in PROTOCOLS for count in REPORTED_CLICKS} for method in methods}}
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print((out / "table.md").read_text())
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,6 +186,19 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=run_pack)
+    p = commands.add_parser("folds", help="write fixed cross-validation folds by scan")
+    p.add_argument("--dataset", action="append", required=True)
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(handler=run_folds)
+    p = commands.add_parser("clickeval", help="cross-validated click evaluation of methods on the same folds")
+    p.add_argument("--dataset", action="append", required=True)
+    p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
+    p.add_argument("--method", action="append", required=True,
+                   help="region | lite-base | lite | lite:alone | CHECKPOINT (with {fold} for per-fold models)")
+    p.add_argument("--engine", default="torch", help="inference engine (exact fp32 engines give the same masks)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=run_clickeval)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -6,6 +6,9 @@
 - ``instance``: INSTANCE 2022 ``data/*.nii.gz`` + ``label/*.nii.gz``.
 - ``folder``: any ``images/`` + ``masks/`` pair of files with the same names (NIfTI, NRRD,
   DICOM slices such as ../shared/data/ct-ich-slices, PNG); the patient is the name before "_".
+- ``shared_real``: the real slices of ../shared/data (``ct-ich-slices``, ``mbh-2024-slices`` with
+  five-class masks, ``ct-ich-jpg-slices``): 59 slices of 35 patients/scans, patients named
+  ``<dataset>/<id>`` so that no two datasets' patients are confused.
 - ``phantom``: synthetic head CTs with random bleeds (SAMIHSLib.phantom).
 - ``packed``: one ``.npz`` written by ``write_packed`` (``python -m training pack``): any of the
   above in a single NumPy file, to move to a training machine that has no SimpleITK.
@@ -28,15 +31,22 @@ class DatasetError(ValueError):
     """A dataset folder is missing files, mismatched, or unreadable."""
 
 
+# Class values of five-class hemorrhage masks (BHSD / MBH-Seg 2024).
+SUBTYPES: Dict[int, str] = {1: "EDH", 2: "IPH", 3: "IVH", 4: "SAH", 5: "SDH"}
+UNLABELLED_SUBTYPE = "unlabelled"
+
+
 @dataclass
 class Case:
-    """One scan (or slice): ``image_hu`` and ``mask`` (k, j, i), ``spacing_zyx`` in mm."""
+    """One scan (or slice): ``image_hu`` and ``mask`` (k, j, i), ``spacing_zyx`` in mm;
+    ``subtype_labels`` (k, j, i) uint8 with :data:`SUBTYPES` values when the dataset has them."""
 
     name: str
     patient: str
     image_hu: np.ndarray
     mask: np.ndarray
     spacing_zyx: Tuple[float, float, float]
+    subtype_labels: Optional[np.ndarray] = None
 
     def hemorrhage_slices(self) -> List[int]:
         return [int(k) for k in np.nonzero(self.mask.any(axis=(1, 2)))[0]]
@@ -61,7 +71,7 @@ def _pairs(image_dir: Path, mask_dir: Path, pattern: str, mask_name: Callable[[P
     return pairs
 
 
-def _case(image_path: Path, mask_path: Path, patient: str, reader=None) -> Case:
+def _case(image_path: Path, mask_path: Path, patient: str, reader=None, subtype_classes: bool = False) -> Case:
     import SimpleITK as sitk
 
     try:
@@ -76,7 +86,14 @@ def _case(image_path: Path, mask_path: Path, patient: str, reader=None) -> Case:
         mask = np.asarray(Image.open(mask_path).convert("L"))[None]
     if mask.shape != volume.array_hu.shape:
         raise DatasetError(f"{mask_path.name} has shape {mask.shape}, its image {volume.array_hu.shape}.")
-    return Case(image_path.name, patient, volume.array_hu.astype(np.float32), mask > 0, volume.spacing_zyx)
+    subtypes = None
+    if subtype_classes:
+        unknown = sorted(set(np.unique(mask).tolist()) - {0} - set(SUBTYPES))
+        if unknown:
+            raise DatasetError(f"{mask_path.name} has class values {unknown}; subtype masks use {SUBTYPES}.")
+        subtypes = mask.astype(np.uint8)
+    return Case(image_path.name, patient, volume.array_hu.astype(np.float32), mask > 0, volume.spacing_zyx,
+                subtypes)
 
 
 def read_bcihm(root: Path) -> List[Case]:
@@ -93,11 +110,33 @@ def read_instance(root: Path) -> List[Case]:
     return [_case(image, mask, image.name.split(".")[0]) for image, mask in pairs]
 
 
-def read_folder(root: Path) -> List[Case]:
+def read_folder(root: Path, patient_prefix: str = "", subtype_classes: bool = False) -> List[Case]:
+    """``images/`` + ``masks/`` with the same file names; the patient is the name before "_"."""
     root = Path(root)
     pairs = _pairs(_require_dir(root / "images", "images/"), _require_dir(root / "masks", "masks/"), "*",
                    lambda p: p.name)
-    return [_case(image, mask, image.name.split("_")[0]) for image, mask in pairs]
+    return [_case(image, mask, patient_prefix + image.name.split("_")[0], subtype_classes=subtype_classes)
+            for image, mask in pairs]
+
+
+# The real slices in ../shared/data: folder, patient namespace (ct-ich's JPG release shares the
+# NIfTI release's patient numbers), whether masks carry subtype classes.
+SHARED_REAL_FOLDERS: Tuple[Tuple[str, str, bool], ...] = (
+    ("ct-ich-slices", "ct-ich/", False),
+    ("ct-ich-jpg-slices", "ct-ich/", False),
+    ("mbh-2024-slices", "bhsd/", True),
+)
+SHARED_PIXEL_SPACING_MM = 0.45  # none of these files records its true in-plane spacing (data README)
+
+
+def read_shared_real(root: Path) -> List[Case]:
+    """All real slices under ``root`` (../shared/data), in-plane spacing 0.45 mm where unknown."""
+    cases: List[Case] = []
+    for folder, prefix, classes in SHARED_REAL_FOLDERS:
+        for case in read_folder(Path(root) / folder, prefix, classes):
+            case.spacing_zyx = (case.spacing_zyx[0], SHARED_PIXEL_SPACING_MM, SHARED_PIXEL_SPACING_MM)
+            cases.append(case)
+    return cases
 
 
 def read_bcihm_jpg(root: Path, window_level_hu: float = 40.0, window_width_hu: float = 80.0) -> List[Case]:
@@ -155,6 +194,8 @@ def write_packed(cases: List[Case], path: Path) -> Path:
         arrays[f"{index}/spacing_zyx"] = np.asarray(case.spacing_zyx, dtype=np.float64)
         arrays[f"{index}/image_hu"] = np.clip(np.round(case.image_hu), -32768, 32767).astype(np.int16)
         arrays[f"{index}/mask"] = case.mask.astype(bool)
+        if case.subtype_labels is not None:
+            arrays[f"{index}/subtype_labels"] = case.subtype_labels.astype(np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
     return Path(path)
@@ -171,9 +212,10 @@ def read_packed(path: Path) -> List[Case]:
                 if missing:
                     raise DatasetError(f"{path}: case {index} lacks {missing}.")
                 spacing = tuple(float(v) for v in data[f"{index}/spacing_zyx"])
+                subtypes = data[f"{index}/subtype_labels"] if f"{index}/subtype_labels" in data else None
                 cases.append(Case(str(data[f"{index}/name"]), str(data[f"{index}/patient"]),
                                   data[f"{index}/image_hu"].astype(np.float32), data[f"{index}/mask"].astype(bool),
-                                  spacing))  # type: ignore[arg-type]
+                                  spacing, subtypes))  # type: ignore[arg-type]
     except DatasetError:  # already specific (it is a ValueError too)
         raise
     except (OSError, ValueError, KeyError) as error:
@@ -186,7 +228,7 @@ def read_packed(path: Path) -> List[Case]:
 
 READERS: Dict[str, Callable[..., List[Case]]] = {
     "bcihm": read_bcihm, "bcihm_jpg": read_bcihm_jpg, "instance": read_instance, "folder": read_folder,
-    "packed": read_packed,
+    "packed": read_packed, "shared_real": read_shared_real,
 }
 
 

@@ -1,14 +1,12 @@
 """Simulated prompts for training and evaluation, in pixel (column, row) coordinates."""
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from SAMIHSLib.click_segmentation import (MIN_REGION_PIXELS, ClickSegmentationConfig, box_around,
-                                          hyperdense_region)
-
-Point = Tuple[float, float]
+from SAMIHSLib.click_segmentation import MIN_REGION_PIXELS, ClickSegmentationConfig
+from SAMIHSLib.regions import Point, box_around, deepest_point, hyperdense_region
 
 
 def random_foreground_click(mask: np.ndarray, rng: np.random.Generator) -> Point:
@@ -18,21 +16,14 @@ def random_foreground_click(mask: np.ndarray, rng: np.random.Generator) -> Point
     return float(cols[index]), float(rows[index])
 
 
-def deepest_point(mask: np.ndarray) -> Point:
-    """The interior point of the largest component farthest from its boundary: the evaluation click."""
-    labels, count = ndi.label(mask)
-    if count == 0:
-        raise ValueError("The mask is empty: no click can be placed.")
-    sizes = ndi.sum(mask, labels, range(1, count + 1))
-    depth = ndi.distance_transform_edt(labels == (int(np.argmax(sizes)) + 1))
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return float(col), float(row)
-
-
-def corrective_click(prediction: np.ndarray, truth: np.ndarray) -> Optional[Tuple[Point, bool]]:
+def corrective_click(prediction: np.ndarray, truth: np.ndarray,
+                     also_true: Optional[np.ndarray] = None) -> Optional[Tuple[Point, bool]]:
     """The next click a user would make: the deepest point of the largest error region,
-    positive if it is missed bleed, negative if it is a false positive. None if no error."""
+    positive if it is missed ``truth``, negative if it is a false positive. Pixels of
+    ``also_true`` (e.g. other bleeds on the slice) are never called false. None if no error."""
     missed, extra = truth & ~prediction, prediction & ~truth
+    if also_true is not None:
+        extra &= ~also_true
     candidates = []
     for region, positive in ((missed, True), (extra, False)):
         labels, count = ndi.label(region)
@@ -56,11 +47,6 @@ def jittered_box(mask: np.ndarray, rng: np.random.Generator, max_shift_fraction:
     shift = rng.integers(-1, 2, size=4) * rng.integers(0, [jitter_x, jitter_y, jitter_x, jitter_y], endpoint=True)
     return (float(np.clip(x0 + shift[0], 0, w - 1)), float(np.clip(y0 + shift[1], 0, h - 1)),
             float(np.clip(x1 + shift[2], 0, w - 1)), float(np.clip(y1 + shift[3], 0, h - 1)))
-
-
-def clicks_for_evaluation(mask: np.ndarray) -> List[Point]:
-    """The deterministic first click of the evaluation protocol."""
-    return [deepest_point(mask)]
 
 
 def region_box(slice_hu: np.ndarray, click: Point, pixel_mm: float, rng: np.random.Generator,

@@ -1,30 +1,89 @@
 """Inference engines: one interface (``encode`` / ``decode`` as on SegmentAnythingModel),
 interchangeable backends. PyTorch for GPU, training and reference; ONNX Runtime and OpenVINO as
 fast CPU backends that also work inside Slicer (wheels for Python 3.9-3.12, no compiler): exact
-fp32, and OpenVINO in bf16 on CPUs that have native bf16."""
+fp32, and OpenVINO in bf16 on CPUs that have native bf16.
 
-from .base import EngineError, InferenceEngine
-from .torch_engine import TorchEngine
+``ENGINES`` is the one registry of names, labels and what each needs; the CLI, the Slicer module's
+UI and the web app all read it. Importing this package does not import torch (``samihs --help``
+stays fast); the backends are imported when an engine is made.
+"""
 
-ENGINE_CHOICES = ("torch", "onnxruntime", "openvino", "openvino-bf16")
+import importlib.util
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+from .errors import EngineError
 
 
-def make_engine(model, name: str = "torch", cache_dir=None, threads=None) -> InferenceEngine:
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine: its label in menus, the Python module it needs, and whether it is exact fp32."""
+
+    label: str
+    needs_module: str
+    exact: bool
+    # Lower is faster on a CPU (measured: bench/bench_engines.py); "auto" picks the fastest exact one.
+    cpu_rank: int
+
+
+ENGINES: Dict[str, EngineSpec] = {
+    "torch": EngineSpec("PyTorch (exact; GPU when present)", "torch", True, 3),
+    "onnxruntime": EngineSpec("ONNX Runtime (exact fp32, faster on CPU)", "onnxruntime", True, 2),
+    "openvino": EngineSpec("OpenVINO (exact fp32, fastest exact on CPU)", "openvino", True, 1),
+    "openvino-bf16": EngineSpec("OpenVINO bf16 (CPUs with native bf16; checked against fp32)", "openvino", False, 0),
+}
+ENGINE_CHOICES: Tuple[str, ...] = tuple(ENGINES)
+AUTO_ENGINE = "auto"
+
+
+def installed_engines() -> List[str]:
+    """Engine names whose Python package is installed here (bf16 may still be refused by the CPU)."""
+    return [name for name, spec in ENGINES.items() if importlib.util.find_spec(spec.needs_module) is not None]
+
+
+def resolve_engine_name(name: str, device: str = "cpu") -> str:
+    """``auto`` -> the fastest exact engine installed (PyTorch on a GPU); other names are checked."""
+    if name == AUTO_ENGINE:
+        if device not in ("cpu", "auto"):
+            return "torch"
+        exact = [n for n in installed_engines() if ENGINES[n].exact]
+        return min(exact, key=lambda n: ENGINES[n].cpu_rank)
+    if name not in ENGINES:
+        raise ValueError(f"Unknown engine {name!r}; use one of {(AUTO_ENGINE,) + ENGINE_CHOICES}.")
+    return name
+
+
+def make_engine(model, name: str = "torch", cache_dir=None, threads=None):
     """An engine of ``name`` for ``model`` (exports and verifies ONNX graphs on first use);
     ``threads``: CPU threads of the ONNX Runtime / OpenVINO engines (default: torch's, i.e. the
-    physical cores)."""
+    physical cores). ``auto`` picks the fastest exact engine installed (torch on a GPU)."""
+    name = resolve_engine_name(name, model.device.type if hasattr(model, "device") else "cpu")
     if name == "torch":
+        from .torch_engine import TorchEngine
+
         return TorchEngine(model)
     if name == "onnxruntime":
         from .onnx_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine.from_model(model, cache_dir=cache_dir, threads=threads)
-    if name in ("openvino", "openvino-bf16"):
-        from .openvino_engine import OpenVinoEngine
+    from .openvino_engine import OpenVinoEngine
 
-        return OpenVinoEngine.from_model(model, cache_dir=cache_dir, threads=threads,
-                                         precision="bf16" if name.endswith("bf16") else "f32")
-    raise ValueError(f"Unknown engine {name!r}; use one of {ENGINE_CHOICES}.")
+    return OpenVinoEngine.from_model(model, cache_dir=cache_dir, threads=threads,
+                                     precision="bf16" if name.endswith("bf16") else "f32")
 
 
-__all__ = ["ENGINE_CHOICES", "EngineError", "InferenceEngine", "TorchEngine", "make_engine"]
+def __getattr__(name: str):
+    """Lazy access to the torch-backed classes (PEP 562), so importing the registry stays light."""
+    if name == "TorchEngine":
+        from .torch_engine import TorchEngine
+
+        return TorchEngine
+    if name == "InferenceEngine":
+        from .base import InferenceEngine
+
+        return InferenceEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["AUTO_ENGINE", "ENGINES", "ENGINE_CHOICES", "EngineError", "EngineSpec", "installed_engines",
+           "make_engine", "resolve_engine_name"]

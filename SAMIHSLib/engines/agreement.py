@@ -4,18 +4,12 @@ the precision policy (bf16 is acceptable where masks stay >= 0.99 Dice of fp32 o
 from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..metrics import dice
 from ..models.sam import SegmentAnythingModel
 from ..predictor import SAMIHSPredictor
 from ..prompts import SlicePrompt
-
-
-def _deepest_point(mask: np.ndarray) -> Tuple[float, float]:
-    depth = ndi.distance_transform_edt(mask)
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return float(col), float(row)
+from ..regions import deepest_point
 
 
 def mask_agreements(model: SegmentAnythingModel, engine, slices: Iterable[Tuple[np.ndarray, np.ndarray]],
@@ -29,7 +23,7 @@ def mask_agreements(model: SegmentAnythingModel, engine, slices: Iterable[Tuple[
         for predictor in (reference, fast):
             predictor.set_volume(image_hu, tuple(spacing_zyx))
         rows, cols = np.nonzero(bleed)
-        click = _deepest_point(bleed)
+        click = deepest_point(bleed)
         outside = (max(0.0, float(cols.min()) - 30), max(0.0, float(rows.min()) - 30))
         for prompt in (SlicePrompt(box=(cols.min(), rows.min(), cols.max(), rows.max())),
                        SlicePrompt([click], []), SlicePrompt([click], [outside])):

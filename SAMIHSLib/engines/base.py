@@ -10,8 +10,7 @@ except ImportError:  # pragma: no cover - Python < 3.8
     Protocol = object  # type: ignore[assignment,misc]
 
 
-class EngineError(RuntimeError):
-    """An engine cannot run this model here (missing precision support, failed verification)."""
+from .errors import EngineError  # noqa: F401  (re-exported: engines raise it from here)
 
 
 class InferenceEngine(Protocol):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..models.sam import SegmentAnythingModel
-from .base import EngineError
+from .errors import EngineError
 from .export import export_onnx, model_fingerprint
 
 DEFAULT_CACHE = Path(os.environ.get("SAMIHS_ENGINE_CACHE", Path.home() / ".cache" / "samihs" / "engines"))

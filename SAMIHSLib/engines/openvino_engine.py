@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..models.sam import SegmentAnythingModel
-from .base import EngineError
+from .errors import EngineError
 from .onnx_engine import (EngineVerificationError, cached_onnx_graphs, decoder_inputs, float32_array,
                           verify_against_torch)
 

@@ -76,7 +76,12 @@ def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt zips and pickles
-        raise CheckpointError(f"Checkpoint file {path} is corrupt or not a PyTorch weights file: {error}") from error
+        # torch's own message runs over many lines and suggests weights_only=False, which would run
+        # the file's code: never say that to a user.
+        unsafe = "weights only load failed" in str(error).lower()
+        reason = "it holds Python objects other than tensors, which SAMIHS never loads" if unsafe else \
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else 'unreadable'}"
+        raise CheckpointError(f"Checkpoint file {path} is corrupt or not a PyTorch weights file ({reason}).") from error
 
 
 def load_verified_weights(path: Path, expected_sha256: str) -> Dict[str, torch.Tensor]:

@@ -6,7 +6,8 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage as ndi
+
+from SAMIHSLib.regions import deepest_point  # noqa: F401  (the click protocol, re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_SLICES = REPO.parent / "shared" / "data" / "ct-ich-slices"
@@ -22,17 +23,6 @@ def lite_model():
     from SAMIHSLib.models import load_model
 
     return load_model("lite-base", device="cpu")
-
-
-def deepest_point(mask: np.ndarray) -> Tuple[float, float]:
-    """Click protocol: the interior point of the largest component farthest from its boundary,
-    as (column, row)."""
-    labels, count = ndi.label(mask)
-    sizes = ndi.sum(mask, labels, range(1, count + 1))
-    largest = labels == (int(np.argmax(sizes)) + 1)
-    depth = ndi.distance_transform_edt(largest)
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return float(col), float(row)
 
 
 @pytest.fixture(scope="session")

@@ -93,3 +93,66 @@ def test_batch_cli_with_markups_and_json_prompts(tmp_path, batch_folder, small_p
     a, b = _rows(tmp_path / "m")["patient_a"], _rows(tmp_path / "j")["patient_b"]
     assert a["bleeds_clicked"] == b["bleeds_clicked"] == "1"
     assert abs(float(a["volume_ml"]) - float(b["volume_ml"])) < 0.05 * float(b["volume_ml"])
+
+
+@pytest.mark.parametrize("table, message", [
+    ([["ct"]], "must be a JSON object"),
+    ({"ct": [[1, 2, 3]]}, "must be an object"),
+    ({"ct": {"pionts": [[1, 2, 3]]}}, r"unknown key\(s\) \['pionts'\]"),
+    ({"ct": {"points": [["1", 2, 3]]}}, r"'ct'.points\[0\] must be 2 or 3 numbers"),
+    ({"ct": {"points": [[1, 2, 3]], "coords": "voxel"}}, "coords is 'voxel'"),
+    ({"ct": {"points": []}}, "non-empty list"),
+])
+def test_prompts_file_is_checked_up_front_with_the_key_of_each_error(tmp_path, table, message, capsys):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(table))
+    # Checked before any model or volume is loaded: a missing input does not matter yet.
+    assert main(["batch", str(tmp_path / "none.nrrd"), "--prompts", str(prompts), "-o", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and __import__("re").search(message, error), error
+    assert not (tmp_path / "o").exists()
+
+
+def test_coordinates_may_be_ras_or_lps_in_any_case_and_nothing_else(small_phantom):
+    from SAMIHSLib.validation import InputError
+    from SAMIHSLib.volume_io import clicks_to_slice_column_row
+
+    volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (10.0, -20.0, 30.0), oblique_direction(8.0))
+    ras = (volume.ijk_to_ras_matrix() @ np.array([100.0, 120.0, 7.0, 1.0]))[:3]
+    lps = (-ras[0], -ras[1], ras[2])
+    expected = clicks_to_slice_column_row([(100, 120, 7)], "ijk", volume)
+    for coords, point in (("RAS", ras), ("ras", ras), ("LPS", lps), ("lps", lps)):
+        (k, x, y), = clicks_to_slice_column_row([point], coords, volume)
+        assert k == expected[0][0] and abs(x - 100) < 1e-6 and abs(y - 120) < 1e-6
+    with pytest.raises(InputError, match="Unknown click coordinates"):
+        clicks_to_slice_column_row([ras], "voxel", volume)
+
+
+def test_same_named_inputs_are_refused_and_a_changed_prompt_or_model_is_redone(tmp_path, lite_model, batch_folder,
+                                                                                small_phantom):
+    folder, volume = batch_folder
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    write_ct(twin / "patient_a.nii.gz", volume)  # same name as folder/patient_a.nrrd
+    truth = small_phantom.bleed_mask(0)
+    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    x, y = deepest_point(truth[k])
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"patient_a": {"points": [[x, y, k]]}, "patient_b": {"points": [[x, y, k]]}}))
+    out = tmp_path / "out"
+    predictor = SAMIHSPredictor(lite_model)
+    rows = run_batch([folder / "patient_a.nrrd", twin / "patient_a.nii.gz", folder / "patient_b.nii.gz"],
+                     str(prompts), out, predictor)
+    assert rows["patient_a"]["status"] == "failed" and "same name" in rows["patient_a"]["reason"]
+    assert not (out / "patient_a.seg.nrrd").exists() and rows["patient_b"]["status"] == "ok"
+    manifest = json.loads((out / "patient_b.samihs.json").read_text())
+    assert set(manifest) >= {"input_sha256", "prompts_sha256", "model_sha256", "engine", "samihs_version"}
+
+    stamp = (out / "patient_b.seg.nrrd").stat().st_mtime_ns
+    run_batch([folder / "patient_b.nii.gz"], str(prompts), out, predictor)
+    assert (out / "patient_b.seg.nrrd").stat().st_mtime_ns == stamp  # same everything: skipped
+    rows_, cols_ = np.nonzero(small_phantom.bleed_mask(1)[k])
+    prompts.write_text(json.dumps({"patient_b": {"points": [[x, y, k], [float(cols_.mean()), float(rows_.mean()), k]]}}))
+    run_batch([folder / "patient_b.nii.gz"], str(prompts), out, predictor)
+    assert (out / "patient_b.seg.nrrd").stat().st_mtime_ns != stamp  # other prompts: redone
+    assert _rows(out)["patient_b"]["bleeds_clicked"] == "2"

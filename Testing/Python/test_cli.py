@@ -89,7 +89,8 @@ def test_openvino_engine_with_one_thread_matches_the_default(tmp_path, oblique_n
     path, _ = oblique_nrrd
     i, j, k = _click_ijk(small_phantom)
     masks = []
-    for name, extra in (("torch.nii.gz", []), ("openvino.nii.gz", ["--engine", "openvino", "--threads", "1"])):
+    for name, extra in (("torch.nii.gz", ["--engine", "torch"]),
+                        ("openvino.nii.gz", ["--engine", "openvino", "--threads", "1"])):
         assert main(["segment", str(path), "--point", f"{i},{j},{k}", "--no-propagate", "-o", str(tmp_path / name),
                      "--device", "cpu"] + extra) == 0
         masks.append(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name))) > 0)
@@ -119,3 +120,55 @@ def test_demo_writes_segmentation_overview_and_volume(tmp_path, capsys):
     assert abs(report["measurements"]["volume_ml"] - report["truth_volume_ml"]) < 0.25 * report["truth_volume_ml"]
     assert "mL" in printed and (tmp_path / "demo_overview.png").stat().st_size > 10_000
     assert slicerio.read_segmentation(str(tmp_path / "demo_hemorrhage.seg.nrrd"))["segments"][0]["name"] == "Hemorrhage"
+
+
+def test_output_problems_are_refused_before_any_work(tmp_path, capsys, oblique_nrrd):
+    path, _ = oblique_nrrd
+    folder = tmp_path / "a_folder.seg.nrrd"
+    folder.mkdir()
+    cases = [(["-o", str(folder)], "is a folder"),
+             (["-o", str(tmp_path / "out.txt")], "Write the result as .seg.nrrd"),
+             (["-o", str(tmp_path / "ok.seg.nrrd"), "--report", str(tmp_path)], "The report"),
+             (["-o", str(path / "x.nrrd")], "is a file, not a folder")]
+    for extra, message in cases:
+        # A bogus model would fail only after reading the CT: the output check comes first.
+        assert main(["segment", str(path), "--point", "10,10,3", "--model", "no_such_model"] + extra) == 2
+        error = capsys.readouterr().err
+        assert message in error and error.count("\n") == 1, error
+    assert not (tmp_path / "ok.seg.nrrd").exists()
+
+
+def test_corrupt_checkpoint_is_one_line_without_unsafe_advice(tmp_path, capsys, oblique_nrrd):
+    import pickle
+
+    path, _ = oblique_nrrd
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip")
+    pickled_code = tmp_path / "code.pth"
+    pickled_code.write_bytes(pickle.dumps(print))  # a pickle that would import a callable
+    for checkpoint in (corrupt, pickled_code):
+        assert main(["segment", str(path), "--point", "10,10,3", "--model", str(checkpoint),
+                     "-o", str(tmp_path / "o.seg.nrrd")]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "corrupt or not a PyTorch weights file" in error, error
+        assert "weights_only=False" not in error
+
+
+def test_a_click_on_no_bleed_is_said_in_words_and_box_alone_works(tmp_path, capsys, oblique_nrrd, small_phantom):
+    path, _ = oblique_nrrd
+    i, j, k = _click_ijk(small_phantom)
+    air = tmp_path / "air.seg.nrrd"
+    assert main(["segment", str(path), "--point", f"3,3,{k}", "--no-propagate", "-o", str(air),
+                 "--report", str(tmp_path / "air.json")]) == 0
+    captured = capsys.readouterr()
+    assert "no bleed found at the click: HU -" in captured.err
+    assert "No hemorrhage segmented" in captured.out and "-1--1" not in captured.out
+    assert json.loads((tmp_path / "air.json").read_text())["message"].startswith("no bleed found")
+    assert not np.asarray(slicerio.read_segmentation(str(air))["voxels"]).any()
+
+    truth = small_phantom.bleed_mask(0)[k]
+    rows, cols = np.nonzero(truth)
+    box = f"{cols.min() - 2},{rows.min() - 2},{cols.max() + 2},{rows.max() + 2},{k}"
+    assert main(["segment", str(path), "--box", box, "--no-propagate", "-o", str(tmp_path / "box.nii.gz")]) == 0
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "box.nii.gz")))[k] > 0
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) >= 0.7

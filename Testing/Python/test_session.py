@@ -92,3 +92,87 @@ def test_click_outside_the_slice_is_refused_and_changes_nothing(session):
     with pytest.raises(InputError, match="outside the image"):
         session.click(3, [(-5.0, 10.0)])
     assert not session.mask.any() and not session.can_undo
+
+
+def test_negative_slice_indices_are_refused_everywhere_and_change_nothing(session):
+    from SAMIHSLib.validation import InputError
+
+    edit = np.ones(session.mask.shape[1:], bool)
+    for call in (lambda: session.set_slice_mask(-3, edit), lambda: session.set_locked(-1, True),
+                 lambda: session.click(-2, [(10.0, 10.0)]), lambda: session.repropagate(-1),
+                 lambda: session.set_slice_mask(session.mask.shape[0], edit)):
+        with pytest.raises(InputError, match="outside the volume"):
+            call()
+    assert not session.mask.any() and not session.locked_slices and not session.can_undo
+
+
+def test_undo_restores_the_click_history_with_the_mask(session, small_phantom):
+    k = _first_click(session, small_phantom)
+    history_after_first = dict(session.slice_clicks)
+    rows, cols = np.nonzero(session.mask[k])
+    extra = (float(cols[-1]), float(rows[-1]))
+    session.click(k, [extra], propagate=False)
+    assert len(session.slice_clicks[k][0]) == 2
+    session.undo()
+    assert session.slice_clicks == history_after_first  # the undone click no longer protects its pixels
+    session.redo()
+    assert len(session.slice_clicks[k][0]) == 2
+    session.undo()
+    session.undo()
+    assert session.slice_clicks == {} and not session.mask.any()
+
+
+def test_random_edit_sequences_keep_undo_exact_and_hand_edits_intact(lite_model, small_phantom):
+    """Seeded random sequences of clicks (positive, negative), hand edits, bad indices, undo and
+    redo on a real model: every undo returns the exact earlier state (mask, locks, clicks), and
+    no click or propagation ever changes a locked slice."""
+    predictor = SAMIHSPredictor(lite_model)
+    ks = range(5, 9)  # a few slices through the first bleed keep the real model's encoder time small
+    predictor.set_volume(small_phantom.volume_hu[5:9], small_phantom.spacing_zyx)
+    truth = small_phantom.bleed_mask(0)[5:9]
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        session = HemorrhageSession(predictor)
+        states = [(session.mask.copy(), set(session.locked_slices), dict(session.slice_clicks))]
+
+        def record() -> None:  # an edit that changed nothing makes no undo step
+            mask, locked, clicks = states[-1]
+            if not (np.array_equal(session.mask, mask) and session.locked_slices == locked
+                    and session.slice_clicks == clicks):
+                states.append((session.mask.copy(), set(session.locked_slices), dict(session.slice_clicks)))
+
+        for _ in range(10):
+            action = rng.choice(["positive", "negative", "hand", "bad_index", "undo", "redo"])
+            k = int(rng.integers(len(ks)))
+            locked_before = {s: session.mask[s].copy() for s in session.locked_slices}
+            if action in ("positive", "negative") and k not in session.locked_slices:
+                source = truth[k] if action == "positive" or not session.mask[k].any() else session.mask[k]
+                rows, cols = np.nonzero(source if source.any() else np.ones_like(source))
+                pick = int(rng.integers(rows.size))
+                point = (float(cols[pick]), float(rows[pick]))
+                session.click(k, [point] if action == "positive" else [], [] if action == "positive" else [point],
+                              propagate=bool(rng.integers(2)))
+                record()
+            elif action == "hand":
+                edit = np.zeros(session.mask.shape[1:], bool)
+                edit[rng.integers(0, 200):, rng.integers(0, 200):][:20, :20] = True
+                session.set_slice_mask(k, edit)
+                record()
+            elif action == "bad_index":
+                with pytest.raises(ValueError):
+                    session.set_slice_mask(-1 - k, np.ones(session.mask.shape[1:], bool))
+            elif action == "undo" and session.can_undo:
+                session.undo()
+                states.pop()
+                mask, locked, clicks = states[-1]
+                assert np.array_equal(session.mask, mask) and session.locked_slices == locked
+                assert session.slice_clicks == clicks
+            elif action == "redo" and session.can_redo:
+                session.redo()
+                record()
+            for s, before in locked_before.items():  # hand edits survive everything but their own undo
+                if s in session.locked_slices and action not in ("undo", "redo", "hand"):
+                    assert np.array_equal(session.mask[s], before), (seed, action, s)
+        while session.can_undo:
+            session.undo()
+        assert not session.mask.any() and not session.locked_slices and session.slice_clicks == {}

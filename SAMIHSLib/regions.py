@@ -1,0 +1,245 @@
+"""Mask and region geometry shared by click handling, propagation, sessions, seeds, training,
+tests and benchmarks: one home for each small concept.
+
+Pixel points are (column, row) = (x, y); masks are (rows, columns) or (k, j, i) bool arrays.
+"""
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import numpy as np
+from scipy import ndimage as ndi
+
+Point = Tuple[float, float]
+PixelBox = Tuple[float, float, float, float]  # (x0, y0, x1, y1), pixels, inclusive
+
+
+@dataclass(frozen=True)
+class BloodHU:
+    """The Hounsfield bands of intracranial blood used everywhere (HU).
+
+    Acute blood is 40-90 HU; below ~45 HU grey matter joins in, above ~100 HU bone and
+    calcification. ``search_bands`` are tried in turn around a click; ``propagation_band``
+    seeds the next slice; ``check_band`` says whether a mask is still "hyperdense"; a click whose
+    smoothed HU lies outside ``plausible`` is clearly not blood.
+    """
+
+    search_bands: Tuple[Tuple[float, float], ...] = ((45.0, 90.0), (45.0, 100.0))
+    propagation_band: Tuple[float, float] = (45.0, 90.0)
+    check_band: Tuple[float, float] = (45.0, 100.0)
+    # Subacute or anaemic bleeds reach down to ~37 HU; below 30 HU it is CSF, oedema or fat.
+    plausible: Tuple[float, float] = (30.0, 110.0)
+    # Half-width of the band centred on the click's own HU when no search band reaches it.
+    click_band_half_width: float = 10.0
+    auto_seed_band: Tuple[float, float] = (50.0, 90.0)
+    bone: float = 300.0
+    calcification: float = 130.0
+
+
+BLOOD_HU = BloodHU()
+
+
+def mm_to_px(mm: float, spacing_zyx: Sequence[float]) -> float:
+    """``mm`` as a (fractional) number of in-plane pixels, on the finer in-plane axis."""
+    return float(mm) / min(float(s) for s in spacing_zyx[1:])
+
+
+def mm_to_whole_px(mm: float, spacing_zyx: Sequence[float], minimum: int = 0) -> int:
+    """``mm`` rounded to whole in-plane pixels, at least ``minimum``."""
+    return max(minimum, int(round(mm_to_px(mm, spacing_zyx))))
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component of a 2D or 3D ``mask`` (empty if ``mask`` is)."""
+    labels, count = ndi.label(mask)
+    if count == 0:
+        return np.zeros_like(mask, dtype=bool)
+    sizes = ndi.sum(mask, labels, range(1, count + 1))
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def component_at(mask: np.ndarray, point: Point) -> np.ndarray:
+    """The connected component of a 2D ``mask`` under the (column, row) ``point`` (empty if none)."""
+    labels, _ = ndi.label(mask)
+    label = labels[int(round(point[1])), int(round(point[0]))]
+    return labels == label if label else np.zeros_like(mask, dtype=bool)
+
+
+def _padded_extent(mask: np.ndarray, pad: int = 1) -> Tuple[slice, slice]:
+    """The (rows, columns) slices of ``mask``'s bounding box grown by ``pad`` (clipped)."""
+    rows, cols = np.nonzero(mask)
+    return (slice(max(0, rows.min() - pad), rows.max() + pad + 1),
+            slice(max(0, cols.min() - pad), cols.max() + pad + 1))
+
+
+def deepest_point(mask: np.ndarray) -> Point:
+    """(column, row) of the interior point of the largest component of a 2D ``mask`` farthest
+    from its boundary: the click a user makes, and our evaluation click."""
+    largest = largest_component(mask)
+    if not largest.any():
+        raise ValueError("The mask is empty: no click can be placed.")
+    # The distance map inside the component only needs its padded box (and is exact there).
+    box = _padded_extent(largest)
+    depth = ndi.distance_transform_edt(largest[box])
+    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return float(col + box[1].start), float(row + box[0].start)
+
+
+def random_interior_point(mask: np.ndarray, rng: np.random.Generator, min_depth_px: float = 2.0) -> Point:
+    """(column, row) of a random pixel of the largest component at least ``min_depth_px`` from its
+    boundary (any of its pixels when it is thinner than that)."""
+    largest = largest_component(mask)
+    if not largest.any():
+        raise ValueError("The mask is empty: no click can be placed.")
+    depth = ndi.distance_transform_edt(largest)
+    rows, cols = np.nonzero(depth >= min_depth_px)
+    if rows.size == 0:
+        rows, cols = np.nonzero(largest)
+    index = int(rng.integers(rows.size))
+    return float(cols[index]), float(rows[index])
+
+
+def slice_with_most(mask3d: np.ndarray) -> int:
+    """Index k of the slice of a (k, j, i) mask with the most voxels."""
+    return int(np.argmax(np.asarray(mask3d).reshape(mask3d.shape[0], -1).sum(axis=1)))
+
+
+def points_mask(shape: Tuple[int, int], points: Sequence[Point]) -> np.ndarray:
+    """A (rows, columns) bool image that is True at each (column, row) point."""
+    mask = np.zeros(shape, dtype=bool)
+    for x, y in points:
+        mask[int(round(y)), int(round(x))] = True
+    return mask
+
+
+def contains_any(mask: np.ndarray, points: Sequence[Point]) -> bool:
+    """Whether ``mask`` is True at any of the (column, row) ``points``."""
+    return any(bool(mask[int(round(y)), int(round(x))]) for x, y in points)
+
+
+def box_around(mask: np.ndarray, margin_px: int) -> PixelBox:
+    """The (x0, y0, x1, y1) pixel box of ``mask`` grown by ``margin_px``, clipped to the slice."""
+    rows, cols = np.nonzero(mask)
+    h, w = mask.shape
+    return (float(max(0, cols.min() - margin_px)), float(max(0, rows.min() - margin_px)),
+            float(min(w - 1, cols.max() + margin_px)), float(min(h - 1, rows.max() + margin_px)))
+
+
+def keep_components_near(mask: np.ndarray, anchor: np.ndarray, distance_px: int) -> np.ndarray:
+    """The connected components of ``mask`` that touch ``anchor`` dilated by ``distance_px``."""
+    if not mask.any() or not anchor.any():
+        return np.zeros_like(mask)
+    near = ndi.binary_dilation(anchor, iterations=max(1, distance_px)) if distance_px > 0 else anchor
+    labels, _ = ndi.label(mask)
+    touching = np.unique(labels[near & mask])
+    return np.isin(labels, touching[touching > 0])
+
+
+def hyperdense_region(slice_hu: np.ndarray, seed_xy: Point, band_hu: Tuple[float, float], opening_px: int,
+                      seed_search_px: float) -> np.ndarray:
+    """The in-band region of ``slice_hu`` (HU, usually denoised) connected to ``seed_xy``
+    (column, row) after an opening of ``opening_px`` iterations; empty if no in-band pixel lies
+    within ``seed_search_px``."""
+    in_band = (slice_hu >= band_hu[0]) & (slice_hu <= band_hu[1])
+    if opening_px > 0:
+        in_band = ndi.binary_opening(in_band, ndi.generate_binary_structure(2, 1), iterations=opening_px)
+    labels, _ = ndi.label(in_band)
+    col, row = int(round(seed_xy[0])), int(round(seed_xy[1]))
+    label = labels[row, col]
+    if label == 0:  # the nearest in-band pixel within the search radius, if any
+        reach = int(np.floor(seed_search_px))
+        r0, c0 = max(0, row - reach), max(0, col - reach)
+        window = labels[r0:row + reach + 1, c0:col + reach + 1]
+        rows, cols = np.nonzero(window)
+        if rows.size == 0:
+            return np.zeros_like(in_band)
+        distance = (rows + r0 - row) ** 2 + (cols + c0 - col) ** 2
+        nearest = int(np.argmin(distance))
+        if distance[nearest] > seed_search_px ** 2:
+            return np.zeros_like(in_band)
+        label = window[rows[nearest], cols[nearest]]
+    return ndi.binary_fill_holes(labels == label)
+
+
+# How far from the click an answer from the click's own HU (not the blood bands) may reach.
+CLICK_REGION_RADIUS_MM = 7.5
+
+
+def click_intensity_region(slice_hu: np.ndarray, click: Point, pixel_mm: float,
+                           blood: BloodHU = BLOOD_HU) -> Tuple[np.ndarray, float]:
+    """The last-resort answer to a positive click: the region of blood-like HU connected to it.
+
+    Tries the search bands (with a light opening, then none), then a band centred on the click's
+    own HU when that HU is plausible for blood, within ``CLICK_REGION_RADIUS_MM``. Returns (region, smoothed HU at the click); the
+    region is empty when the click is clearly not on blood.
+    """
+    col, row = int(round(click[0])), int(round(click[1]))
+    click_hu = float(slice_hu[row, col])
+    search_px = 1.5 / pixel_mm
+    opening = max(1, int(round(0.45 / pixel_mm)))
+    for band in blood.search_bands:
+        for opening_px in (opening, 0):
+            region = hyperdense_region(slice_hu, click, band, opening_px, search_px)
+            if region[row, col]:
+                return region, click_hu
+    low, high = blood.plausible
+    if low <= click_hu <= high:
+        half = blood.click_band_half_width
+        band = (max(low, click_hu - half), min(high, click_hu + half))
+        # Near-isodense HU also fills grey matter: keep to a disc around the click, and cut thin
+        # bridges out of it, so the answer is a local blob, never half the brain.
+        rows, cols = np.ogrid[:slice_hu.shape[0], :slice_hu.shape[1]]
+        disc = (rows - row) ** 2 + (cols - col) ** 2 <= (CLICK_REGION_RADIUS_MM / pixel_mm) ** 2
+        local = np.where(disc, slice_hu, -1000.0)
+        for opening_px in (opening, 0):
+            region = hyperdense_region(local, click, band, opening_px, 0.0)
+            if region[row, col]:
+                return region, click_hu
+    return np.zeros_like(slice_hu, dtype=bool), click_hu
+
+
+def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int,
+                        min_agreement: float = 0.5) -> Tuple[np.ndarray, bool]:
+    """The model's ``mask`` limited to ``region`` dilated by ``tolerance_px``, or ``region``
+    itself when the two disagree (Dice < ``min_agreement``: the model leaked, thin crescents are
+    SAM's weak spot). Returns (mask, used_model)."""
+    from .metrics import dice
+
+    if dice(mask, region) < min_agreement:
+        return region.copy(), False
+    near = ndi.binary_dilation(region, iterations=tolerance_px) if tolerance_px > 0 else region
+    return mask & near, True
+
+
+def remove_nearest_to_negatives(mask: np.ndarray, positive: Sequence[Point], negative: Sequence[Point]) -> np.ndarray:
+    """``mask`` without the pixels nearer to a negative click than to every positive click.
+
+    A negative click says "not this part": the part is the mask's share of the plane closest to
+    it, so a leak is cut off while the bleed around the positive clicks stays. Without positive
+    clicks, the connected component under each negative click goes.
+    """
+    result = mask.copy()
+    if not negative:
+        return result
+    if not positive:
+        labels, _ = ndi.label(result)
+        for x, y in negative:
+            hit = labels[int(round(y)), int(round(x))]
+            if hit:
+                result &= labels != hit
+        return result
+
+    if not result.any():
+        return result
+    # Distances are needed only over the mask; a box holding the mask and every click is exact.
+    extent = result | points_mask(mask.shape, list(positive) + list(negative))
+    box = _padded_extent(extent, pad=0)
+    offset = (box[1].start, box[0].start)
+
+    def distance_to(points: Sequence[Point]) -> np.ndarray:
+        local = [(x - offset[0], y - offset[1]) for x, y in points]
+        return ndi.distance_transform_edt(~points_mask(result[box].shape, local))
+
+    result[box] &= distance_to(negative) >= distance_to(positive)
+    return result
+

@@ -1,0 +1,151 @@
+"""Reading refuses short, truncated or absurdly large images before allocating; writing is atomic."""
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from SAMIHSLib.atomic_write import atomic_output, check_writable, write_text_atomic
+from SAMIHSLib.validation import InputError
+from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct, write_seg_nrrd
+
+
+@pytest.fixture
+def small_ct() -> CTVolume:
+    rng = np.random.default_rng(0)
+    array = rng.integers(-1000, 100, size=(6, 64, 64)).astype(np.int16)
+    return CTVolume(array, (0.5, 0.5, 5.0), (0.0, 0.0, 0.0), np.eye(3), "test")
+
+
+def _truncate(path: Path, keep_fraction: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep_fraction)])
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nrrd", ".mha"])
+def test_truncated_volume_is_refused_not_zero_filled(tmp_path, small_ct, suffix):
+    path = tmp_path / f"ct{suffix}"
+    sitk.WriteImage(small_ct.to_sitk(), str(path), useCompression=False)
+    assert np.array_equal(read_ct(path).array_hu, small_ct.array_hu)  # the whole file reads back exactly
+    _truncate(path, 0.8)
+    with pytest.raises(InputError, match="(?i)truncat|could not read"):
+        read_ct(path)
+
+
+def test_truncated_nifti_gz_is_refused(tmp_path, small_ct):
+    path = tmp_path / "ct.nii.gz"
+    raw = tmp_path / "ct.nii"
+    sitk.WriteImage(small_ct.to_sitk(), str(raw), useCompression=False)
+    # A complete gzip stream of a short NIfTI: gzip itself is fine, the image inside is short.
+    path.write_bytes(gzip.compress(raw.read_bytes()[:-5000]))
+    with pytest.raises(InputError, match="truncated"):
+        read_ct(path)
+    # A gzip stream cut in the middle.
+    path.write_bytes(gzip.compress(raw.read_bytes())[:-400])
+    with pytest.raises(InputError, match="truncated"):
+        read_ct(path)
+
+
+def test_huge_declared_size_is_refused_before_allocating(tmp_path, small_ct):
+    path = tmp_path / "huge.nii"
+    sitk.WriteImage(small_ct.to_sitk(), str(path), useCompression=False)
+    header = bytearray(path.read_bytes()[:352])
+    header[40:56] = np.array([3, 32767, 32767, 20, 1, 1, 1, 1], dtype="<i2").tobytes()
+    path.write_bytes(bytes(header) + b"\0" * 1000)  # a 1 KB file declaring 32767 x 32767 x 20
+    started = time.perf_counter()
+    with pytest.raises(InputError, match="declares 32767 x 32767 x 20"):
+        read_ct(path)
+    assert time.perf_counter() - started < 5  # refused from the header, nothing allocated
+
+    nrrd_path = tmp_path / "huge.nrrd"
+    nrrd_path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 100000 100000 1\nencoding: raw\nendian: little\n\n" + b"\0" * 64)
+    with pytest.raises(InputError, match="declares 100000 x 100000 x 1"):
+        read_ct(nrrd_path)
+
+
+def _write_dicom_series(folder: Path, slices: np.ndarray, skip: int = -1) -> None:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir()
+    series, study = generate_uid(), generate_uid()
+    for k, image in enumerate(slices):
+        if k == skip:
+            continue
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(folder / f"{k:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", series, study
+        ds.PatientID, ds.InstanceNumber = "TEST", k + 1
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 5.0 * k], [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = [0.5, 0.5], 5.0
+        ds.Rows, ds.Columns = image.shape
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = image.astype(np.int16).tobytes()
+        ds.save_as(str(folder / f"{k:03d}.dcm"), enforce_file_format=True)
+
+
+def test_dicom_series_with_a_missing_slice_is_refused(tmp_path, small_ct):
+    _write_dicom_series(tmp_path / "complete", small_ct.array_hu)
+    assert np.array_equal(read_ct(tmp_path / "complete").array_hu, small_ct.array_hu)
+    _write_dicom_series(tmp_path / "gap", small_ct.array_hu, skip=3)
+    with pytest.raises(InputError, match="slice is missing"):
+        read_ct(tmp_path / "gap")
+
+
+def test_output_checks_refuse_folders_and_unwritable_places(tmp_path):
+    with pytest.raises(ValueError, match="is a folder"):
+        check_writable(tmp_path, "output")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        check_writable(blocker / "sub" / "out.nrrd", "output")
+    assert not (blocker / "sub").exists()
+
+
+def test_failed_write_leaves_the_previous_file(tmp_path, small_ct):
+    target = write_text_atomic(tmp_path / "report.json", "previous")
+    with pytest.raises(RuntimeError):
+        with atomic_output(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary file left
+    seg = write_seg_nrrd(tmp_path / "a.seg.nrrd", {"Hemorrhage": small_ct.array_hu > 0}, small_ct)
+    assert seg.stat().st_size > 0 and [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_killed_writer_leaves_the_previous_file_intact(tmp_path):
+    """A real writer process is killed (SIGKILL) in the middle of writing 200 MB over a result."""
+    target = tmp_path / "result.seg.nrrd"
+    target.write_bytes(b"previous valid result")
+    script = textwrap.dedent(f"""
+        import sys, time
+        from SAMIHSLib.atomic_write import atomic_output
+        with atomic_output({str(target)!r}) as temporary:
+            with open(temporary, "wb") as handle:
+                for _ in range(200):
+                    handle.write(b"x" * (1 << 20))
+                    handle.flush()
+                    print("chunk", flush=True)
+                    time.sleep(0.05)
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    for _ in range(5):  # wait until it is really writing
+        assert writer.stdout.readline().strip() == "chunk"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert target.read_bytes() == b"previous valid result"
