@@ -189,8 +189,8 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         node = self._parameterNode
         ready = bool(node and node.inputVolume)
-        for button in (self.ui.propagateButton, self.ui.undoButton, self.ui.redoButton):
-            button.enabled = ready and not self._busy
+        self.ui.propagateButton.enabled = ready and not self._busy
+        self._updateUndoButtons()
         self.ui.segmentAllButton.enabled = not self._busy
         if node and node.segmentationNode is not self.ui.segmentSelector.currentNode():
             self.ui.segmentSelector.setCurrentNode(node.segmentationNode)
@@ -277,10 +277,20 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = message
         slicer.app.processEvents()  # keeps Cancel clickable
 
+    def _updateUndoButtons(self) -> None:
+        """Undo/Redo are enabled only when the volume's session has a step to undo/redo."""
+        node = self._parameterNode
+        session = self.logic.existing_session(node.inputVolume) if node and node.inputVolume else None
+        self.ui.undoButton.enabled = bool(session and session.can_undo) and not self._busy
+        self.ui.redoButton.enabled = bool(session and session.can_redo) and not self._busy
+
     def _showUpdate(self, update) -> None:
         self.ui.hemorrhageVolumeLabel.text = f"Hemorrhage volume: {update.volume_ml:.2f} mL"
         reasons = "; ".join(f"{d}: {r}" for d, r in sorted(update.stop_reasons.items()))
-        self.ui.statusLabel.text = f"Propagation stopped ({reasons})" if reasons else ""
+        status = [update.message.capitalize()] if update.message else []  # e.g. "No bleed found at the click..."
+        status += [f"Propagation stopped ({reasons})"] if reasons else []
+        self.ui.statusLabel.text = ". ".join(status)
+        self._updateUndoButtons()
 
     def onPromptChanged(self, caller, event) -> None:
         node = self._parameterNode

@@ -28,23 +28,34 @@ if importlib.util.find_spec("SAMIHSLib") is None:
 HEMORRHAGE_SEGMENT_NAME = "Hemorrhage"
 HEMORRHAGE_COLOR = (0.85, 0.15, 0.15)
 ProgressCallback = Callable[[int, int, str], None]
-Box = Tuple[slice, slice, slice]
+VoxelExtent = Tuple[slice, slice, slice]  # (k, j, i) slices of the volume's voxel array
+# (model spec, device) -> a loaded SAMIHSLib model; the default loads it with SAMIHSLib.models.
+ModelLoader = Callable[[str, str], object]
 
 
 @dataclass
 class SegmentUpdate:
-    """What one operation did: the segment's volume, the (k, j, i) box written, and details."""
+    """What one operation did: the segment's volume, the (k, j, i) voxel extent written, the
+    predicted IoU per slice and stop reasons (axial slice numbers), and what to tell the user."""
 
     volume_ml: float
-    box: Optional[Box]
+    extent: Optional[VoxelExtent]
     slice_iou: Dict[int, float] = field(default_factory=dict)
     stop_reasons: Dict[str, str] = field(default_factory=dict)
+    message: str = ""
 
 
 @dataclass
 class _VolumeState:
     fingerprint: Tuple[str, int]
-    session: object  # SAMIHSLib.session.HemorrhageSession, with its own predictor
+    stack: object  # SAMIHSLib.volume_io.AxialStack: the volume as axial slices
+    session: object  # SAMIHSLib.session.HemorrhageSession on the stack, with its own predictor
+
+
+def _load_model(spec: str, device: str):
+    from SAMIHSLib.models import load_model
+
+    return load_model(spec, device=device)
 
 
 _segmentations_logic = None
@@ -102,11 +113,6 @@ def ras_to_click(volume_node, ras_world: Sequence[float]) -> Tuple[int, float, f
     ras = np.append(world_to_volume_ras(volume_node, ras_world), 1.0)
     i, j, k = (np.linalg.inv(ijk_to_ras(volume_node)) @ ras)[:3]
     return int(round(k)), float(i), float(j)
-
-
-def spacing_zyx(volume_node) -> Tuple[float, float, float]:
-    si, sj, sk = volume_node.GetSpacing()
-    return (sk, sj, si)
 
 
 def ct_volume_from_node(volume_node):
@@ -177,7 +183,7 @@ def volume_array_shape(volume_node) -> Tuple[int, int, int]:
     return tuple(volume_node.GetImageData().GetDimensions()[::-1])  # type: ignore[return-value]
 
 
-def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: np.ndarray, box: Box,
+def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: np.ndarray, box: VoxelExtent,
                          overwrite_other_segments: bool = False) -> None:
     """Replace the segment's voxels inside ``box`` (k, j, i slices) with ``mask[box]``.
 
@@ -223,10 +229,14 @@ def other_segments_mask(segmentation_node, segment_id: str, volume_node) -> Opti
 class SAMIHSMRMLLogic:
     """Click-to-segment hemorrhage on MRML nodes. One SAMIHSLib session per volume node."""
 
-    def __init__(self, model_spec: str = "lite", device: str = "auto", engine: str = "torch") -> None:
+    def __init__(self, model_spec: str = "lite", device: str = "auto", engine: str = "auto",
+                 model_loader: ModelLoader = _load_model) -> None:
+        """``engine``: ``auto`` or a name of ``SAMIHSLib.engines.ENGINES``; ``model_loader`` makes
+        the model from (spec, device) (tests and embedders may share one already loaded)."""
         self.model_spec = model_spec
         self.device = device
-        self.engine_name = engine  # one of SAMIHSLib.engines.ENGINE_CHOICES
+        self.engine_name = engine
+        self.model_loader = model_loader
         self._model = None
         self._engine = None
         self._cache = None
@@ -247,12 +257,10 @@ class SAMIHSMRMLLogic:
     @property
     def model(self):
         if self._model is None:
-            from SAMIHSLib.models import load_model
+            from SAMIHSLib.engines import make_engine
             from SAMIHSLib.predictor import SliceEmbeddingCache
 
-            from SAMIHSLib.engines import make_engine
-
-            self._model = load_model(self.model_spec, device=self.device)
+            self._model = self.model_loader(self.model_spec, self.device)
             self._engine = make_engine(self._model, self.engine_name)
             self._cache = SliceEmbeddingCache()
         return self._model
@@ -283,23 +291,38 @@ class SAMIHSMRMLLogic:
         return encoder
 
     def slice_index_at(self, volume_node, ras_world: Sequence[float]) -> int:
-        """The volume slice (k) under a world RAS position, e.g. a slice view's centre."""
-        return ras_to_click(volume_node, ras_world)[0]
+        """The axial slice under a world RAS position, e.g. a slice view's centre."""
+        return self.click_at(volume_node, ras_world)[0]
+
+    def click_at(self, volume_node, ras_world: Sequence[float]) -> Tuple[int, float, float]:
+        """World RAS mm -> (axial slice, column, row) of the volume's axial stack: the same path
+        the command line takes (volume -> CTVolume -> AxialStack -> clicks)."""
+        return self._state_for(volume_node).stack.click_to_stack(*ras_to_click(volume_node, ras_world))
 
     # -- sessions -----------------------------------------------------------------------------
-    def session_for(self, volume_node):
-        """The session of ``volume_node``, restarted if the volume's voxels changed."""
+    def _state_for(self, volume_node) -> _VolumeState:
         from SAMIHSLib.session import HemorrhageSession
+        from SAMIHSLib.volume_io import AxialStack
 
         image = volume_node.GetImageData()
         fingerprint = (volume_node.GetID(), image.GetMTime() if image is not None else -1)
         state = self._states.get(volume_node.GetID())
         if state is None or state.fingerprint != fingerprint:
+            stack = AxialStack.of(ct_volume_from_node(volume_node))
             predictor = self.new_predictor()
-            predictor.set_volume(volume_array(volume_node), spacing_zyx(volume_node))
-            state = _VolumeState(fingerprint, HemorrhageSession(predictor))
+            predictor.set_volume(stack.array_hu, stack.spacing_zyx)
+            state = _VolumeState(fingerprint, stack, HemorrhageSession(predictor))
             self._states[volume_node.GetID()] = state
-        return state.session
+        return state
+
+    def session_for(self, volume_node):
+        """The session of ``volume_node`` (on its axial stack), restarted if the voxels changed."""
+        return self._state_for(volume_node).session
+
+    def existing_session(self, volume_node):
+        """The volume's session if one was started (never loads the model), else None."""
+        state = self._states.get(volume_node.GetID())
+        return state.session if state is not None else None
 
     def ensure_hemorrhage_segment(self, segmentation_node, volume_node, segment_id: str = "") -> str:
         """The id of the segment to fill: ``segment_id`` if given, else a new red "Hemorrhage"."""
@@ -311,27 +334,31 @@ class SAMIHSMRMLLogic:
         new_id = segmentation.AddEmptySegment(segment_id or "", HEMORRHAGE_SEGMENT_NAME, HEMORRHAGE_COLOR)
         return new_id
 
-    def _prepare(self, session, segmentation_node, segment_id: str, volume_node,
+    def _prepare(self, state: _VolumeState, segmentation_node, segment_id: str, volume_node,
                  overwrite_other_segments: bool) -> None:
         """Sync the session with the segment before an edit: slices edited outside SAMIHS
         (Segment Editor) become locked, and other segments' voxels are protected unless the
         user chose to overwrite them."""
-        session.protected = None if overwrite_other_segments else other_segments_mask(
-            segmentation_node, segment_id, volume_node)
-        current = read_segment_mask(segmentation_node, segment_id, volume_node)
+        session, stack = state.session, state.stack
+        others = None if overwrite_other_segments else other_segments_mask(segmentation_node, segment_id, volume_node)
+        session.protected = None if others is None else stack.mask_to_stack(others)
+        current = stack.mask_to_stack(read_segment_mask(segmentation_node, segment_id, volume_node))
         edited = np.nonzero((current != session.mask).any(axis=(1, 2)))[0]
         for k in edited:
             session.set_slice_mask(int(k), current[k], lock=True)
 
-    def _write(self, session, before: np.ndarray, segmentation_node, segment_id: str, volume_node,
-               overwrite_other_segments: bool) -> Optional[Box]:
+    def _write(self, state: _VolumeState, before: np.ndarray, segmentation_node, segment_id: str, volume_node,
+               overwrite_other_segments: bool) -> Optional[VoxelExtent]:
+        """Write what changed since ``before`` (stack order) into the segment; the volume extent."""
         from SAMIHSLib.session import changed_box
 
-        box = changed_box(before, session.mask)
-        if box is not None:
-            write_segment_region(segmentation_node, segment_id, volume_node, session.mask, box,
-                                 overwrite_other_segments)
-        return box
+        changed = changed_box(before, state.session.mask)
+        if changed is None:
+            return None
+        extent = state.stack.extent_to_volume(changed)
+        write_segment_region(segmentation_node, segment_id, volume_node, state.stack.mask_to_volume(state.session.mask),
+                             extent, overwrite_other_segments)
+        return extent
 
     # -- operations ---------------------------------------------------------------------------
     def segment_from_points(self, volume_node, segmentation_node, positive_node, negative_node=None,
@@ -344,33 +371,34 @@ class SAMIHSMRMLLogic:
         Returns (segment id, update). Raises ValueError/InputError with a clear message on bad input.
         """
         with self._lock:
-            positives = [ras_to_click(volume_node, p) for p in control_points_ras(positive_node)]
-            negatives = [ras_to_click(volume_node, p) for p in control_points_ras(negative_node)]
+            state = self._state_for(volume_node)
+            session = state.session
+            positives = [self.click_at(volume_node, p) for p in control_points_ras(positive_node)]
+            negatives = [self.click_at(volume_node, p) for p in control_points_ras(negative_node)]
             if not positives and not negatives:
                 raise ValueError("Place a positive point on the hemorrhage first.")
             k = (positives or negatives)[-1][0]
-            box = self._roi_box(volume_node, roi_node, k)
-            session = self.session_for(volume_node)
+            box = self._roi_box(volume_node, roi_node)
             if not 0 <= k < session.mask.shape[0]:
-                raise ValueError(f"The point is outside the volume (slice {k}).")
+                raise ValueError(f"The point is outside the volume (axial slice {k}).")
             segment_id = self.ensure_hemorrhage_segment(segmentation_node, volume_node, segment_id)
-            self._prepare(session, segmentation_node, segment_id, volume_node, overwrite_other_segments)
+            self._prepare(state, segmentation_node, segment_id, volume_node, overwrite_other_segments)
             before = session.mask.copy()
             outcome = session.click(k, [(x, y) for kk, x, y in positives if kk == k],
                                     [(x, y) for kk, x, y in negatives if kk == k], box,
                                     propagate=propagate, progress=progress, cancel=cancel)
-            written = self._write(session, before, segmentation_node, segment_id, volume_node,
+            written = self._write(state, before, segmentation_node, segment_id, volume_node,
                                   overwrite_other_segments)
             return segment_id, SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou,
-                                             outcome.stop_reasons)
+                                             outcome.stop_reasons, outcome.message)
 
-    @staticmethod
-    def _roi_box(volume_node, roi_node, k: int) -> Optional[Tuple[float, float, float, float]]:
+    def _roi_box(self, volume_node, roi_node) -> Optional[Tuple[float, float, float, float]]:
+        """The ROI's pixel box (x0, y0, x1, y1) on the axial stack, or None without an ROI."""
         if roi_node is None or roi_node.GetNumberOfControlPoints() == 0:
             return None
         bounds = [0.0] * 6
         roi_node.GetRASBounds(bounds)
-        corners = [ras_to_click(volume_node, (x, y, z)) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
+        corners = [self.click_at(volume_node, (x, y, z)) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
         xs, ys = [c[1] for c in corners], [c[2] for c in corners]
         return (min(xs), min(ys), max(xs), max(ys))
 
@@ -378,26 +406,32 @@ class SAMIHSMRMLLogic:
                   overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[threading.Event] = None) -> SegmentUpdate:
         """Re-propagate the segment from ``slice_index`` (default: its largest slice)."""
+        from SAMIHSLib.regions import slice_with_most
+
         with self._lock:
-            session = self.session_for(volume_node)
-            self._prepare(session, segmentation_node, segment_id, volume_node, overwrite_other_segments)
-            areas = session.mask.reshape(session.mask.shape[0], -1).sum(axis=1)
-            if not areas.any():
+            state = self._state_for(volume_node)
+            session = state.session
+            self._prepare(state, segmentation_node, segment_id, volume_node, overwrite_other_segments)
+            if not session.mask.any():
                 raise ValueError("The segment is empty: place a point on the hemorrhage first.")
-            k = int(np.argmax(areas)) if slice_index is None else int(slice_index)
+            k = slice_with_most(session.mask) if slice_index is None else int(slice_index)
             before = session.mask.copy()
             outcome = session.repropagate(k, progress=progress, cancel=cancel)
-            written = self._write(session, before, segmentation_node, segment_id, volume_node,
+            written = self._write(state, before, segmentation_node, segment_id, volume_node,
                                   overwrite_other_segments)
-            return SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou, outcome.stop_reasons)
+            return SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou, outcome.stop_reasons,
+                                 outcome.message)
 
     def undo(self, volume_node, segmentation_node, segment_id: str, redo: bool = False) -> SegmentUpdate:
         """Undo (or redo) the last SAMIHS edit of this volume, restoring the segment exactly."""
         with self._lock:
-            session = self.session_for(volume_node)
+            state = self._state_for(volume_node)
+            session = state.session
+            if not (session.can_redo if redo else session.can_undo):
+                raise ValueError(f"Nothing to {'redo' if redo else 'undo'}.")
             before = session.mask.copy()
             session.redo() if redo else session.undo()
-            written = self._write(session, before, segmentation_node, segment_id, volume_node, False)
+            written = self._write(state, before, segmentation_node, segment_id, volume_node, False)
             return SegmentUpdate(self.hemorrhage_volume_ml(session), written)
 
     def hemorrhage_volume_ml(self, session) -> float:
@@ -409,10 +443,10 @@ class SAMIHSMRMLLogic:
                                    cancel: Optional[threading.Event] = None) -> List[Dict[str, object]]:
         """Auto-seeded segmentation of every scalar volume in ``scene``: one new segmentation
         node per volume. A volume that fails is reported and the others go on."""
-        from SAMIHSLib.auto_seeds import find_seed_clicks
-        from SAMIHSLib.batch import VolumePrompts, segment_volume
+        from SAMIHSLib.batch import VolumePrompts, auto_seed_clicks, segment_volume
         from SAMIHSLib.metrics import volume_ml
         from SAMIHSLib.session import changed_box
+        from SAMIHSLib.volume_io import AxialStack
 
         volumes = [node for node in _nodes_of_class(scene, "vtkMRMLScalarVolumeNode")
                    if not node.IsA("vtkMRMLLabelMapVolumeNode")]
@@ -423,9 +457,10 @@ class SAMIHSMRMLLogic:
             if progress is not None:
                 progress(done, len(volumes), volume_node.GetName())
             try:
-                ct, spacing = ct_volume_from_node(volume_node), spacing_zyx(volume_node)
-                prompts = VolumePrompts(find_seed_clicks(ct.array_hu, spacing))
-                mask = segment_volume(self.new_predictor(), ct, prompts, cancel)
+                stack = AxialStack.of(ct_volume_from_node(volume_node))
+                spacing = stack.spacing_zyx
+                mask = stack.mask_to_volume(segment_volume(self.new_predictor(), stack,
+                                                           VolumePrompts(auto_seed_clicks(stack)), cancel))
                 segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
                                                             f"{volume_node.GetName()} hemorrhage")
                 segmentation_node.CreateDefaultDisplayNodes()

@@ -28,7 +28,7 @@ from .measurements import measure_hemorrhage
 from .predictor import SAMIHSPredictor
 from .session import HemorrhageSession
 from .validation import InputError
-from .volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, CTVolume, clicks_to_slice_column_row, read_ct, to_axial_stack,
+from .volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, AxialStack, CTVolume, clicks_to_slice_column_row, read_ct,
                         write_seg_nrrd)
 
 REPORT_NAME = "samihs_batch_report.csv"
@@ -91,7 +91,7 @@ def validate_prompt_table(table: object, source: str) -> Dict[str, object]:
 
 @dataclass
 class VolumePrompts:
-    """Clicks for one volume, as (k, x, y) voxel positions."""
+    """Clicks for one volume, as (slice k, column i, row j) voxel positions of the volume."""
 
     positive: List[Click] = field(default_factory=list)
     negative: List[Click] = field(default_factory=list)
@@ -138,10 +138,10 @@ class PromptSource:
                     raise InputError(f"Prompts file {path} is not valid JSON: {error}") from error
                 self._table = validate_prompt_table(table, str(path))
 
-    def clicks_for(self, path: Path, volume: CTVolume, axial_spacing: Sequence[float]) -> VolumePrompts:
+    def clicks_for(self, path: Path, volume: CTVolume) -> VolumePrompts:
         name = volume_name(path)
         if self.spec == "auto":
-            return VolumePrompts(positive=find_seed_clicks(volume.array_hu, axial_spacing))
+            return VolumePrompts(positive=auto_seed_clicks(AxialStack.of(volume)))
         if self._table is not None:
             entry = self._table.get(name, self._table.get(path.name))
             if entry is None:
@@ -180,19 +180,24 @@ class PromptSource:
                              clicks_to_slice_column_row(clicks.negative_ras, "ras", volume))
 
 
-def segment_volume(predictor: SAMIHSPredictor, volume: CTVolume, prompts: VolumePrompts,
+def auto_seed_clicks(stack: AxialStack) -> List[Click]:
+    """Automatic seeds (hyperdense regions inside the skull) as volume voxel positions."""
+    return [stack.click_to_volume(*seed) for seed in find_seed_clicks(stack.array_hu, stack.spacing_zyx)]
+
+
+def segment_volume(predictor: SAMIHSPredictor, stack: AxialStack, prompts: VolumePrompts,
                    cancel: Optional[threading.Event] = None) -> np.ndarray:
-    """The joined 3D mask of every positive click (each clicked and propagated on its own)."""
-    axial, spacing, permutation = to_axial_stack(volume)
-    if permutation != (0, 1, 2):
-        raise InputError("The slice axis is not superior-inferior; resample to axial first.")
+    """The joined mask (stack order: axial slice, row, column) of every positive click, each
+    clicked and propagated on its own; ``prompts`` are volume voxel positions."""
     if not prompts.positive:
         raise InputError("No hyperdense region found to seed from (no suspected hemorrhage).")
-    predictor.set_volume(axial, spacing)
-    joined = np.zeros(axial.shape, dtype=bool)
-    for k, x, y in prompts.positive:
+    predictor.set_volume(stack.array_hu, stack.spacing_zyx)
+    joined = np.zeros(stack.array_hu.shape, dtype=bool)
+    negatives_stack = [stack.click_to_stack(*click) for click in prompts.negative]
+    for click in prompts.positive:
+        k, x, y = stack.click_to_stack(*click)
         session = HemorrhageSession(predictor)
-        negatives = [(nx, ny) for nk, nx, ny in prompts.negative if nk == k]
+        negatives = [(nx, ny) for nk, nx, ny in negatives_stack if nk == k]
         session.click(k, [(x, y)], negatives, cancel=cancel)
         joined |= session.mask
     return joined
@@ -279,12 +284,12 @@ def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor
                     and _read_manifest(manifest_path) == manifest):
                 continue  # made in an earlier run from the same input, prompts, model and engine
             volume = read_ct(path)
-            _, spacing, _ = to_axial_stack(volume)
-            prompts = source.clicks_for(path, volume, spacing)
-            mask = segment_volume(predictor, volume, prompts, cancel)
-            write_seg_nrrd(seg_path, {"Hemorrhage": mask}, volume)
+            stack = AxialStack.of(volume)
+            prompts = source.clicks_for(path, volume)
+            mask = segment_volume(predictor, stack, prompts, cancel)
+            write_seg_nrrd(seg_path, {"Hemorrhage": stack.mask_to_volume(mask)}, volume)
             write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
-            measured = measure_hemorrhage(mask, spacing)
+            measured = measure_hemorrhage(mask, stack.spacing_zyx)
             rows[name] = {"volume": name, "status": "ok", "reason": "", "segmentation": seg_path.name,
                           "bleeds_clicked": str(len(prompts.positive)),
                           "seconds": f"{time.perf_counter() - started:.1f}",

@@ -86,7 +86,7 @@ def run_segment(args: argparse.Namespace) -> int:
     from .atomic_write import check_writable, write_text_atomic
     from .measurements import measure_hemorrhage
     from .session import HemorrhageSession
-    from .volume_io import check_mask_output, clicks_to_slice_column_row, read_ct, to_axial_stack, write_mask
+    from .volume_io import AxialStack, check_mask_output, clicks_to_slice_column_row, read_ct, write_mask
 
     output = check_mask_output(Path(args.output))  # every output checked before any work
     if args.report:
@@ -109,12 +109,19 @@ def run_segment(args: argparse.Namespace) -> int:
         print(f"samihs: warning: {args.input} does not record its voxel size; assuming "
               f"{' x '.join(f'{s:g}' for s in volume.spacing_ijk)} mm (volumes in mL depend on it): "
               "give --spacing SI,SJ,SK.", file=sys.stderr)
+    stack = AxialStack.of(volume)  # sagittal/coronal acquisitions are segmented on their axial slices
+    positives = [stack.click_to_stack(*click) for click in positives]
+    negatives = [stack.click_to_stack(*click) for click in negatives]
+    if box is not None:
+        corner_a = stack.click_to_stack(next(iter(box_slices)), box[0], box[1])
+        corner_b = stack.click_to_stack(next(iter(box_slices)), box[2], box[3])
+        box = (min(corner_a[1], corner_b[1]), min(corner_a[2], corner_b[2]),
+               max(corner_a[1], corner_b[1]), max(corner_a[2], corner_b[2]))
+        box_slices = {corner_a[0], corner_b[0]}
     slices = {k for k, _, _ in positives + negatives} | box_slices
     if len(slices) != 1:
-        raise InputError(f"All clicks of one segmentation must be on one slice; got slices {sorted(slices)}.")
-    axial, spacing, permutation = to_axial_stack(volume)
-    if permutation != (0, 1, 2):
-        raise InputError("This volume's slice axis is not superior-inferior; resample it to axial first.")
+        raise InputError(f"All clicks of one segmentation must be on one axial slice; got slices {sorted(slices)}.")
+    axial, spacing = stack.array_hu, stack.spacing_zyx
     predictor = _load_predictor(args)
     predictor.set_volume(axial, spacing)
     session = HemorrhageSession(predictor)
@@ -127,7 +134,7 @@ def run_segment(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     seconds = time.perf_counter() - started
-    write_mask(output, session.mask.astype(np.uint8), volume)
+    write_mask(output, stack.mask_to_volume(session.mask).astype(np.uint8), volume)
     measurements = measure_hemorrhage(session.mask, spacing)
     report = {
         "input": str(args.input), "output": str(output), "model": str(args.model),

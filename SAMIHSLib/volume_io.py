@@ -297,12 +297,60 @@ def axial_axis(volume: CTVolume) -> int:
     return 2 - ijk_axis
 
 
-def to_axial_stack(volume: CTVolume) -> Tuple[np.ndarray, Tuple[float, float, float], Tuple[int, int, int]]:
-    """(array with the axial axis first, its spacing in that order, the axis permutation used).
+@dataclass
+class AxialStack:
+    """A volume seen as axial slices, whatever axis it was acquired along: the one path from a
+    volume (file or Slicer node) to what the predictor segments.
 
-    Undo with ``np.transpose(mask, np.argsort(permutation))``.
+    ``array_hu`` is (slice, row, column) with the superior-inferior axis first; ``permutation``
+    maps stack axes to the volume's (k, j, i) axes. Every conversion between the volume's voxel
+    indices and the stack's lives here.
     """
-    axis = axial_axis(volume)
-    permutation = (axis,) + tuple(a for a in range(3) if a != axis)
-    spacing = tuple(volume.spacing_zyx[a] for a in permutation)
-    return np.transpose(volume.array_hu, permutation), spacing, permutation  # type: ignore[return-value]
+
+    volume: CTVolume
+    permutation: Tuple[int, int, int]
+
+    @classmethod
+    def of(cls, volume: CTVolume) -> "AxialStack":
+        axis = axial_axis(volume)
+        return cls(volume, (axis,) + tuple(a for a in range(3) if a != axis))  # type: ignore[arg-type]
+
+    @property
+    def array_hu(self) -> np.ndarray:
+        return np.transpose(self.volume.array_hu, self.permutation)
+
+    @property
+    def spacing_zyx(self) -> Tuple[float, float, float]:
+        """Spacing (mm) in stack order: slice, row, column."""
+        return tuple(self.volume.spacing_zyx[a] for a in self.permutation)  # type: ignore[return-value]
+
+    @property
+    def is_native_axial(self) -> bool:
+        return self.permutation == (0, 1, 2)
+
+    def click_to_stack(self, k: float, column: float, row: float) -> Tuple[int, float, float]:
+        """A volume voxel (slice k, column i, row j) -> (stack slice, stack column, stack row)."""
+        index_kji = (k, row, column)
+        stack = [index_kji[a] for a in self.permutation]
+        return int(round(stack[0])), float(stack[2]), float(stack[1])
+
+    def click_to_volume(self, stack_slice: int, column: float, row: float) -> Tuple[int, float, float]:
+        """A stack position (slice, column, row) -> the volume's (slice k, column i, row j)."""
+        index_kji = [0.0, 0.0, 0.0]
+        for value, volume_axis in zip((stack_slice, row, column), self.permutation):
+            index_kji[volume_axis] = value
+        return int(round(index_kji[0])), float(index_kji[2]), float(index_kji[1])
+
+    def mask_to_stack(self, mask_kji: np.ndarray) -> np.ndarray:
+        return np.transpose(mask_kji, self.permutation)
+
+    def mask_to_volume(self, mask_stack: np.ndarray) -> np.ndarray:
+        """A stack-ordered mask back in the volume's (k, j, i) order."""
+        return np.transpose(mask_stack, np.argsort(self.permutation))
+
+    def extent_to_volume(self, extent_stack: Tuple[slice, slice, slice]) -> Tuple[slice, slice, slice]:
+        """A stack-ordered voxel extent (three slices) in the volume's (k, j, i) order."""
+        volume_extent = [slice(0, 0)] * 3
+        for stack_axis, volume_axis in enumerate(self.permutation):
+            volume_extent[volume_axis] = extent_stack[stack_axis]
+        return tuple(volume_extent)  # type: ignore[return-value]

@@ -21,14 +21,8 @@ from mrml_files import load_segmentation, load_volume  # noqa: E402
 
 @pytest.fixture(scope="module")
 def logic(lite_model):
-    logic = core.SAMIHSMRMLLogic()
-    from SAMIHSLib.engines import TorchEngine
-    from SAMIHSLib.predictor import SliceEmbeddingCache
-
-    logic._model = lite_model  # the session's embedded model, loaded once for all tests
-    logic._engine = TorchEngine(lite_model)
-    logic._cache = SliceEmbeddingCache()
-    return logic
+    # The test session's embedded model, loaded once for all tests.
+    return core.SAMIHSMRMLLogic(engine="torch", model_loader=lambda spec, device: lite_model)
 
 
 @pytest.fixture
@@ -77,7 +71,7 @@ def test_click_fills_the_segment_other_segments_untouched_and_undo(scene_with_ct
     assert not (mask & manual).any(), "the hand-drawn segment lost voxels"
     assert np.array_equal(core.read_segment_mask(segmentation_node, manual_id, volume_node), manual_before)
     assert update.volume_ml == pytest.approx(mask.sum() * 0.9 * 0.9 * 5.0 / 1000.0, rel=1e-6)
-    assert update.box is not None and mask[update.box].sum() == mask.sum()  # a small written extent
+    assert update.extent is not None and mask[update.extent].sum() == mask.sum()  # a small written extent
 
     logic.undo(volume_node, segmentation_node, segment_id)
     assert not core.read_segment_mask(segmentation_node, segment_id, volume_node).any()
@@ -141,3 +135,29 @@ def test_bad_input_changes_nothing(scene_with_ct, logic):
     with pytest.raises(ValueError, match="outside"):
         logic.segment_from_points(volume_node, segmentation_node, outside)
     assert segmentation_node.GetSegmentation().GetNumberOfSegments() == 0
+
+
+def test_a_sagittally_acquired_volume_is_segmented_on_its_axial_slices(tmp_path, logic, small_phantom):
+    """The same head stored slice-by-slice left to right (array axis 0 = i of the axial volume):
+    the logic reorients it as the command line does, clicks land on the bleed, and the segment is
+    written on the sagittal volume's own voxel grid."""
+    axial = small_phantom.volume_hu  # (k, j, i) with identity direction
+    sagittal_array = np.ascontiguousarray(np.transpose(axial, (2, 0, 1)))  # [i, k, j]
+    # Columns: the sagittal file's i axis runs along axial j (P), its j along axial k (S), its k along axial i (L).
+    direction = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    sagittal = CTVolume(sagittal_array.astype(np.int16), (0.9, 5.0, 0.9), (-110.0, 95.0, -30.0), direction)
+    scene = slicer.vtkMRMLScene()
+    node = load_volume(scene, write_ct(tmp_path / "sagittal.nrrd", sagittal), "sagittal CT")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
+    truth_axial = small_phantom.bleed_mask(0)
+    k, _ = click_ras(CTVolume(axial, (0.9, 0.9, 5.0), (-110.0, 95.0, -30.0), np.eye(3)), small_phantom)
+    x, y = deepest_point(truth_axial[k])
+    ijk_sagittal = np.array([y, k, x, 1.0])  # (i, j, k) of the sagittal file = (axial j, axial k, axial i)
+    ras = tuple((sagittal.ijk_to_ras_matrix() @ ijk_sagittal)[:3])
+    assert logic.click_at(node, ras) == (k, pytest.approx(y), pytest.approx(x))  # axial slice k, transposed in plane
+    segment_id, update = logic.segment_from_points(node, segmentation, add_points(scene, "p", [ras]))
+    mask = core.read_segment_mask(segmentation, segment_id, node)  # (k, j, i) of the sagittal volume
+    truth_sagittal = np.transpose(truth_axial, (2, 0, 1))
+    assert mask.shape == sagittal_array.shape
+    assert dice(mask, truth_sagittal) >= 0.8
+    assert update.volume_ml == pytest.approx(mask.sum() * 0.9 * 0.9 * 5.0 / 1000.0, rel=1e-6)
