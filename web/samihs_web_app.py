@@ -8,13 +8,22 @@ that slice, propagates through the volume, and the hemorrhage segment and its vo
 
 Without a CT it opens the module's sample head CT (a synthetic phantom with a bleed).
 Needs the test extras (trame-slicer with slicer-core); rendering runs headless (EGL/OSMesa).
+
+Only its user can drive it: each launch makes a random token, printed in the URL to open; a
+WebSocket without it is refused (wslink's secret), and so is one from a page of another origin
+or for another host name (DNS rebinding). It listens on 127.0.0.1 unless ``--host`` says
+otherwise (with a warning). ``--save`` never overwrites the input CT, nor an existing file
+without ``--overwrite``, and writes atomically.
 """
 
 import argparse
+import ipaddress
+import secrets
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "SAMIHS"))  # the module's Qt-free logic, as Slicer would find it
@@ -29,6 +38,48 @@ from trame_slicer.rca_view import register_rca_factories  # noqa: E402
 from trame_vuetify.ui.vuetify3 import SinglePageLayout  # noqa: E402
 
 SAMPLE_CT = REPO / "SAMIHS" / "Resources" / "SampleData" / "SAMIHSPhantomHeadCT.nrrd"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address) only accepts connections from this machine."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def same_origin_guard(allowed_hosts: Iterable[str]):
+    """aiohttp middleware: a request whose Host is not one of ours (DNS rebinding), or that comes
+    from a page of another origin (a browser sends Origin), is refused with 403."""
+    from aiohttp import web
+
+    allowed = {h.lower() for h in allowed_hosts}
+
+    @web.middleware
+    async def guard(request, handler):
+        host = (request.url.host or "").lower().strip("[]")
+        origin = request.headers.get("Origin")
+        origin_ok = origin is None or (urlsplit(origin).netloc.lower() == request.host.lower())
+        if host not in allowed or not origin_ok:
+            return web.Response(status=403, text="SAMIHS: connections from other hosts or pages are refused.")
+        return await handler(request)
+
+    return guard
+
+
+def check_save_path(save_path: Path, ct_path: Path, overwrite: bool) -> Path:
+    """Refuse to save over the input CT, or over an existing file unless ``overwrite``."""
+    save_path = Path(save_path)
+    if not save_path.name.lower().endswith(".seg.nrrd"):
+        raise ValueError(f"--save writes a Slicer segmentation: the name must end with .seg.nrrd, not {save_path.name}.")
+    if save_path.exists() and save_path.resolve() == Path(ct_path).resolve():
+        raise ValueError(f"--save {save_path} is the input CT; choose another file.")
+    if save_path.exists() and not overwrite:
+        raise ValueError(f"--save {save_path} exists; add --overwrite to replace it.")
+    return save_path
 
 
 class SAMIHSWebApp(TrameApp):
@@ -95,12 +146,15 @@ class SAMIHSWebApp(TrameApp):
         return {"x": x, "y": height - y, "width": width, "height": height}
 
     def _save(self) -> None:
+        from SAMIHSLib.atomic_write import atomic_output
+
         storage = self.segmentation_node.GetStorageNode() or \
             self.slicer_app.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
         self.segmentation_node.SetAndObserveStorageNodeID(storage.GetID())
-        storage.SetFileName(str(self.save_path))
-        if not storage.WriteData(self.segmentation_node):
-            raise OSError(f"Could not write {self.save_path}.")
+        with atomic_output(self.save_path) as temporary:  # a crash never leaves half a file
+            storage.SetFileName(str(temporary))
+            if not storage.WriteData(self.segmentation_node):
+                raise OSError(f"Could not write {self.save_path}.")
 
     def _on_point_placed(self, *_) -> None:
         self.state.samihs_status = "Segmenting..."
@@ -123,14 +177,32 @@ class SAMIHSWebApp(TrameApp):
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ct", nargs="?", default=str(SAMPLE_CT), help="CT volume (NRRD, NIfTI, ...)")
+    from SAMIHSLib.engines import AUTO_ENGINE, ENGINE_CHOICES
+
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--model", default="lite")
-    parser.add_argument("--engine", default="torch")
+    parser.add_argument("--engine", default=AUTO_ENGINE, choices=(AUTO_ENGINE,) + ENGINE_CHOICES)
     parser.add_argument("--save", help="write the segmentation here (.seg.nrrd) after every change")
+    parser.add_argument("--overwrite", action="store_true", help="let --save replace an existing file")
     args = parser.parse_args(argv)
-    app = SAMIHSWebApp(Path(args.ct), model=args.model, engine=args.engine,
-                       save_path=Path(args.save) if args.save else None)
-    app.server.start(port=args.port, open_browser=False)
+    try:
+        save_path = check_save_path(Path(args.save), Path(args.ct), args.overwrite) if args.save else None
+    except ValueError as error:
+        parser.exit(2, f"samihs web: error: {error}\n")
+    if not is_loopback(args.host):
+        print(f"samihs web: warning: listening on {args.host}: other machines can reach this page; anyone with "
+              "the URL below (it holds the token) can drive the session.", file=sys.stderr)
+    token = secrets.token_urlsafe(24)
+    app = SAMIHSWebApp(Path(args.ct), model=args.model, engine=args.engine, save_path=save_path)
+    app.server.cli.set_defaults(authKey=token)  # wslink refuses a client without this secret
+    allowed = set(LOOPBACK_NAMES) | {args.host.lower()}
+    app.server.controller.on_server_bind.add(
+        lambda wslink_server: wslink_server.app.middlewares.append(same_origin_guard(allowed)))
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    print(f"SAMIHS web app: open http://{shown_host}:{args.port}/?secret={token}", flush=True)
+    app.server.start(port=args.port, host=args.host, open_browser=False, show_connection_info=False)
 
 
 if __name__ == "__main__":

@@ -53,12 +53,14 @@ def web_app(tmp_path, small_phantom):
     volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0.0, 0.0, 0.0), np.eye(3))
     ct_path = write_ct(tmp_path / "head_ct.nrrd", volume)
     port, saved = _free_port(), tmp_path / "result.seg.nrrd"
-    log = open(tmp_path / "web_app.log", "w")
+    log_path = tmp_path / "web_app.log"
+    log = open(log_path, "w")
     process = subprocess.Popen([sys.executable, str(REPO / "web" / "samihs_web_app.py"), str(ct_path), "--port",
                                 str(port), "--save", str(saved)], stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_server(f"http://127.0.0.1:{port}/", process)
-        yield f"http://127.0.0.1:{port}/", volume, ct_path, saved
+        printed = [line for line in log_path.read_text().splitlines() if "open http" in line]
+        yield printed[0].split("open ", 1)[1].strip(), volume, ct_path, saved  # the URL with this launch's token
     finally:
         process.terminate()
         process.wait(timeout=30)
