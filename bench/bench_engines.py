@@ -15,19 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from real_ct import agreement_summary, real_slices  # bench/ is on sys.path when a script here runs
 from timing import median_ms
-from scipy import ndimage as ndi
 
 from SAMIHSLib.background_encoder import BackgroundEncoder
-from SAMIHSLib.engines import ENGINE_CHOICES, make_engine
+from SAMIHSLib.cpu_info import cpu_info
+from SAMIHSLib.engines import ENGINE_CHOICES, EngineError, make_engine
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
 from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
 from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.regions import deepest_point, slice_with_most
 from SAMIHSLib.session import HemorrhageSession
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,14 +37,19 @@ def main(repeats: int = 6) -> dict:
     model = load_model("lite", device="cpu")  # the shipped default
     phantom = make_head_phantom(shape=(32, 512, 512))
     truth = phantom.bleed_mask(0)
-    k = int(np.argmax(truth.reshape(32, -1).sum(axis=1)))
-    depth = ndi.distance_transform_edt(truth[k])
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    k = slice_with_most(truth)
+    col, row = deepest_point(truth[k])
     cache = Path(tempfile.mkdtemp())
-    engines = {name: make_engine(model, name, cache_dir=cache) for name in ENGINE_CHOICES}
+    engines, skipped = {}, {}
+    for name in ENGINE_CHOICES:  # an engine this CPU or install cannot run is named, not fatal
+        try:
+            engines[name] = make_engine(model, name, cache_dir=cache)
+        except (EngineError, ImportError) as error:
+            skipped[name] = str(error).splitlines()[0]
+            print(f"skipped {name}: {skipped[name]}", flush=True)
     image = torch.rand(1, 3, 256, 256)
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "torch": torch.__version__}, "engines": {}}
+    result = {"machine": {**cpu_info(), "python_platform": platform.machine(), "threads": torch.get_num_threads(),
+                          "torch": torch.__version__}, "engines": {}, "skipped_engines": skipped}
     for name, engine in engines.items():
         with torch.inference_mode():
             engine.encode(image)

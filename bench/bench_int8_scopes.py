@@ -22,6 +22,7 @@ import torch
 from real_ct import REPO, agreement_summary, real_slices  # bench/ is on sys.path when a script here runs
 from timing import interleaved_medians_ms, median_ms
 
+from SAMIHSLib.cpu_info import cpu_info  # noqa: E402
 from SAMIHSLib.engines.onnx_engine import cached_onnx_graphs, verify_against_torch
 from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 from SAMIHSLib.models import load_model
@@ -80,7 +81,7 @@ def main(names) -> dict:
     bf16 = OpenVinoEngine(encoder_onnx, decoder_onnx, precision="bf16")
     verify_against_torch(bf16, model, max_embedding_difference=None)
     bf16.encode(image)
-    result = {"machine": {"threads": torch.get_num_threads(), "torch": torch.__version__},
+    result = {"machine": {**cpu_info(), "threads": torch.get_num_threads(), "torch": torch.__version__},
               "openvino_bf16": {"encoder_ms": median_ms(lambda: bf16.encode(image), 12),
                                 "mask_dice_vs_torch_real_ct": agreement_summary(model, bf16, slices)},
               "variants": {}}

@@ -5,7 +5,6 @@ Writes bench/results/lite_cpu.json.  Run: .venv/bin/python bench/bench_lite_cpu.
 """
 
 import json
-import platform
 import resource
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from timing import median_ms  # bench/ is on sys.path when a script here runs
 
 REPO = Path(__file__).resolve().parents[1]
 
+from SAMIHSLib.cpu_info import cpu_info  # noqa: E402
 from SAMIHSLib.models import load_model  # noqa: E402
 from SAMIHSLib.phantom import make_head_phantom  # noqa: E402
 from SAMIHSLib.predictor import SAMIHSPredictor  # noqa: E402
@@ -75,7 +75,7 @@ def main(repeats: int = 5) -> dict:
     reference_ms = median_ms(lambda: mlt.predict_array(reference, image01, box=box256), repeats)
 
     result = {
-        "machine": {"processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "machine": {**cpu_info(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__},
         "samihs_encoder_ms_per_slice": encoder_ms,
         "samihs_decoder_ms_per_click": decoder_ms,

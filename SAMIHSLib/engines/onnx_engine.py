@@ -1,6 +1,7 @@
 """The ONNX Runtime engine: exact fp32 on CPU, graphs exported once per checkpoint and cached
 on disk (keyed by the weights' hash), checked against PyTorch when first built."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -79,19 +80,41 @@ def float32_array(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
 
 
+GRAPH_MANIFEST = "sha256.json"
+
+
+def _graph_hashes(directory: Path) -> Dict[str, str]:
+    from ..models.checkpoint import sha256_file
+
+    return {name: sha256_file(directory / name) for name in ("encoder.onnx", "decoder.onnx")}
+
+
+def _cache_is_intact(directory: Path) -> bool:
+    """Whether both cached graphs exist and match the SHA-256 recorded when they were verified."""
+    try:
+        recorded = json.loads((directory / GRAPH_MANIFEST).read_text())
+        return recorded == _graph_hashes(directory)
+    except (OSError, ValueError):
+        return False
+
+
 def cached_onnx_graphs(model: SegmentAnythingModel, cache_dir: Optional[Path],
                        verify: Callable[[Path, Path], None]) -> Tuple[Path, Path]:
     """(encoder.onnx, decoder.onnx) of ``model``, from the cache (keyed by the weights' hash) or
-    freshly exported, checked by ``verify(encoder, decoder)`` before they are cached."""
+    freshly exported, checked by ``verify(encoder, decoder)`` before they are cached with their
+    SHA-256; a cached graph that no longer matches its hash (edited, truncated) is exported again."""
     directory = Path(cache_dir or DEFAULT_CACHE) / model_fingerprint(model)
     encoder, decoder = directory / "encoder.onnx", directory / "decoder.onnx"
-    if encoder.is_file() and decoder.is_file():
+    if _cache_is_intact(directory):
         return encoder, decoder
+    if directory.exists():
+        shutil.rmtree(directory, ignore_errors=True)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="export-", dir=directory.parent))
     try:
         export_onnx(model, staging)
         verify(staging / "encoder.onnx", staging / "decoder.onnx")
+        (staging / GRAPH_MANIFEST).write_text(json.dumps(_graph_hashes(staging)))
         staging.rename(directory) if not directory.exists() else shutil.rmtree(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

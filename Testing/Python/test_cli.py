@@ -85,7 +85,9 @@ def test_bad_inputs_give_clear_errors_and_write_nothing(tmp_path, capsys, obliqu
 
 
 def test_openvino_engine_with_one_thread_matches_the_default(tmp_path, oblique_nrrd, small_phantom):
-    pytest.importorskip("openvino")
+    from conftest import require
+
+    require("openvino")
     path, _ = oblique_nrrd
     i, j, k = _click_ijk(small_phantom)
     masks = []

@@ -15,13 +15,12 @@ from SAMIHSLib.models import AdapterConfig, build_model
 from SAMIHSLib.predictor import SAMIHSPredictor
 from SAMIHSLib.prompts import SlicePrompt
 
-from conftest import SHARED_PIXEL_SPACING_MM, deepest_point
-
-pytest.importorskip("onnxruntime")
+from conftest import SHARED_PIXEL_SPACING_MM, deepest_point, require
 
 
 @pytest.fixture(scope="module")
 def onnx_engine(lite_model, tmp_path_factory):
+    require("onnxruntime")  # only the tests that run ONNX Runtime need it
     return make_engine(lite_model, "onnxruntime", cache_dir=tmp_path_factory.mktemp("engines"))
 
 
@@ -43,13 +42,20 @@ def test_onnx_masks_match_pytorch_on_real_ct(lite_model, onnx_engine, real_slice
     assert min(agreements) >= 0.99, agreements
 
 
-def test_graphs_are_cached_by_checkpoint_hash(lite_model, tmp_path):
+def test_graphs_are_cached_by_checkpoint_hash_and_checked(lite_model, tmp_path):
+    require("onnxruntime")
     make_engine(lite_model, "onnxruntime", cache_dir=tmp_path)
     folder = tmp_path / model_fingerprint(lite_model)
     stamp = (folder / "encoder.onnx").stat().st_mtime_ns
     make_engine(lite_model, "onnxruntime", cache_dir=tmp_path)  # reuses, does not re-export
     assert (folder / "encoder.onnx").stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+    graph = folder / "decoder.onnx"
+    graph.write_bytes(graph.read_bytes()[:-1000])  # a cached graph truncated or tampered with
+    engine = make_engine(lite_model, "onnxruntime", cache_dir=tmp_path)  # exported again, verified
+    assert (folder / "encoder.onnx").stat().st_mtime_ns != stamp
+    embedding = engine.encode(torch.zeros(1, 3, 256, 256))
+    assert embedding.shape == (1, 256, 64, 64)
 
 
 def test_fine_tuned_adapters_fold_exactly_and_export(lite_model, tmp_path):

@@ -7,7 +7,9 @@ import pytest
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct
 
-slicer = pytest.importorskip("slicer")
+from conftest import require
+
+slicer = require("slicer", module_level=True)
 
 
 def _slicer_volume_node(path):

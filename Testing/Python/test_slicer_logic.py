@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-slicer = pytest.importorskip("slicer")
+from conftest import require  # noqa: E402
+
+slicer = require("slicer", module_level=True)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "SAMIHS"))
 import SAMIHSLogicCore as core  # noqa: E402

