@@ -1,6 +1,10 @@
 """A tiny builder registry (in the spirit of segment-anything's ``sam_model_registry``) and the
-one function that turns a model spec (``"lite"``, ``"vit_b"`` or a checkpoint path) into a
-ready model."""
+one function that turns a model spec (``"lite"``, ``"lite-base"``, ``"vit_b"`` or a checkpoint
+path) into a ready model.
+
+Backbones are named for their architecture (``tiny_vit``: LiteMedSAM's TinyViT at 256x256;
+``vit_b``: SAM ViT-B at 1024x1024); shipped models for what they are (``lite``: the default
+SAMIHS model; ``lite-base``: LiteMedSAM as released)."""
 
 import dataclasses
 from pathlib import Path
@@ -33,7 +37,7 @@ from .transformer import TwoWayTransformer
 
 # Default PR-adapter ranks: the authors' 100 for ViT-B (~174k parameters); TinyViT's widths
 # are 128-320, so a smaller basis keeps the adapter well below full rank.
-DEFAULT_ADAPTERS = {"lite": AdapterConfig(rank=32), "vit_b": AdapterConfig(rank=100)}
+DEFAULT_ADAPTERS = {"tiny_vit": AdapterConfig(rank=32), "vit_b": AdapterConfig(rank=100)}
 
 
 def _prompt_encoder_and_decoder(image_size: int, embedding_side: int):
@@ -47,9 +51,9 @@ def _prompt_encoder_and_decoder(image_size: int, embedding_side: int):
     return prompt_encoder, mask_decoder
 
 
-def build_lite(adapters: AdapterConfig, preprocessing: PreprocessingConfig) -> SegmentAnythingModel:
-    """LiteMedSAM: TinyViT at 256x256, embedding 256x64x64, [0, 1] input."""
-    config = ModelConfig("lite", 256, adapters, preprocessing, imagenet_normalization=False)
+def build_tiny_vit(adapters: AdapterConfig, preprocessing: PreprocessingConfig) -> SegmentAnythingModel:
+    """LiteMedSAM's architecture: TinyViT at 256x256, embedding 256x64x64, [0, 1] input."""
+    config = ModelConfig("tiny_vit", 256, adapters, preprocessing, imagenet_normalization=False)
     return SegmentAnythingModel(TinyViT(img_size=256, adapters=adapters), *_prompt_encoder_and_decoder(256, 64), config)
 
 
@@ -61,7 +65,7 @@ def build_vit_b(adapters: AdapterConfig, preprocessing: PreprocessingConfig) -> 
 
 
 MODEL_REGISTRY: Dict[str, Callable[[AdapterConfig, PreprocessingConfig], SegmentAnythingModel]] = {
-    "lite": build_lite,
+    "tiny_vit": build_tiny_vit,
     "vit_b": build_vit_b,
 }
 
@@ -115,7 +119,7 @@ def _build_from_config(config: ModelConfig) -> SegmentAnythingModel:
 
 def _backbone_of_state(state: Dict[str, torch.Tensor], path: Path) -> str:
     if "image_encoder.patch_embed.seq.0.c.weight" in state:
-        return "lite"
+        return "tiny_vit"
     if "image_encoder.patch_embed.proj.weight" in state:
         return "vit_b"
     raise CheckpointError(f"{path}: cannot tell which backbone these weights are for.")
@@ -148,12 +152,10 @@ def load_model(spec: Union[str, Path] = "lite", device: str = "auto",
     if text == "lite":
         text = default_model_spec()
     if text == "lite-base":
-        model = build_lite(AdapterConfig(positions=()), preprocessing or BRAIN_WINDOW)
+        model = build_tiny_vit(AdapterConfig(positions=()), preprocessing or BRAIN_WINDOW)
         _load_state(model, lite_medsam_base(), "LiteMedSAM base weights", strict_base=True)
     elif text == "vit_b":
         model = build_vit_b(AdapterConfig(positions=()), preprocessing or BRAIN_WINDOW)
-    elif text in MODEL_REGISTRY:
-        model = build_model(text, preprocessing=preprocessing or BRAIN_WINDOW)
     else:  # a checkpoint file
         path = Path(text)
         if not path.exists() and path.suffix == "" and "/" not in text and "\\" not in text:
@@ -187,8 +189,8 @@ def trainable_state(model: SegmentAnythingModel) -> Dict[str, torch.Tensor]:
 def save_finetuned_checkpoint(model: SegmentAnythingModel, path: Path, provenance: Dict[str, object],
                               half_precision: bool = True) -> Path:
     """Save adapters + prompt encoder + decoder as a delta over the embedded LiteMedSAM base
-    (``lite``), or the whole model (other backbones: their base is the user's file)."""
-    if model.config.backbone == "lite":
+    (``tiny_vit``), or the whole model (other backbones: their base is the user's file)."""
+    if model.config.backbone == "tiny_vit":
         tensors = trainable_state(model)
         base = {"name": "lite_medsam", "sha256": LITE_MEDSAM_SHA256}
     else:

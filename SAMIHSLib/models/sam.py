@@ -42,7 +42,8 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, object]) -> "ModelConfig":
         return cls(
-            backbone=str(data["backbone"]),
+            # checkpoints written before the rename call the TinyViT backbone "lite"
+            backbone={"lite": "tiny_vit"}.get(str(data["backbone"]), str(data["backbone"])),
             image_size=int(data["image_size"]),  # type: ignore[arg-type]
             adapters=AdapterConfig.from_dict(data.get("adapters", {"positions": []})),  # type: ignore[arg-type]
             preprocessing=PreprocessingConfig.from_dict(data["preprocessing"]),  # type: ignore[arg-type]

@@ -20,13 +20,13 @@ def test_vit_b_adapter_count_matches_the_paper_at_rank_100():
 
 @pytest.mark.parametrize("positions, expected", [(("attn",), 1), (("mlp",), 1), (("attn", "mlp"), 2), ((), 0)])
 def test_adapter_positions_toggle_per_position(positions, expected):
-    model = build_model("lite", AdapterConfig(positions=positions, rank=32))
+    model = build_model("tiny_vit", AdapterConfig(positions=positions, rank=32))
     per_position = 32 * (128 + 160 + 320) + 2 * (32 + 128) + 6 * (32 + 160) + 2 * (32 + 320)
     assert _adapter_count(model) == expected * per_position
 
 
 def test_lite_adapters_start_as_identity(lite_model):
-    adapted = build_model("lite", AdapterConfig(rank=32)).eval()
+    adapted = build_model("tiny_vit", AdapterConfig(rank=32)).eval()
     missing = adapted.load_state_dict(lite_model.state_dict(), strict=False).missing_keys
     assert set(missing) == set(adapter_parameter_names(adapted))
     image = torch.rand(1, 3, 256, 256)
@@ -47,7 +47,7 @@ def test_vit_adapters_start_as_identity_and_change_output_once_trained():
 
 
 def test_folding_an_adapter_into_the_next_linear_is_exact():
-    model = build_model("lite", AdapterConfig(rank=8)).eval()
+    model = build_model("tiny_vit", AdapterConfig(rank=8)).eval()
     block = model.image_encoder.layers[1].blocks[0]
     with torch.no_grad():
         block.attn_adapter.rescale.normal_()

@@ -17,7 +17,7 @@ def test_embedded_weights_are_the_expected_file():
 
 
 def _finetuned(lite_model):
-    model = build_model("lite", AdapterConfig(rank=32)).eval()
+    model = build_model("tiny_vit", AdapterConfig(rank=32)).eval()
     model.load_state_dict(lite_model.state_dict(), strict=False)
     torch.manual_seed(1)
     with torch.no_grad():
@@ -71,7 +71,7 @@ def test_unknown_model_name_is_refused():
 def test_raw_lite_medsam_state_dict_is_recognised(tmp_path, lite_model):
     path = tmp_path / "raw.pth"
     torch.save(lite_model.state_dict(), path)
-    assert load_model(path).config.backbone == "lite"
+    assert load_model(path).config.backbone == "tiny_vit"
 
 
 def test_authors_samihs_names_are_converted(tmp_path):
@@ -102,7 +102,7 @@ def test_authors_samihs_names_are_converted(tmp_path):
 def test_checkpoint_header_records_config_and_provenance(tmp_path, lite_model):
     path = save_finetuned_checkpoint(_finetuned(lite_model), tmp_path / "ft.pt", {"commit": "abc"})
     header = json.loads(torch.load(path, weights_only=True)["header_json"])
-    assert header["model_config"]["backbone"] == "lite"
+    assert header["model_config"]["backbone"] == "tiny_vit"
     assert header["model_config"]["preprocessing"]["window_width_hu"] == 80.0
     assert header["provenance"] == {"commit": "abc"}
     assert header["base"]["sha256"] == LITE_MEDSAM_SHA256

@@ -59,7 +59,7 @@ def test_graphs_are_cached_by_checkpoint_hash_and_checked(lite_model, tmp_path):
 
 
 def test_fine_tuned_adapters_fold_exactly_and_export(lite_model, tmp_path):
-    model = build_model("lite", AdapterConfig(rank=16)).eval()
+    model = build_model("tiny_vit", AdapterConfig(rank=16)).eval()
     model.load_state_dict(lite_model.state_dict(), strict=False)
     torch.manual_seed(0)
     with torch.no_grad():
