@@ -63,6 +63,13 @@ class ClickResult:
         return not self.prediction.mask.any()
 
 
+def no_bleed_message(click_hu: float) -> str:
+    """What the user reads when a click is on something that is clearly not blood."""
+    low, high = BLOOD_HU.possible
+    return (f"no bleed found at the click: HU {click_hu:.0f} at that point (blood of any age lies between "
+            f"{low:.0f} and {high:.0f} HU)")
+
+
 class ClickSegmenter:
     """Turns clicks on a slice into a mask with whatever prompts the model understands.
 
@@ -111,17 +118,17 @@ class ClickSegmenter:
             result = self._from_intensity(slice_index, slice_hu, prompt) or self._from_box_sizes(slice_index, prompt)
         result = self._apply_negatives(result, negative, positive)
         if positive and self.config.answer_missed_clicks:
-            if not contains_any(result.prediction.mask, positive):
+            if not contains_any(result.prediction.mask, positive[-1:]):  # the newest click must be answered
                 result = self._answer_the_click(slice_index, prompt, result)
-            result = self._refuse_non_blood(slice_index, positive[0], result)
+            result = self._refuse_non_blood(slice_index, positive[-1], result)
         return result
 
     def _refuse_non_blood(self, slice_index: int, click: Point, result: ClickResult) -> ClickResult:
-        """An answer to a click on clearly non-blood HU (air, CSF, fat, bone) that is itself not
+        """An answer to a click on clearly non-blood HU (air, fat, bone) that is itself not
         hyperdense is no bleed: empty, with the reason in words."""
         slice_hu = self.predictor.denoised_slice(slice_index)
         click_hu = float(slice_hu[int(round(click[1])), int(round(click[0]))])
-        low, high = BLOOD_HU.plausible
+        low, high = BLOOD_HU.possible
         mask = result.prediction.mask
         if low <= click_hu <= high or not mask.any():
             return result
@@ -130,8 +137,7 @@ class ClickSegmenter:
         if blood_fraction >= MIN_BLOOD_FRACTION:
             return result
         return ClickResult(replace(result.prediction, mask=np.zeros_like(mask)), result.box, "none",
-                           f"no bleed found at the click: HU {click_hu:.0f} at that point (blood is about "
-                           f"{low:.0f}-{high:.0f} HU) and the answer there is not hyperdense")
+                           no_bleed_message(click_hu) + "; the model's answer there is not hyperdense either")
 
     def _answer_the_click(self, slice_index: int, prompt: SlicePrompt, missed: ClickResult) -> ClickResult:
         """Fallbacks for a model answer that does not contain the positive click."""
@@ -141,14 +147,12 @@ class ClickSegmenter:
             guided = self._from_intensity(slice_index, slice_hu, prompt)
             if guided is not None:
                 guided = self._apply_negatives(guided, negative, positive)
-                if contains_any(guided.prediction.mask, positive):
+                if contains_any(guided.prediction.mask, positive[-1:]):
                     return replace(guided, method=f"{guided.method} (the model's own answer missed the click)")
-        region, click_hu = click_intensity_region(slice_hu, positive[0], min(self.predictor.spacing_zyx[1:]))
+        region, click_hu = click_intensity_region(slice_hu, positive[-1], min(self.predictor.spacing_zyx[1:]))
         if not region.any():
             empty = replace(missed.prediction, mask=np.zeros_like(region))
-            return ClickResult(empty, missed.box, "none",
-                               f"no bleed found at the click: HU {click_hu:.0f} at that point "
-                               f"(blood is about {BLOOD_HU.plausible[0]:.0f}-{BLOOD_HU.plausible[1]:.0f} HU)")
+            return ClickResult(empty, missed.box, "none", no_bleed_message(click_hu))
         margin = self._whole_px(self.config.box_margin_mm)
         prediction = self.predictor.predict(slice_index, SlicePrompt(
             positive, negative, box=box_around(region, margin), mask_input=region))
@@ -156,7 +160,7 @@ class ClickSegmenter:
         result = self._apply_negatives(ClickResult(replace(prediction, mask=mask), box_around(region, margin),
                                                    "region mask prompt" if used_model else "intensity region"),
                                        negative, positive)
-        if not contains_any(result.prediction.mask, positive):
+        if not contains_any(result.prediction.mask, positive[-1:]):
             result = self._apply_negatives(ClickResult(replace(prediction, mask=region), result.box,
                                                        "intensity region"), negative, positive)
         return replace(result, message=f"the model's answer missed the click; answered by the {result.method} "

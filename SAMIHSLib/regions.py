@@ -21,14 +21,15 @@ class BloodHU:
     Acute blood is 40-90 HU; below ~45 HU grey matter joins in, above ~100 HU bone and
     calcification. ``search_bands`` are tried in turn around a click; ``propagation_band``
     seeds the next slice; ``check_band`` says whether a mask is still "hyperdense"; a click whose
-    smoothed HU lies outside ``plausible`` is clearly not blood.
+    smoothed HU lies outside ``possible`` is clearly not blood (air, fat, bone): no bleed of any age
+    (chronic subdural blood is hypodense, near CSF) lies there.
     """
 
     search_bands: Tuple[Tuple[float, float], ...] = ((45.0, 90.0), (45.0, 100.0))
     propagation_band: Tuple[float, float] = (45.0, 90.0)
     check_band: Tuple[float, float] = (45.0, 100.0)
-    # Subacute or anaemic bleeds reach down to ~37 HU; below 30 HU it is CSF, oedema or fat.
-    plausible: Tuple[float, float] = (30.0, 110.0)
+    # Acute to chronic blood (chronic subdurals reach ~0 HU); below is fat and air, above bone.
+    possible: Tuple[float, float] = (-20.0, 110.0)
     # Half-width of the band centred on the click's own HU when no search band reaches it.
     click_band_half_width: float = 10.0
     auto_seed_band: Tuple[float, float] = (50.0, 90.0)
@@ -161,36 +162,37 @@ def hyperdense_region(slice_hu: np.ndarray, seed_xy: Point, band_hu: Tuple[float
     return ndi.binary_fill_holes(labels == label)
 
 
-# How far from the click an answer from the click's own HU (not the blood bands) may reach.
-CLICK_REGION_RADIUS_MM = 7.5
+# How far from the click a fallback answer (the click's own intensity region) may reach: it is a
+# local blob that contains the click, never half the brain.
+CLICK_REGION_RADIUS_MM = 10.0
+
+
+def disc_around(shape: Tuple[int, int], point: Point, radius_px: float) -> np.ndarray:
+    """A (rows, columns) bool disc of ``radius_px`` around the (column, row) ``point``."""
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    return (rows - point[1]) ** 2 + (cols - point[0]) ** 2 <= radius_px ** 2
 
 
 def click_intensity_region(slice_hu: np.ndarray, click: Point, pixel_mm: float,
                            blood: BloodHU = BLOOD_HU) -> Tuple[np.ndarray, float]:
-    """The last-resort answer to a positive click: the region of blood-like HU connected to it.
+    """The last-resort answer to a positive click: the region of blood-like HU connected to it,
+    within ``CLICK_REGION_RADIUS_MM`` of the click.
 
-    Tries the search bands (with a light opening, then none), then a band centred on the click's
-    own HU when that HU is plausible for blood, within ``CLICK_REGION_RADIUS_MM``. Returns (region, smoothed HU at the click); the
-    region is empty when the click is clearly not on blood.
+    Tries the blood search bands (with a light opening, then none), then a band centred on the
+    click's own HU when that HU is possible for some bleed (``blood.possible``: chronic subdural
+    blood is hypodense). Returns (region, smoothed HU at the click); the region is empty only when
+    the click is clearly not on blood (air, fat, bone).
     """
     col, row = int(round(click[0])), int(round(click[1]))
     click_hu = float(slice_hu[row, col])
-    search_px = 1.5 / pixel_mm
+    local = np.where(disc_around(slice_hu.shape, (col, row), CLICK_REGION_RADIUS_MM / pixel_mm), slice_hu, -1000.0)
     opening = max(1, int(round(0.45 / pixel_mm)))
-    for band in blood.search_bands:
-        for opening_px in (opening, 0):
-            region = hyperdense_region(slice_hu, click, band, opening_px, search_px)
-            if region[row, col]:
-                return region, click_hu
-    low, high = blood.plausible
+    bands = list(blood.search_bands)
+    low, high = blood.possible
     if low <= click_hu <= high:
         half = blood.click_band_half_width
-        band = (max(low, click_hu - half), min(high, click_hu + half))
-        # Near-isodense HU also fills grey matter: keep to a disc around the click, and cut thin
-        # bridges out of it, so the answer is a local blob, never half the brain.
-        rows, cols = np.ogrid[:slice_hu.shape[0], :slice_hu.shape[1]]
-        disc = (rows - row) ** 2 + (cols - col) ** 2 <= (CLICK_REGION_RADIUS_MM / pixel_mm) ** 2
-        local = np.where(disc, slice_hu, -1000.0)
+        bands.append((click_hu - half, click_hu + half))
+    for band in bands:
         for opening_px in (opening, 0):
             region = hyperdense_region(local, click, band, opening_px, 0.0)
             if region[row, col]:

@@ -16,13 +16,16 @@ from .click_segmentation import ClickSegmentationConfig, ClickSegmenter
 from .predictor import SAMIHSPredictor
 from .propagation import PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback, SlicePropagator
 from .prompts import Point
-from .regions import PixelBox, keep_components_near, mm_to_whole_px, points_mask, remove_nearest_to_negatives
+from .regions import (PixelBox, disc_around, keep_components_near, mm_to_px, mm_to_whole_px, points_mask,
+                      remove_nearest_to_negatives)
 from .validation import validate_point_in_slice, validate_slice_index
 
 # Clicks placed on each slice: slice -> (positive, negative), pixel (column, row).
 ClickHistory = Dict[int, Tuple[Tuple[Point, ...], Tuple[Point, ...]]]
 
 UNDO_DEPTH = 50
+# A corrective positive click adds bleed within at least this distance of itself (mm).
+CORRECTION_REACH_MM = 10.0
 
 
 @dataclass
@@ -105,16 +108,21 @@ class HemorrhageSession:
         # The object being corrected: existing components near the clicks (none = a new bleed).
         reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx)
         target = keep_components_near(current, anchor, reach) if anchor.any() else current
-        result = self.clicks.segment(slice_index, positive, negative, box,
-                                     mask_input=target if target.any() else None)
-        predicted = result.prediction.mask
-        if positive:  # keep what the clicks point at, never a distant bleed on the same slice
-            positive_anchor = points_mask(current.shape, positive)
-            predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
         old_positive, old_negative = self.slice_clicks.get(slice_index, ((), ()))
         history = (tuple(old_positive) + tuple(positive), tuple(old_negative) + tuple(negative))
         clicks_after = dict(self.slice_clicks)
         clicks_after[slice_index] = history
+        # A correction is answered from every click on the object so far (as SAM refines), the
+        # current mask as the dense prompt; a fresh bleed from the new clicks alone.
+        prompt_clicks = (history if target.any() else (tuple(positive), tuple(negative)))
+        result = self.clicks.segment(slice_index, list(prompt_clicks[0]) if positive else [], list(prompt_clicks[1]),
+                                     box, mask_input=target if target.any() else None)
+        predicted = result.prediction.mask
+        if positive:  # keep what the new clicks point at, never a distant bleed on the same slice
+            positive_anchor = points_mask(current.shape, positive)
+            predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
+            if target.any():
+                predicted = target | self._local_addition(predicted & ~target, target, positive)
         if target.any():
             obj = (target | predicted) if positive else target
             obj = remove_nearest_to_negatives(obj, history[0], history[1]) if negative else obj
@@ -142,6 +150,17 @@ class HemorrhageSession:
             outcome.message = "no bleed found at the click"
         self._commit(new_mask, self.locked_slices, label, clicks_after)
         return outcome
+
+    def _local_addition(self, added: np.ndarray, target: np.ndarray, positive: Sequence[Point]) -> np.ndarray:
+        """What a corrective positive click may add to ``target``: the new part within reach of
+        the click (twice the object's equivalent radius, at least CORRECTION_REACH_MM), so one
+        click fixes a miss nearby and never floods the slice with a leak."""
+        radius_px = max(mm_to_px(CORRECTION_REACH_MM, self.predictor.spacing_zyx),
+                        2.0 * float(np.sqrt(target.sum() / np.pi)))
+        reach = np.zeros_like(added)
+        for point in positive:
+            reach |= disc_around(added.shape, point, radius_px)
+        return added & reach
 
     def set_slice_mask(self, slice_index: int, slice_mask: np.ndarray, lock: bool = True) -> None:
         """A hand edit of one slice (e.g. from the Segment Editor); locked by default."""

@@ -293,7 +293,8 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
 
     ``region``: HU region growing (the floor); ``lite-base``: LiteMedSAM as released with the
     intensity-guided click handling; ``lite``: the shipped model as the app runs it; ``lite:alone``:
-    the same without the missed-click fallbacks (what the model alone gives); ``PATH`` or
+    the same without the missed-click fallbacks (what the model alone gives); ``lite:guided``: the
+    shipped model given the intensity-guided region boxes with its clicks; ``PATH`` or
     ``PATH{fold}``: a checkpoint, one per fold when ``{fold}`` is in the path, as the app runs it.
     """
     if spec == "region":
@@ -302,11 +303,13 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
                 (lambda fold, band=band, opening=opening: RegionGrowingSegmenter(band, opening))
             for band, opening in REGION_GROWING_SETTINGS}
     base, _, variant = spec.partition(":")
-    if variant not in ("", "alone"):
-        raise ValueError(f"Unknown method variant {variant!r} in {spec!r}; only ':alone' exists.")
-    config = ClickSegmentationConfig(answer_missed_clicks=variant != "alone")
+    variants = {"": "", "alone": " (model alone, no fallback)", "guided": " + intensity-guided region boxes"}
+    if variant not in variants:
+        raise ValueError(f"Unknown method variant {variant!r} in {spec!r}; use one of ':alone', ':guided'.")
+    config = ClickSegmentationConfig(answer_missed_clicks=variant != "alone",
+                                     intensity_guided=True if variant == "guided" else None)
     name = {"lite-base": "lite-base + intensity-guided click handling",
-            "lite": "shipped lite"}.get(base, base) + (" (model alone, no fallback)" if variant else "")
+            "lite": "shipped lite"}.get(base, base) + variants[variant]
     predictors: Dict[str, SAMIHSPredictor] = {}
 
     def factory(fold: int) -> SliceSegmenter:

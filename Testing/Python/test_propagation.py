@@ -98,3 +98,19 @@ def test_cancel_keeps_the_partial_result(predictor, phantom):
     with pytest.raises(PropagationCancelled) as raised:
         SlicePropagator(predictor).propagate(k, seed, cancel=cancel)
     assert raised.value.partial.mask[k].any() and raised.value.partial.mask.sum() == seed.sum()
+
+
+def test_propagation_tries_the_fallbacks_before_it_drops_a_slice_and_says_so(predictor, phantom):
+    """Inside the bleed a neighbouring slice is accepted; past its end, where the model's answer
+    is empty, the previous mask as a prompt and the seeded hyperdense region are tried before
+    propagation stops, and the stop reason names them."""
+    truth = phantom.bleed_mask(0)
+    slices = np.nonzero(truth.any(axis=(1, 2)))[0]
+    k = int(slices[len(slices) // 2])
+    propagator = SlicePropagator(predictor)
+    _, kept, reason, _ = propagator._next_slice(k + 1, truth[k])
+    assert not reason and dice(kept, truth[k + 1]) >= 0.6
+    last = int(slices.max())
+    _, kept, reason, _ = propagator._next_slice(last + 1, truth[last])
+    assert not kept.any()
+    assert reason.startswith("empty or tiny mask (also tried: previous mask as prompt"), reason

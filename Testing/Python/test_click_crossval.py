@@ -1,0 +1,102 @@
+"""The cross-validated click evaluation: folds by scan written down and honoured, settings chosen
+on training folds only, corrective clicks as a user makes them; and the never-empty click rule
+on real CT."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from SAMIHSLib.regions import component_at
+from training.click_crossval import (ClickRecord, EvalSlice, RegionGrowingSegmenter, evaluation_slices, first_click,
+                                     select_per_fold, simulate_clicks)
+from training.datasets import SUBTYPES, load_dataset
+from training.folds import make_scan_folds, read_folds
+
+from conftest import unavailable
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+FOLDS = REPO / "training" / "folds" / "real59_5fold.json"
+
+
+@pytest.fixture(scope="module")
+def shared_cases():
+    if not (SHARED_DATA / "mbh-2024-slices").is_dir():
+        unavailable(f"the shared real slices are not at {SHARED_DATA}")
+    return load_dataset("shared_real", str(SHARED_DATA))
+
+
+def test_all_59_real_slices_of_35_scans_are_read_with_subtypes(shared_cases):
+    assert len(shared_cases) == 59 and len({c.patient for c in shared_cases}) == 35
+    labelled = [c for c in shared_cases if c.subtype_labels is not None]
+    assert len(labelled) == 36  # the BHSD/MBH slices carry five-class masks
+    present = set().union(*(set(np.unique(c.subtype_labels).tolist()) for c in labelled)) - {0}
+    assert present == set(SUBTYPES)  # all five subtypes occur
+    assert all((c.subtype_labels > 0).sum() == c.mask.sum() for c in labelled)
+
+
+def test_the_written_folds_split_by_scan_and_cover_every_slice(shared_cases):
+    folds = read_folds(FOLDS, shared_cases)
+    assert len(folds) == 5
+    scans = [scan for fold in folds for scan in fold]
+    assert len(scans) == len(set(scans)) == 35  # every scan in exactly one fold
+    slices = evaluation_slices(shared_cases, folds)
+    assert len(slices) == 59
+    for fold in range(5):
+        test_scans = {s.scan for s in slices if s.fold == fold}
+        train_scans = {s.scan for s in slices if s.fold != fold}
+        assert test_scans and not test_scans & train_scans  # no slice of a test scan in training
+    assert make_scan_folds(shared_cases, 5) == folds  # the file is what the documented procedure makes
+
+
+def test_settings_are_chosen_on_the_other_folds_only():
+    def record(setting, fold, value):
+        return ClickRecord("m", setting, f"s{fold}", f"scan{fold}", "d", fold, "IPH", "deepest", 1, value, value, 1.0,
+                           False, "", "")
+
+    # Setting "a" is best on fold 0's own slice, "b" everywhere else: fold 0 must get "b".
+    records = [record("a", 0, 1.0), record("b", 0, 0.0), record("a", 1, 0.2), record("b", 1, 0.9),
+               record("a", 2, 0.3), record("b", 2, 0.8)]
+    chosen_records, chosen = select_per_fold(records, 3)
+    assert chosen["m"][0] == "b"
+    assert [r.dice_clicked for r in chosen_records if r.fold == 0] == [0.0]
+
+
+def test_clicks_are_inside_the_clicked_bleed_and_corrections_follow_the_errors(shared_cases):
+    folds = read_folds(FOLDS, shared_cases)
+    item = next(s for s in evaluation_slices(shared_cases, folds) if s.subtype_labels is not None)
+    for protocol in ("deepest", "random"):
+        click = first_click(item.truth, protocol, item.name)
+        assert item.truth[int(click[1]), int(click[0])]
+        assert first_click(item.truth, protocol, item.name) == click  # seeded: every method gets it
+    records = simulate_clicks(RegionGrowingSegmenter((45.0, 100.0), 1), item, "deepest", "floor", "45-100")
+    assert [r.clicks for r in records] == [1, 3, 5]
+    target = component_at(item.truth, first_click(item.truth, "deepest", item.name))
+    assert target.sum() <= item.truth.sum() and all(0.0 <= r.dice_clicked <= 1.0 for r in records)
+
+
+@pytest.mark.parametrize("name", ["mbh24v075_s013.nrrd", "mbh24v072_s019.nrrd"])  # IVH; hypodense (chronic) SDH
+def test_a_click_the_model_misses_still_returns_the_bleed_under_it(shared_cases, name):
+    """On these real slices the shipped model's own answer does not contain the click (so the user
+    got an EMPTY mask before); now the fallbacks answer with a mask that contains it, and say so."""
+    from SAMIHSLib.click_segmentation import ClickSegmentationConfig
+    from SAMIHSLib.models import load_model
+    from SAMIHSLib.predictor import SAMIHSPredictor
+    from SAMIHSLib.regions import deepest_point
+    from SAMIHSLib.session import HemorrhageSession
+
+    case = next(c for c in shared_cases if c.name == name)
+    predictor = SAMIHSPredictor(load_model("lite", device="cpu"))
+    predictor.set_volume(case.image_hu, case.spacing_zyx)
+    click = deepest_point(case.mask[0])
+    row, col = int(click[1]), int(click[0])
+    alone = HemorrhageSession(predictor, ClickSegmentationConfig(answer_missed_clicks=False))
+    alone.click(0, [click], propagate=False)
+    assert not alone.mask[0, row, col]  # the model alone misses the click (the reported failure)
+    session = HemorrhageSession(predictor)
+    outcome = session.click(0, [click], propagate=False)
+    assert session.mask[0, row, col] and session.mask[0].sum() >= 20
+    assert "missed the click" in outcome.message and outcome.slice_methods[0] != "prompt"
+    overlap = (session.mask[0] & case.mask[0]).sum() / session.mask[0].sum()
+    assert overlap >= 0.5  # what it answers is mostly the bleed
