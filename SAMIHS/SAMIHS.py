@@ -240,7 +240,9 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is None:
             return
         self.stopBackgroundEncoding()
-        self.logic.set_model(node.checkpointPath or "lite", node.device, node.engine)
+        from SAMIHSLib.model_names import DEFAULT_MODEL
+
+        self.logic.set_model(node.checkpointPath or DEFAULT_MODEL, node.device, node.engine)
 
     def onWindowPreset(self, text: str) -> None:
         node = self._parameterNode

@@ -229,11 +229,13 @@ def other_segments_mask(segmentation_node, segment_id: str, volume_node) -> Opti
 class SAMIHSMRMLLogic:
     """Click-to-segment hemorrhage on MRML nodes. One SAMIHSLib session per volume node."""
 
-    def __init__(self, model_spec: str = "lite", device: str = "auto", engine: str = "auto",
+    def __init__(self, model_spec: str = "", device: str = "auto", engine: str = "auto",
                  model_loader: ModelLoader = _load_model) -> None:
         """``engine``: ``auto`` or a name of ``SAMIHSLib.engines.ENGINES``; ``model_loader`` makes
         the model from (spec, device) (tests and embedders may share one already loaded)."""
-        self.model_spec = model_spec
+        from SAMIHSLib.model_names import DEFAULT_MODEL
+
+        self.model_spec = model_spec or DEFAULT_MODEL
         self.device = device
         self.engine_name = engine
         self.model_loader = model_loader
@@ -246,7 +248,8 @@ class SAMIHSMRMLLogic:
 
     # -- model --------------------------------------------------------------------------------
     def set_model(self, model_spec: str, device: str = "auto", engine: Optional[str] = None) -> None:
-        """Use another model (``"lite"`` or a checkpoint path), device or engine; sessions restart."""
+        """Use another model (a name of ``SAMIHSLib.model_names.MODEL_SPECS`` or a checkpoint path),
+        device or engine; sessions restart."""
         engine = engine or self.engine_name
         if (model_spec, device, engine) != (self.model_spec, self.device, self.engine_name):
             self.model_spec, self.device, self.engine_name = model_spec, device, engine

@@ -249,8 +249,9 @@ def _read_manifest(path: Path) -> Dict[str, str]:
 
 def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,
               progress: Optional[Callable[[int, int, str], None]] = None,
-              cancel: Optional[threading.Event] = None) -> Dict[str, Dict[str, str]]:
-    """Segment every volume of ``inputs``; returns the report rows keyed by volume name."""
+              cancel: Optional[threading.Event] = None, dicom_seg: bool = False) -> Dict[str, Dict[str, str]]:
+    """Segment every volume of ``inputs``; returns the report rows keyed by volume name.
+    ``dicom_seg``: also write ``<volume>.seg.dcm`` (DICOM SEG) for each DICOM series input."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = PromptSource(prompt_spec)
@@ -288,6 +289,10 @@ def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor
             prompts = source.clicks_for(path, volume)
             mask = segment_volume(predictor, stack, prompts, cancel)
             write_seg_nrrd(seg_path, {"Hemorrhage": stack.mask_to_volume(mask)}, volume)
+            if dicom_seg and volume.dicom_files:
+                from .dicom_seg import write_dicom_seg
+
+                write_dicom_seg(out_dir / f"{name}.seg.dcm", stack.mask_to_volume(mask), volume.dicom_files)
             write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
             measured = measure_hemorrhage(mask, stack.spacing_zyx)
             rows[name] = {"volume": name, "status": "ok", "reason": "", "segmentation": seg_path.name,

@@ -15,6 +15,7 @@ import numpy as np
 
 from .device import DEVICE_CHOICES
 from .engines import AUTO_ENGINE, ENGINE_CHOICES, ENGINES, EngineError
+from .model_names import DEFAULT_MODEL
 from .validation import InputError
 
 EXIT_USER_ERROR = 2
@@ -50,9 +51,10 @@ class _Progress:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lite",
-                        help="'lite' (embedded default: the shipped click-trained SAMIHS), 'lite-base' "
-                             "(LiteMedSAM as released) or a checkpoint path.")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"'lite-base' (LiteMedSAM as released, with the intensity-guided click handling), "
+                             f"'lite' (the shipped click-trained SAMIHS checkpoint) or a checkpoint path; default "
+                             f"{DEFAULT_MODEL!r}, chosen by the 5-fold evaluation (README, Accuracy).")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                         help="Where the model runs: auto (CUDA, then Apple MPS, then CPU), or one of them.")
     parser.add_argument("--engine", default=AUTO_ENGINE, choices=(AUTO_ENGINE,) + ENGINE_CHOICES,
@@ -91,9 +93,15 @@ def run_segment(args: argparse.Namespace) -> int:
     output = check_mask_output(Path(args.output))  # every output checked before any work
     if args.report:
         check_writable(args.report, "report")
+    if args.dicom_seg:
+        if not str(args.dicom_seg).lower().endswith(".dcm"):
+            raise InputError(f"--dicom-seg writes a DICOM file: its name must end with .dcm, not {args.dicom_seg}.")
+        check_writable(args.dicom_seg, "DICOM SEG output")
     if not args.point and not args.box:
         raise InputError("Give at least one --point (a click on the bleed) or a --box around it.")
     volume = read_ct(Path(args.input), _parse_numbers(args.spacing, (3,), "--spacing") if args.spacing else None)
+    if (str(output).lower().endswith(".dcm") or args.dicom_seg) and not volume.dicom_files:
+        raise InputError("A DICOM SEG references its source images: give a DICOM series folder as input.")
     positives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--point") for p in args.point or []], args.coords, volume)
     negatives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--negative") for p in args.negative or []],
                                args.coords, volume)
@@ -135,6 +143,8 @@ def run_segment(args: argparse.Namespace) -> int:
         progress.close()
     seconds = time.perf_counter() - started
     write_mask(output, stack.mask_to_volume(session.mask).astype(np.uint8), volume)
+    if args.dicom_seg:
+        write_mask(Path(args.dicom_seg), stack.mask_to_volume(session.mask).astype(np.uint8), volume)
     measurements = measure_hemorrhage(session.mask, spacing)
     report = {
         "input": str(args.input), "output": str(output), "model": str(args.model),
@@ -213,7 +223,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     progress = _Progress("volumes")
     progress._bar.unit = "volume"
     try:
-        rows = run_batch([Path(p) for p in args.inputs], args.prompts, Path(args.output), predictor, progress)
+        rows = run_batch([Path(p) for p in args.inputs], args.prompts, Path(args.output), predictor, progress,
+                         dicom_seg=args.dicom_seg)
     finally:
         progress.close()
     failed = {name: row for name, row in rows.items() if row["status"] != "ok"}
@@ -247,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(segment)
     segment.add_argument("--spacing", metavar="SI,SJ,SK", help="Voxel spacing in mm when the file lacks it.")
     segment.add_argument("--no-propagate", action="store_true", help="Segment the clicked slice only.")
-    segment.add_argument("-o", "--output", required=True, help="Output .seg.nrrd, .nii.gz or .nrrd.")
+    segment.add_argument("-o", "--output", required=True,
+                         help="Output .seg.nrrd, .nii.gz, .nrrd, or .dcm (DICOM SEG; needs a DICOM series input).")
+    segment.add_argument("--dicom-seg", metavar="SEG.dcm",
+                         help="Also write a DICOM SEG referencing the input DICOM series (needs highdicom).")
     segment.add_argument("--report", help="Write a JSON report (volume in mL, ABC/2, per-slice IoU).")
     segment.set_defaults(handler=run_segment)
 
@@ -266,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'auto' (seeds from hyperdense regions), a JSON file {volume: {points, negative, "
                             "coords}}, or a folder of <volume>.mrk.json Slicer markups.")
     batch.add_argument("-o", "--output", required=True, help="Output folder.")
+    batch.add_argument("--dicom-seg", action="store_true",
+                       help="Also write <volume>.seg.dcm (DICOM SEG) for every DICOM series input (needs highdicom).")
     _add_model_options(batch)
     batch.set_defaults(handler=run_batch_command)
 

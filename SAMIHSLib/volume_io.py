@@ -25,6 +25,7 @@ VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
 LABELMAP_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 SEG_NRRD_SUFFIX = ".seg.nrrd"
+DICOM_SEG_SUFFIX = ".dcm"
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 DICOM_PIXEL_SPACING = "0028|0030"
 
@@ -45,6 +46,8 @@ class CTVolume:
     # True when the file does not record its voxel size (secondary-capture DICOM, PNG): the
     # spacing is a guess, so volumes in mL are too; say so wherever a volume is reported.
     spacing_assumed: bool = False
+    # The DICOM files of a series input, in slice (k) order: what a DICOM SEG output references.
+    dicom_files: Tuple[str, ...] = ()
 
     @property
     def spacing_zyx(self) -> Tuple[float, float, float]:
@@ -133,6 +136,7 @@ def _read_dicom_series(folder: Path) -> CTVolume:
     reader.SetFileNames(files)
     volume = _from_sitk(reader.Execute(), str(folder))
     volume.spacing_assumed = not header.HasMetaDataKey(DICOM_PIXEL_SPACING)
+    volume.dicom_files = tuple(files)
     return volume
 
 
@@ -269,9 +273,10 @@ def check_mask_output(path: Path) -> Path:
     from .atomic_write import check_writable
 
     name = Path(path).name.lower()
-    if not (name.endswith(SEG_NRRD_SUFFIX) or name.endswith(LABELMAP_SUFFIXES)):
-        raise InputError(f"Write the result as {SEG_NRRD_SUFFIX} (Slicer segmentation) or a label map "
-                         f"({', '.join(LABELMAP_SUFFIXES)}); got {Path(path).name}.")
+    if not (name.endswith(SEG_NRRD_SUFFIX) or name.endswith(LABELMAP_SUFFIXES) or name.endswith(DICOM_SEG_SUFFIX)):
+        raise InputError(f"Write the result as {SEG_NRRD_SUFFIX} (Slicer segmentation), a label map "
+                         f"({', '.join(LABELMAP_SUFFIXES)}) or {DICOM_SEG_SUFFIX} (DICOM SEG, for a DICOM series "
+                         f"input); got {Path(path).name}.")
     return check_writable(path, "output")
 
 
@@ -279,6 +284,10 @@ def write_mask(path: Path, mask: np.ndarray, reference: CTVolume, segment_name: 
     """Write ``mask`` as a .seg.nrrd segmentation or a label map, chosen by the file name."""
     if str(path).lower().endswith(SEG_NRRD_SUFFIX):
         return write_seg_nrrd(path, {segment_name: mask}, reference)
+    if str(path).lower().endswith(DICOM_SEG_SUFFIX):
+        from .dicom_seg import write_dicom_seg
+
+        return write_dicom_seg(path, mask.astype(bool), reference.dicom_files)
     return write_labelmap(path, mask, reference)
 
 

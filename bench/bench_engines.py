@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(repeats: int = 6) -> dict:
-    model = load_model("lite", device="cpu")  # the shipped default
+    model = load_model("lite", device="cpu")  # the shipped click-trained model
     phantom = make_head_phantom(shape=(32, 512, 512))
     truth = phantom.bleed_mask(0)
     k = slice_with_most(truth)

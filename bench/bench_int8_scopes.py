@@ -72,7 +72,7 @@ def quantize(encoder_onnx: Path, calibration, keep_float, smooth_quant: bool, ta
 
 
 def main(names) -> dict:
-    model = load_model("lite", device="cpu")  # the shipped default
+    model = load_model("lite", device="cpu")  # the shipped click-trained model
     work = Path(tempfile.mkdtemp())
     encoder_onnx, decoder_onnx = cached_onnx_graphs(model, work, lambda e, d: None)
     calibration = calibration_images(model)

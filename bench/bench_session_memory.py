@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def main(engine_name: str = "torch") -> dict:
-    model = load_model("lite", device="cpu")  # the shipped default
+    model = load_model("lite", device="cpu")  # the shipped click-trained model
     predictor = SAMIHSPredictor(model, engine=make_engine(model, engine_name))
     phantom = make_head_phantom(shape=(40, 512, 512))
     predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)

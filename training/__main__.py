@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True)
     p.set_defaults(handler=run_train)
     p = commands.add_parser("evaluate")
-    p.add_argument("--model", default="lite")
+    p.add_argument("--model", default="lite-base")
     p.add_argument("--dataset", action="append", required=True, help="KIND:ROOT[@PIXEL_MM], e.g. folder:../shared/data/ct-ich-slices@0.45")
     p.add_argument("--clicks", type=int, nargs="+", default=[1, 3])
     p.add_argument("--out", required=True)

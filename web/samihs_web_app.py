@@ -85,7 +85,7 @@ def check_save_path(save_path: Path, ct_path: Path, overwrite: bool) -> Path:
 class SAMIHSWebApp(TrameApp):
     """Slicer's "Axial Primary" layout; every click in a slice view is a positive SAMIHS click."""
 
-    def __init__(self, ct_path: Path = SAMPLE_CT, server=None, model: str = "lite", engine: str = "torch",
+    def __init__(self, ct_path: Path = SAMPLE_CT, server=None, model: str = "lite-base", engine: str = "auto",
                  save_path: Optional[Path] = None) -> None:
         super().__init__(server=server)
         self.slicer_app = SlicerApp()
@@ -182,7 +182,9 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--model", default="lite")
+    from SAMIHSLib.model_names import DEFAULT_MODEL
+
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--engine", default=AUTO_ENGINE, choices=(AUTO_ENGINE,) + ENGINE_CHOICES)
     parser.add_argument("--save", help="write the segmentation here (.seg.nrrd) after every change")
     parser.add_argument("--overwrite", action="store_true", help="let --save replace an existing file")

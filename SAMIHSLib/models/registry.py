@@ -14,6 +14,7 @@ import torch
 
 from ..cpu_tuning import keep_large_buffers_in_heap
 from ..device import resolve_device
+from ..model_names import DEFAULT_MODEL, MODEL_SPECS
 from ..preprocessing import BRAIN_WINDOW, PreprocessingConfig
 from .adapters import AdapterConfig, adapter_parameter_names
 from .checkpoint import (
@@ -125,32 +126,25 @@ def _backbone_of_state(state: Dict[str, torch.Tensor], path: Path) -> str:
     raise CheckpointError(f"{path}: cannot tell which backbone these weights are for.")
 
 
-# The shipped click-trained default (delta over LiteMedSAM). It lives in Resources/Models at the
-# top of the repository, which the Slicer package mirrors beside SAMIHSLib.
-SHIPPED_DEFAULT = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "samihs_lite_clicks.samihs.pt"
+# The shipped click-trained SAMIHS checkpoint (delta over LiteMedSAM), ``lite``. It lives in
+# Resources/Models at the top of the repository, which the Slicer package mirrors beside SAMIHSLib.
+SHIPPED_CLICK_MODEL = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "samihs_lite_clicks.samihs.pt"
 
 
-MODEL_SPECS = ("lite", "lite-base", "vit_b")
 
-
-def default_model_spec() -> str:
-    """``"lite"`` resolves to the shipped fine-tuned checkpoint when present, else to the base."""
-    return str(SHIPPED_DEFAULT) if SHIPPED_DEFAULT.is_file() else "lite-base"
-
-
-def load_model(spec: Union[str, Path] = "lite", device: str = "auto",
+def load_model(spec: Union[str, Path] = DEFAULT_MODEL, device: str = "auto",
                preprocessing: Optional[PreprocessingConfig] = None) -> SegmentAnythingModel:
     """Build a ready-to-run model in eval mode.
 
-    ``spec``: ``"lite"`` (the embedded default: the shipped click-trained SAMIHS checkpoint over
-    LiteMedSAM), ``"lite-base"`` (LiteMedSAM as released), ``"vit_b"`` (random init: tests and
+    ``spec``: ``"lite-base"`` (LiteMedSAM as released: :data:`DEFAULT_MODEL`), ``"lite"`` (the shipped
+    click-trained SAMIHS checkpoint over LiteMedSAM), ``"vit_b"`` (random init: tests and
     timing only) or the path of a checkpoint: ours, a raw SAM/LiteMedSAM state dict (e.g. the
     official ``sam_vit_b_01ec64.pth``), or an authors' SAMIHS state dict. ``preprocessing``
     overrides the checkpoint's only when given.
     """
     text = str(spec)
     if text == "lite":
-        text = default_model_spec()
+        text = str(SHIPPED_CLICK_MODEL)
     if text == "lite-base":
         model = build_tiny_vit(AdapterConfig(positions=()), preprocessing or BRAIN_WINDOW)
         _load_state(model, lite_medsam_base(), "LiteMedSAM base weights", strict_base=True)

@@ -38,14 +38,14 @@ def test_every_module_resource_is_listed_and_exists():
 
 
 def test_shipped_checkpoint_is_packaged_where_the_registry_looks():
-    from SAMIHSLib.models.registry import SHIPPED_DEFAULT
+    from SAMIHSLib.models.registry import SHIPPED_CLICK_MODEL
 
     listed = _cmake_list("SAMIHS_SHIPPED_MODELS")
-    assert listed == {str(SHIPPED_DEFAULT.relative_to(REPO))}
-    assert SHIPPED_DEFAULT.is_file()
+    assert listed == {str(SHIPPED_CLICK_MODEL.relative_to(REPO))}
+    assert SHIPPED_CLICK_MODEL.is_file()
     # installed beside SAMIHSLib, whose parent the registry resolves Resources/ against
     assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/${model_dir}" in (MODULE_DIR / "CMakeLists.txt").read_text()
-    assert SHIPPED_DEFAULT.parents[2] == (REPO / "SAMIHSLib").parent
+    assert SHIPPED_CLICK_MODEL.parents[2] == (REPO / "SAMIHSLib").parent
 
 
 def test_extension_metadata_is_complete():

@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 import SimpleITK as sitk
 
 from SAMIHSLib.atomic_write import atomic_output, check_writable, write_text_atomic
 from SAMIHSLib.validation import InputError
 from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct, write_seg_nrrd
+
+from dicom_series import write_dicom_series
 
 
 @pytest.fixture
@@ -72,36 +73,10 @@ def test_huge_declared_size_is_refused_before_allocating(tmp_path, small_ct):
         read_ct(nrrd_path)
 
 
-def _write_dicom_series(folder: Path, slices: np.ndarray, skip: int = -1) -> None:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir()
-    series, study = generate_uid(), generate_uid()
-    for k, image in enumerate(slices):
-        if k == skip:
-            continue
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = FileDataset(str(folder / f"{k:03d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", series, study
-        ds.PatientID, ds.InstanceNumber = "TEST", k + 1
-        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 5.0 * k], [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing, ds.SliceThickness = [0.5, 0.5], 5.0
-        ds.Rows, ds.Columns = image.shape
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = image.astype(np.int16).tobytes()
-        ds.save_as(str(folder / f"{k:03d}.dcm"), enforce_file_format=True)
-
-
 def test_dicom_series_with_a_missing_slice_is_refused(tmp_path, small_ct):
-    _write_dicom_series(tmp_path / "complete", small_ct.array_hu)
+    write_dicom_series(tmp_path / "complete", small_ct.array_hu)
     assert np.array_equal(read_ct(tmp_path / "complete").array_hu, small_ct.array_hu)
-    _write_dicom_series(tmp_path / "gap", small_ct.array_hu, skip=3)
+    write_dicom_series(tmp_path / "gap", small_ct.array_hu, skip=3)
     with pytest.raises(InputError, match="slice is missing"):
         read_ct(tmp_path / "gap")
 

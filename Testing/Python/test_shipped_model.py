@@ -6,7 +6,7 @@ import pytest
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import load_model
 from SAMIHSLib.models.checkpoint import read_samihs_checkpoint
-from SAMIHSLib.models.registry import SHIPPED_DEFAULT, default_model_spec
+from SAMIHSLib.models.registry import DEFAULT_MODEL, SHIPPED_CLICK_MODEL
 from SAMIHSLib.predictor import SAMIHSPredictor
 from SAMIHSLib.prompts import SlicePrompt
 
@@ -21,15 +21,33 @@ def shipped_model():
     return load_model("lite", device="cpu")
 
 
-def test_lite_resolves_to_the_shipped_click_trained_checkpoint(shipped_model):
-    assert default_model_spec() == str(SHIPPED_DEFAULT)
+def test_lite_resolves_to_the_shipped_click_trained_checkpoint_and_the_default_follows_the_5_fold_rule(
+        shipped_model):
+    """The default is what the scan-level 5-fold table's shipping rule picked: ``lite`` must beat
+    ``lite-base`` overall *and* be no worse than it by more than 0.03 on any subtype."""
+    import csv
+    from pathlib import Path
+
     assert shipped_model.config.trained_with_clicks
+    records = Path(__file__).resolve().parents[2] / "training" / "results" / "real59_5fold" / "records.csv"
+    with open(records, newline="") as handle:
+        first = [r for r in csv.DictReader(handle) if r["protocol"] == "deepest" and r["clicks"] == "1"]
+
+    def mean_dice(method: str, subtype: str = "") -> float:
+        values = [float(r["dice_clicked"]) for r in first if r["method"] == method and subtype in ("", r["subtype"])]
+        return sum(values) / len(values)
+
+    lite, base = "shipped lite", "lite-base + intensity-guided click handling"
+    subtypes = {r["subtype"] for r in first}
+    lite_ok = mean_dice(lite) > mean_dice(base) and all(mean_dice(lite, s) >= mean_dice(base, s) - 0.03
+                                                        for s in subtypes)
+    assert DEFAULT_MODEL == ("lite" if lite_ok else "lite-base")
     assert shipped_model.config.adapters.enabled
-    assert SHIPPED_DEFAULT.stat().st_size < 12e6  # adapters + decoder in fp16; the base is not inside
+    assert SHIPPED_CLICK_MODEL.stat().st_size < 12e6  # adapters + decoder in fp16; the base is not inside
 
 
 def test_shipped_checkpoint_records_its_provenance_and_patient_level_metrics():
-    provenance = read_samihs_checkpoint(SHIPPED_DEFAULT).header["provenance"]
+    provenance = read_samihs_checkpoint(SHIPPED_CLICK_MODEL).header["provenance"]
     config = provenance["training_config"]
     assert config["adapter_positions"] == ["attn", "mlp"] and config["learning_rate"] == 5e-4
     assert "ct-ich-slices" in provenance["data"] and provenance["commit"]

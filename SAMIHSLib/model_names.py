@@ -1,0 +1,15 @@
+"""The names of the models a user can pick, importable without torch (for ``samihs --help``, the
+Slicer module before its dependencies are installed, and the web app's options).
+
+- ``lite-base``: LiteMedSAM as released (TinyViT backbone), with the intensity-guided click handling.
+- ``lite``: the shipped click-trained SAMIHS checkpoint (PR adapters + decoder over LiteMedSAM).
+- ``vit_b``: SAM ViT-B, randomly initialised (tests and timing); real ViT-B weights are a file path.
+"""
+
+MODEL_SPECS = ("lite-base", "lite", "vit_b")
+
+# The default everywhere (CLI, batch, Slicer module, web app), chosen by the shipping rule of the
+# scan-level 5-fold evaluation (training/results/real59_5fold, README "Accuracy"): ``lite`` would
+# be the default only if it beat ``lite-base`` overall and were no worse than it by more than 0.03
+# on any bleed subtype; it scores higher overall but far lower on subdural bleeds.
+DEFAULT_MODEL = "lite-base"
