@@ -23,7 +23,7 @@ from real_ct import REPO, agreement_summary, real_slices  # bench/ is on sys.pat
 from timing import interleaved_medians_ms, median_ms
 
 from SAMIHSLib.cpu_info import cpu_info  # noqa: E402
-from SAMIHSLib.engines.onnx_engine import cached_onnx_graphs, verify_against_torch
+from SAMIHSLib.engines.onnx_graphs import cached_onnx_graphs, verify_against_torch
 from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom

@@ -10,7 +10,6 @@ except ImportError:  # pragma: no cover - Python < 3.8
     Protocol = object  # type: ignore[assignment,misc]
 
 
-from .errors import EngineError  # noqa: F401  (re-exported: engines raise it from here)
 
 
 class InferenceEngine(Protocol):

@@ -1,27 +1,12 @@
-"""The ONNX Runtime engine: exact fp32 on CPU, graphs exported once per checkpoint and cached
-on disk (keyed by the weights' hash), checked against PyTorch when first built."""
+"""The ONNX Runtime engine: exact fp32 on CPU, on the shared ONNX graphs (``onnx_graphs``)."""
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
-import numpy as np
 import torch
 
 from ..models.sam import SegmentAnythingModel
-from .errors import EngineError
-from .export import export_onnx, model_fingerprint
-
-DEFAULT_CACHE = Path(os.environ.get("SAMIHS_ENGINE_CACHE", Path.home() / ".cache" / "samihs" / "engines"))
-MAX_EMBEDDING_DIFFERENCE = 1e-3
-MIN_MASK_AGREEMENT = 0.99
-
-
-class EngineVerificationError(EngineError):
-    """An exported graph does not reproduce PyTorch; it is deleted and not used."""
+from .onnx_graphs import cached_onnx_graphs, decoder_inputs, float32_array, verify_against_torch
 
 
 class OnnxRuntimeEngine:
@@ -58,123 +43,3 @@ class OnnxRuntimeEngine:
                                 self.decoder.get_inputs()[3].shape[-1])
         lowres, iou = self.decoder.run(None, inputs)
         return torch.from_numpy(lowres), torch.from_numpy(iou)
-
-
-def decoder_inputs(embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]],
-                   boxes: Optional[torch.Tensor], mask_input: Optional[torch.Tensor], multimask_output: bool,
-                   mask_side: int) -> Dict[str, np.ndarray]:
-    """The exported decoder graph's inputs for one prompt (its single-mask output only)."""
-    if multimask_output:
-        raise NotImplementedError("The exported decoder graph returns the single-mask output only.")
-    coords, labels = prompt_arrays(points, boxes)
-    mask = np.zeros((1, 1, mask_side, mask_side), np.float32) if mask_input is None else \
-        float32_array(mask_input)
-    return {"embedding": float32_array(embedding), "point_coords": coords,
-            "point_labels": labels, "mask_input": mask,
-            "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32)}
-
-
-def float32_array(tensor: torch.Tensor) -> np.ndarray:
-    """A contiguous float32 view of ``tensor`` on the CPU; copied only when it must be (a click
-    should not copy the 4 MB embedding)."""
-    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
-
-
-GRAPH_MANIFEST = "sha256.json"
-
-
-def _graph_hashes(directory: Path) -> Dict[str, str]:
-    from ..models.checkpoint import sha256_file
-
-    return {name: sha256_file(directory / name) for name in ("encoder.onnx", "decoder.onnx")}
-
-
-def _cache_is_intact(directory: Path) -> bool:
-    """Whether both cached graphs exist and match the SHA-256 recorded when they were verified."""
-    try:
-        recorded = json.loads((directory / GRAPH_MANIFEST).read_text())
-        return recorded == _graph_hashes(directory)
-    except (OSError, ValueError):
-        return False
-
-
-def cached_onnx_graphs(model: SegmentAnythingModel, cache_dir: Optional[Path],
-                       verify: Callable[[Path, Path], None]) -> Tuple[Path, Path]:
-    """(encoder.onnx, decoder.onnx) of ``model``, from the cache (keyed by the weights' hash) or
-    freshly exported, checked by ``verify(encoder, decoder)`` before they are cached with their
-    SHA-256; a cached graph that no longer matches its hash (edited, truncated) is exported again."""
-    directory = Path(cache_dir or DEFAULT_CACHE) / model_fingerprint(model)
-    encoder, decoder = directory / "encoder.onnx", directory / "decoder.onnx"
-    if _cache_is_intact(directory):
-        return encoder, decoder
-    if directory.exists():
-        shutil.rmtree(directory, ignore_errors=True)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="export-", dir=directory.parent))
-    try:
-        export_onnx(model, staging)
-        verify(staging / "encoder.onnx", staging / "decoder.onnx")
-        (staging / GRAPH_MANIFEST).write_text(json.dumps(_graph_hashes(staging)))
-        staging.rename(directory) if not directory.exists() else shutil.rmtree(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return encoder, decoder
-
-
-def prompt_arrays(points, boxes) -> Tuple[np.ndarray, np.ndarray]:
-    """Points (+ box corners labelled 2/3, or a padding point labelled -1 when there is no box),
-    in the order segment-anything's prompt encoder uses."""
-    coords, labels = [], []
-    if points is not None:
-        coords.append(points[0].detach().cpu().numpy().reshape(-1, 2))
-        labels.append(points[1].detach().cpu().numpy().reshape(-1).astype(np.float32))
-    if boxes is not None:
-        coords.append(boxes.detach().cpu().numpy().reshape(2, 2))
-        labels.append(np.array([2.0, 3.0], np.float32))
-    else:
-        coords.append(np.zeros((1, 2), np.float32))
-        labels.append(np.array([-1.0], np.float32))
-    return (np.concatenate(coords)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32))
-
-
-def verification_case(model: SegmentAnythingModel, seed: int = 0):
-    """A synthetic head-CT slice with a bleed, as the model sees it, and prompts on the bleed
-    (its box; a click inside plus a negative click outside), in model coordinates."""
-    from ..phantom import make_head_phantom
-    from ..preprocessing import normalize_slice
-    from ..transforms import SliceToModelTransform
-
-    phantom = make_head_phantom(shape=(1, 512, 512), seed=seed)
-    bleed = phantom.bleed_mask(0)[0]
-    transform = SliceToModelTransform(bleed.shape, model.config.image_size)
-    image = transform.image_to_model(normalize_slice(phantom.volume_hu[0], model.config.preprocessing))
-    rows, cols = np.nonzero(bleed)
-    box = transform.box_to_model(np.array([cols.min(), rows.min(), cols.max(), rows.max()], float))
-    inside = (float(np.median(cols)), float(np.median(rows)))
-    outside = (float(cols.min()) - 40.0, float(rows.min()) - 40.0)
-    points = transform.points_to_model(np.array([inside, outside]))
-    prompts = [(None, torch.from_numpy(box)[None].float()),
-               ((torch.from_numpy(points)[None].float(), torch.tensor([[1, 0]])), None)]
-    return image, prompts
-
-
-def verify_against_torch(engine, model: SegmentAnythingModel, seed: int = 0,
-                         max_embedding_difference: Optional[float] = MAX_EMBEDDING_DIFFERENCE) -> None:
-    """``engine`` must reproduce PyTorch fp32 on a synthetic head-CT slice: the embedding within
-    ``max_embedding_difference`` (None: not checked, for reduced precision) and the masks from its
-    own embedding at Dice >= MIN_MASK_AGREEMENT."""
-    image, prompts = verification_case(model, seed)
-    with torch.inference_mode():
-        reference = model.encode(image.to(model.device)).float().cpu()
-        ours = engine.encode(image)
-        difference = float((reference - ours).abs().max())
-        if max_embedding_difference is not None and difference > max_embedding_difference:
-            raise EngineVerificationError(f"{engine.name} encoder differs from PyTorch by {difference:.2e}.")
-        for points, boxes in prompts:
-            expected, _ = model.decode(reference.to(model.device), points, boxes)
-            got, _ = engine.decode(ours, points, boxes)
-            a, b = expected.cpu() > 0, got > 0
-            agreement = 2 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
-            if a.sum() + b.sum() and agreement < MIN_MASK_AGREEMENT:
-                raise EngineVerificationError(f"{engine.name} masks agree with PyTorch at Dice {agreement:.3f}.")

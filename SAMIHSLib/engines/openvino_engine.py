@@ -15,7 +15,7 @@ import torch
 
 from ..models.sam import SegmentAnythingModel
 from .errors import EngineError
-from .onnx_engine import (EngineVerificationError, cached_onnx_graphs, decoder_inputs, float32_array,
+from .onnx_graphs import (EngineVerificationError, cached_onnx_graphs, decoder_inputs, float32_array,
                           verify_against_torch)
 
 PRECISIONS = ("f32", "bf16")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from SAMIHSLib.regions import component_at
-from training.click_crossval import (ClickRecord, EvalSlice, RegionGrowingSegmenter, evaluation_slices, first_click,
+from training.click_crossval import (ClickRecord, RegionGrowingSegmenter, evaluation_slices, first_click,
                                      select_per_fold, simulate_clicks)
 from training.datasets import SUBTYPES, load_dataset
 from training.folds import make_scan_folds, read_folds

@@ -4,7 +4,6 @@ instances, is coded as hemorrhage, and reads back (highdicom; pydicom) onto the 
 
 import numpy as np
 import pydicom
-import pytest
 import slicerio
 
 from SAMIHSLib.cli import main

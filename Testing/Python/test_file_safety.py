@@ -1,7 +1,6 @@
 """Reading refuses short, truncated or absurdly large images before allocating; writing is atomic."""
 
 import gzip
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import SimpleITK as sitk
 
 from SAMIHSLib.atomic_write import atomic_output, check_writable, write_text_atomic
 from SAMIHSLib.validation import InputError
-from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct, write_seg_nrrd
+from SAMIHSLib.volume_io import CTVolume, read_ct, write_seg_nrrd
 
 from dicom_series import write_dicom_series
 

@@ -2,7 +2,6 @@
 vtkMRMLScalarVolumeNode RAS-to-IJK matrix for the same file."""
 
 import numpy as np
-import pytest
 
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct
