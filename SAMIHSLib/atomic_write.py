@@ -33,6 +33,15 @@ def _fsync_directory(folder: Path) -> None:
         os.close(descriptor)
 
 
+def _mode_for(target: Path) -> int:
+    """The permissions the file would get if written in place: the old file's, else 0666 - umask."""
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
     """Yields a temporary path beside ``path`` (same suffix) to write to; on success it is
@@ -47,6 +56,7 @@ def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
         yield temporary_path
         with open(temporary_path, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(temporary_path, _mode_for(target))  # mkstemp makes 0600; a result keeps normal permissions
         os.replace(temporary_path, target)
         _fsync_directory(target.parent)
     finally:

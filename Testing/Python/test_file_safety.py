@@ -1,6 +1,7 @@
 """Reading refuses short, truncated or absurdly large images before allocating; writing is atomic."""
 
 import gzip
+import os
 import signal
 import subprocess
 import sys
@@ -123,3 +124,15 @@ def test_killed_writer_leaves_the_previous_file_intact(tmp_path):
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
     assert target.read_bytes() == b"previous valid result"
+
+
+def test_atomic_writes_keep_normal_permissions(tmp_path):
+    fresh = write_text_atomic(tmp_path / "new.json", "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    existing = tmp_path / "shared.json"
+    existing.write_text("old")
+    existing.chmod(0o640)
+    write_text_atomic(existing, "new")
+    assert existing.stat().st_mode & 0o777 == 0o640 and existing.read_text() == "new"
