@@ -25,6 +25,7 @@ def onnx_engine(lite_model, tmp_path_factory):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 def test_onnx_masks_match_pytorch_on_real_ct(lite_model, onnx_engine, real_slices):
     """Precision policy: the default CPU engine is exact fp32 (masks >= 0.99 Dice of PyTorch)."""
     reference, fast = SAMIHSPredictor(lite_model), SAMIHSPredictor(lite_model, engine=onnx_engine)

@@ -25,6 +25,7 @@ def _agreements(model, engine, real_slices):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 def test_openvino_fp32_reproduces_pytorch_on_real_ct(shipped_model, real_slices, tmp_path):
     engine = make_engine(shipped_model, "openvino", cache_dir=tmp_path)
     assert engine.name == "openvino"

@@ -90,6 +90,7 @@ def test_tight_box_on_real_ct_slices(lite_model, real_slices):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 def test_single_click_on_real_ct_slices(lite_model, real_slices):
     """One click at the deepest point of the largest bleed component; measured mean 0.795."""
     predictor = SAMIHSPredictor(lite_model)
@@ -101,6 +102,7 @@ def test_single_click_on_real_ct_slices(lite_model, real_slices):
     assert np.mean(scores) >= 0.65, scores
 
 
+@pytest.mark.slow
 def test_vit_b_backbone_runs_at_1024_with_native_resolution_output(small_phantom):
     """The paper's ViT-B path (random init: shapes only; real weights come from the user's file)."""
     from SAMIHSLib.models import load_model

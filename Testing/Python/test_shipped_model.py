@@ -58,6 +58,7 @@ def test_shipped_checkpoint_records_its_provenance_and_patient_level_metrics():
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 def test_a_lone_click_is_answered_only_after_fine_tuning(shipped_model, lite_model, real_slices):
     """LiteMedSAM as released ignores a point prompt; the PR-adapter fine-tuning teaches it clicks.
     (In-sample: the shipped model was trained on these patients. The held-out figure is the LOPO

@@ -127,6 +127,7 @@ def real_slices_cases():
     return load_dataset("folder", str(SHARED_SLICES), pixel_spacing_mm=SHARED_PIXEL_SPACING_MM)
 
 
+@pytest.mark.slow
 def test_short_real_training_lowers_the_loss_and_exports(tmp_path, real_slices_cases):
     config = TrainingConfig(name="ci", adapter_positions=(), cache_embeddings=True, augmented_copies=1,
                             augment=False, max_steps=16, batch_size=2, extra_click_probability=0.0,
