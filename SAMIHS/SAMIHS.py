@@ -404,13 +404,14 @@ class SAMIHSTest(ScriptedLoadableModuleTest):
         from SAMIHSLib.phantom import make_head_phantom
 
         import SAMIHSLogicCore as core
+        from SAMIHSLib.regions import slice_with_most
 
         self.assertTrue(ensureDependencies(), "dependencies are needed for this test")
         phantom = make_head_phantom(shape=(16, 256, 256), spacing_zyx=(5.0, 0.9, 0.9))
         volume = slicer.util.addVolumeFromArray(phantom.volume_hu, ijkToRAS=np.diag([-0.9, -0.9, 5.0, 1.0]),
                                                 name="phantom CT")
         truth = phantom.bleed_mask(0)
-        k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+        k = slice_with_most(truth)
         rows, cols = np.nonzero(truth[k])
         ijk = np.array([cols.mean(), rows.mean(), k, 1.0])
         ras = (core.ijk_to_ras(volume) @ ijk)[:3]

@@ -183,9 +183,9 @@ def volume_array_shape(volume_node) -> Tuple[int, int, int]:
     return tuple(volume_node.GetImageData().GetDimensions()[::-1])  # type: ignore[return-value]
 
 
-def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: np.ndarray, box: VoxelExtent,
+def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: np.ndarray, extent: VoxelExtent,
                          overwrite_other_segments: bool = False) -> None:
-    """Replace the segment's voxels inside ``box`` (k, j, i slices) with ``mask[box]``.
+    """Replace the segment's voxels inside ``extent`` (k, j, i slices) with ``mask[extent]``.
 
     Only that small extent is written. With ``overwrite_other_segments`` the voxels are taken
     from other segments; otherwise they stay theirs (callers exclude them beforehand).
@@ -198,16 +198,17 @@ def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: 
     if sharing:
         segmentation.SeparateSegmentLabelmap(segment_id)
     labelmap = slicer.vtkOrientedImageData()
-    extent = (box[2].start, box[2].stop - 1, box[1].start, box[1].stop - 1, box[0].start, box[0].stop - 1)
-    labelmap.SetExtent(extent)
+    vtk_extent = (extent[2].start, extent[2].stop - 1, extent[1].start, extent[1].stop - 1, extent[0].start,
+                  extent[0].stop - 1)
+    labelmap.SetExtent(vtk_extent)
     labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = mask[box].astype(np.uint8).ravel()
+    numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = mask[extent].astype(np.uint8).ravel()
     labelmap.SetImageToWorldMatrix(_ijk_to_ras_vtk(volume_node))
     labelmap.Modified()
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     # MODE_REPLACE clears the segment outside the extent too; max-then-min replaces inside only.
     for mode in (logic.MODE_MERGE_MAX, logic.MODE_MERGE_MIN):
-        logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, mode, extent, False,
+        logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, mode, vtk_extent, False,
                                          others if overwrite_other_segments else [])
 
 
@@ -353,9 +354,9 @@ class SAMIHSMRMLLogic:
     def _write(self, state: _VolumeState, before: np.ndarray, segmentation_node, segment_id: str, volume_node,
                overwrite_other_segments: bool) -> Optional[VoxelExtent]:
         """Write what changed since ``before`` (stack order) into the segment; the volume extent."""
-        from SAMIHSLib.session import changed_box
+        from SAMIHSLib.session import changed_extent
 
-        changed = changed_box(before, state.session.mask)
+        changed = changed_extent(before, state.session.mask)
         if changed is None:
             return None
         extent = state.stack.extent_to_volume(changed)
@@ -448,7 +449,7 @@ class SAMIHSMRMLLogic:
         node per volume. A volume that fails is reported and the others go on."""
         from SAMIHSLib.batch import VolumePrompts, auto_seed_clicks, segment_volume
         from SAMIHSLib.metrics import volume_ml
-        from SAMIHSLib.session import changed_box
+        from SAMIHSLib.session import changed_extent
         from SAMIHSLib.volume_io import AxialStack
 
         volumes = [node for node in _nodes_of_class(scene, "vtkMRMLScalarVolumeNode")
@@ -468,9 +469,9 @@ class SAMIHSMRMLLogic:
                                                             f"{volume_node.GetName()} hemorrhage")
                 segmentation_node.CreateDefaultDisplayNodes()
                 segment_id = self.ensure_hemorrhage_segment(segmentation_node, volume_node)
-                box = changed_box(np.zeros_like(mask), mask)
-                if box is not None:
-                    write_segment_region(segmentation_node, segment_id, volume_node, mask, box)
+                extent = changed_extent(np.zeros_like(mask), mask)
+                if extent is not None:
+                    write_segment_region(segmentation_node, segment_id, volume_node, mask, extent)
                 results.append({"volume": volume_node.GetName(), "segmentation": segmentation_node,
                                 "volume_ml": volume_ml(mask, spacing), "error": ""})
             except Exception as error:  # report and go on with the next volume

@@ -134,13 +134,15 @@ def run_segment(args: argparse.Namespace) -> int:
     predictor.set_volume(axial, spacing)
     session = HemorrhageSession(predictor)
     k = slices.pop()
-    progress = _Progress("propagating")
+    propagate = not args.no_propagate and axial.shape[0] > 1
+    progress = _Progress("propagating") if propagate else None  # no empty bar for a single slice
     started = time.perf_counter()
     try:
         outcome = session.click(k, [(x, y) for _, x, y in positives], [(x, y) for _, x, y in negatives], box,
-                                propagate=not args.no_propagate and axial.shape[0] > 1, progress=progress)
+                                propagate=propagate, progress=progress)
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
     seconds = time.perf_counter() - started
     write_mask(output, stack.mask_to_volume(session.mask).astype(np.uint8), volume)
     if args.dicom_seg:

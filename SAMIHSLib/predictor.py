@@ -87,7 +87,8 @@ def volume_fingerprint(volume: np.ndarray) -> str:
 
 
 class SAMIHSPredictor:
-    """A segmentation session over one CT volume (slices, rows, columns) in HU."""
+    """Prompts -> masks on the slices of one CT volume (slices, rows, columns) in HU, with the
+    slice embeddings cached (a :class:`SAMIHSLib.session.HemorrhageSession` holds the edits)."""
 
     def __init__(self, model: SegmentAnythingModel, cache: Optional[SliceEmbeddingCache] = None,
                  engine=None) -> None:

@@ -48,7 +48,6 @@ class PreprocessingConfig:
 
 
 BRAIN_WINDOW = PreprocessingConfig(kind="window", window_level_hu=40.0, window_width_hu=80.0)
-PAPER_PERCENTILE = PreprocessingConfig(kind="percentile")
 
 
 def normalize_slice(slice_hu: np.ndarray, config: PreprocessingConfig) -> np.ndarray:

@@ -43,7 +43,7 @@ class MaskDiff:
     label: str
 
 
-def changed_box(before: np.ndarray, after: np.ndarray) -> Optional[Tuple[slice, slice, slice]]:
+def changed_extent(before: np.ndarray, after: np.ndarray) -> Optional[Tuple[slice, slice, slice]]:
     """The smallest (k, j, i) box holding every voxel that differs, or None if none does."""
     changed = np.nonzero(before != after)
     if not changed[0].size:
@@ -53,7 +53,7 @@ def changed_box(before: np.ndarray, after: np.ndarray) -> Optional[Tuple[slice, 
 
 def _diff(old: np.ndarray, new: np.ndarray, locked_before: Set[int], locked_after: Set[int],
           clicks_before: ClickHistory, clicks_after: ClickHistory, label: str) -> Optional[MaskDiff]:
-    extent = changed_box(old, new)
+    extent = changed_extent(old, new)
     if extent is None and locked_before == locked_after and clicks_before == clicks_after:
         return None
     if extent is None:

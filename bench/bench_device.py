@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 from timing import median_ms  # bench/ is on sys.path when a script here runs
 
 from SAMIHSLib.device import resolve_device
@@ -23,6 +22,7 @@ from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
 from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
 from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.regions import deepest_point, slice_with_most  # noqa: E402
 from SAMIHSLib.session import HemorrhageSession
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,8 +41,8 @@ def main(device_name: str = "cuda", model_spec: str = "lite", out: str = "") -> 
     model = load_model(model_spec, device=str(device))
     phantom = make_head_phantom(shape=(32, 512, 512))
     truth = phantom.bleed_mask(0)
-    k = int(np.argmax(truth.reshape(32, -1).sum(axis=1)))
-    row, col = np.unravel_index(int(np.argmax(ndi.distance_transform_edt(truth[k]))), truth[k].shape)
+    k = slice_with_most(truth)
+    col, row = deepest_point(truth[k])
     click = (float(col), float(row))
     image = torch.rand(1, 3, model.config.image_size, model.config.image_size, device=device)
     with torch.inference_mode():

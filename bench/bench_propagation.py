@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from SAMIHSLib.background_encoder import BackgroundEncoder
 from SAMIHSLib.metrics import dice
@@ -21,6 +20,7 @@ from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import BleedSpec, make_head_phantom
 from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
 from SAMIHSLib.propagation import PROMPT_MODES, PropagationConfig
+from SAMIHSLib.regions import deepest_point, slice_with_most  # noqa: E402
 from SAMIHSLib.session import HemorrhageSession
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,10 +31,8 @@ BLEEDS = (BleedSpec("intraparenchymal", (24.0, -12.0, 2.0), (13.0, 10.0, 16.0), 
 
 def _click(phantom, bleed):
     truth = phantom.bleed_mask(bleed)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
-    depth = ndi.distance_transform_edt(truth[k])
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return k, (float(col), float(row))
+    k = slice_with_most(truth)
+    return k, deepest_point(truth[k])
 
 
 class EncoderTimer:

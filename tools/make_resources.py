@@ -12,6 +12,7 @@ from PIL import Image
 from SAMIHSLib.models.checkpoint import sha256_file
 from SAMIHSLib.overview_png import write_overview_png
 from SAMIHSLib.phantom import make_head_phantom
+from SAMIHSLib.regions import slice_with_most
 from SAMIHSLib.volume_io import CTVolume, write_ct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ def main() -> None:
     phantom = make_head_phantom(shape=(24, 256, 256), spacing_zyx=(5.0, 0.9, 0.9), seed=11)
     volume = CTVolume(phantom.volume_hu, (0.9, 0.9, 5.0), (-115.0, -115.0, -60.0), np.eye(3), "phantom")
     sample = write_ct(RESOURCES / "SampleData" / "SAMIHSPhantomHeadCT.nrrd", volume)
-    k = int(np.argmax(phantom.bleed_mask(0).reshape(24, -1).sum(axis=1)))
+    k = slice_with_most(phantom.bleed_mask(0))
     preview = RESOURCES / "Icons" / "preview.png"
     write_overview_png(preview, phantom.volume_hu, phantom.bleed_mask(0), slices=[k])
     icon = Image.open(preview).convert("RGB").resize((128, 128), Image.LANCZOS)

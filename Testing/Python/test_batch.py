@@ -15,6 +15,7 @@ from SAMIHSLib.markups_io import read_markups_clicks, write_markups_clicks
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.predictor import SAMIHSPredictor
 from SAMIHSLib.volume_io import CTVolume, write_ct
+from SAMIHSLib.regions import slice_with_most
 
 from conftest import deepest_point
 
@@ -80,7 +81,7 @@ def test_markups_in_lps_and_ras_give_the_same_clicks(tmp_path):
 def test_batch_cli_with_markups_and_json_prompts(tmp_path, batch_folder, small_phantom, capsys):
     folder, volume = batch_folder
     truth = small_phantom.bleed_mask(0)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    k = slice_with_most(truth)
     x, y = deepest_point(truth[k])
     ras = (volume.ijk_to_ras_matrix() @ np.array([x, y, k, 1.0]))[:3]
     markups = tmp_path / "markups"
@@ -135,7 +136,7 @@ def test_same_named_inputs_are_refused_and_a_changed_prompt_or_model_is_redone(t
     twin.mkdir()
     write_ct(twin / "patient_a.nii.gz", volume)  # same name as folder/patient_a.nrrd
     truth = small_phantom.bleed_mask(0)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    k = slice_with_most(truth)
     x, y = deepest_point(truth[k])
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps({"patient_a": {"points": [[x, y, k]]}, "patient_b": {"points": [[x, y, k]]}}))

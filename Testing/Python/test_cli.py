@@ -10,6 +10,7 @@ import slicerio
 from SAMIHSLib.cli import main
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct
+from SAMIHSLib.regions import slice_with_most
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def oblique_nrrd(tmp_path, small_phantom):
 
 def _click_ijk(phantom, bleed=0):
     truth = phantom.bleed_mask(bleed)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    k = slice_with_most(truth)
     rows, cols = np.nonzero(truth[k])
     return int(cols.mean()), int(rows.mean()), k
 

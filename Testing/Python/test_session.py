@@ -5,6 +5,7 @@ import pytest
 
 from SAMIHSLib.predictor import SAMIHSPredictor
 from SAMIHSLib.session import UNDO_DEPTH, HemorrhageSession
+from SAMIHSLib.regions import slice_with_most
 
 from conftest import deepest_point
 
@@ -18,7 +19,7 @@ def session(lite_model, small_phantom):
 
 def _first_click(session, phantom, bleed=0):
     truth = phantom.bleed_mask(bleed)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    k = slice_with_most(truth)
     session.click(k, [deepest_point(truth[k])])
     return k
 

@@ -16,6 +16,7 @@ import SAMIHSLogicCore as core  # noqa: E402
 from SAMIHSLib.metrics import dice  # noqa: E402
 from SAMIHSLib.phantom import oblique_direction  # noqa: E402
 from SAMIHSLib.volume_io import CTVolume, write_ct  # noqa: E402
+from SAMIHSLib.regions import slice_with_most  # noqa: E402
 
 from conftest import deepest_point  # noqa: E402
 from mrml_files import load_segmentation, load_volume  # noqa: E402
@@ -39,7 +40,7 @@ def scene_with_ct(tmp_path, small_phantom):
 
 def click_ras(volume, phantom, bleed=0):
     truth = phantom.bleed_mask(bleed)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    k = slice_with_most(truth)
     x, y = deepest_point(truth[k])
     return k, tuple((volume.ijk_to_ras_matrix() @ np.array([x, y, k, 1.0]))[:3])
 

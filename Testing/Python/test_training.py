@@ -10,6 +10,7 @@ import torch
 from SAMIHSLib.models import load_model
 from SAMIHSLib.predictor import SAMIHSPredictor
 from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.regions import slice_with_most
 from training.datasets import DatasetError, load_dataset, phantom_cases, write_packed
 from training.evaluate import patient_folds
 from training.losses import authors_boundary_loss, boundary_weight, paper_boundary_loss, samihs_loss
@@ -104,7 +105,7 @@ def test_packed_dataset_round_trips_and_bad_packs_are_explained(tmp_path):
 
 def test_region_box_is_the_box_the_app_makes_around_a_click():
     case = phantom_cases(1, seed=2, shape=(3, 256, 256))[0]
-    k = int(np.argmax(case.mask.sum(axis=(1, 2))))
+    k = slice_with_most(case.mask)
     click = deepest_point(case.mask[k])
     rng = np.random.default_rng(0)
     box = region_box(case.image_hu[k], click, case.spacing_zyx[1], rng)

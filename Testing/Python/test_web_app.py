@@ -15,6 +15,7 @@ import pytest
 
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.volume_io import CTVolume, write_ct
+from SAMIHSLib.regions import slice_with_most
 
 from conftest import require, unavailable  # noqa: E402
 
@@ -72,7 +73,7 @@ def web_app(tmp_path, small_phantom):
 def test_a_click_in_the_browser_segments_the_bleed_into_the_scene(web_app, small_phantom, tmp_path):
     url, volume, ct_path, saved = web_app
     truth = small_phantom.bleed_mask(0)
-    k = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    k = slice_with_most(truth)
     rows, cols = np.nonzero(truth[k])
     ras = (volume.ijk_to_ras_matrix() @ np.array([cols.mean(), rows.mean(), k, 1.0]))[:3]
     with playwright.sync_playwright() as driver:
