@@ -43,6 +43,7 @@ def test_onnx_masks_match_pytorch_on_real_ct(lite_model, onnx_engine, real_slice
     assert min(agreements) >= 0.99, agreements
 
 
+@pytest.mark.slow
 def test_graphs_are_cached_by_checkpoint_hash_and_checked(lite_model, tmp_path):
     require("onnxruntime")
     make_engine(lite_model, "onnxruntime", cache_dir=tmp_path)
@@ -59,6 +60,7 @@ def test_graphs_are_cached_by_checkpoint_hash_and_checked(lite_model, tmp_path):
     assert embedding.shape == (1, 256, 64, 64)
 
 
+@pytest.mark.slow
 def test_fine_tuned_adapters_fold_exactly_and_export(lite_model, tmp_path):
     model = build_model("tiny_vit", AdapterConfig(rank=16)).eval()
     model.load_state_dict(lite_model.state_dict(), strict=False)

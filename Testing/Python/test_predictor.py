@@ -78,6 +78,7 @@ def test_click_outside_the_image_is_refused(lite_model, small_phantom):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow
 def test_tight_box_on_real_ct_slices(lite_model, real_slices):
     predictor = SAMIHSPredictor(lite_model)
     scores = []
