@@ -58,10 +58,6 @@ class ClickResult:
     method: str
     message: str = ""
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.prediction.mask.any()
-
 
 def no_bleed_message(click_hu: float) -> str:
     """What the user reads when a click is on something that is clearly not blood."""

@@ -333,10 +333,6 @@ class AxialStack:
         """Spacing (mm) in stack order: slice, row, column."""
         return tuple(self.volume.spacing_zyx[a] for a in self.permutation)  # type: ignore[return-value]
 
-    @property
-    def is_native_axial(self) -> bool:
-        return self.permutation == (0, 1, 2)
-
     def click_to_stack(self, k: float, column: float, row: float) -> Tuple[int, float, float]:
         """A volume voxel (slice k, column i, row j) -> (stack slice, stack column, stack row)."""
         index_kji = (k, row, column)

@@ -193,8 +193,10 @@ def run_method(method: str, settings: Dict[str, SettingFactory], slices: Sequenc
     records: List[ClickRecord] = []
     for setting, factory in settings.items():
         segmenters: Dict[int, SliceSegmenter] = {}
-        for item in slices:
-            segmenter = segmenters.setdefault(item.fold, factory(item.fold))
+        for item in sorted(slices, key=lambda s: s.fold):  # fold by fold: one per-fold model loaded at a time
+            if item.fold not in segmenters:
+                segmenters = {item.fold: factory(item.fold)}
+            segmenter = segmenters[item.fold]
             for protocol in protocols:
                 records.extend(simulate_clicks(segmenter, item, protocol, method, setting))
             if progress is not None:
