@@ -163,7 +163,8 @@ class SAMIHSWebApp(TrameApp):
             self.segment_id, update = self.logic.segment_from_points(
                 self.volume_node, self.segmentation_node, self.positive_node, segment_id=self.segment_id)
             self.state.samihs_volume_ml = round(update.volume_ml, 2)
-            self.state.samihs_status = f"Hemorrhage: {update.volume_ml:.2f} mL"
+            self.state.samihs_status = f"Hemorrhage: {update.volume_ml:.2f} mL" + (
+                f". {update.message[0].upper()}{update.message[1:]}" if update.message else "")  # fallback or no bleed
             if self.save_path is not None and update.volume_ml > 0:
                 self._save()
         except Exception as error:  # shown to the user; the scene is left as it was
