@@ -402,9 +402,10 @@ class SAMIHSMRMLLogic:
             return None
         bounds = [0.0] * 6
         roi_node.GetRASBounds(bounds)
+        from SAMIHSLib.regions import box_of_points
+
         corners = [self.click_at(volume_node, (x, y, z)) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
-        xs, ys = [c[1] for c in corners], [c[2] for c in corners]
-        return (min(xs), min(ys), max(xs), max(ys))
+        return box_of_points([(column, row) for _, column, row in corners])
 
     def propagate(self, volume_node, segmentation_node, segment_id: str, slice_index: Optional[int] = None,
                   overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,

@@ -87,6 +87,7 @@ def _load_predictor(args: argparse.Namespace):
 def run_segment(args: argparse.Namespace) -> int:
     from .atomic_write import check_writable, write_text_atomic
     from .measurements import measure_hemorrhage
+    from .regions import box_of_points
     from .session import HemorrhageSession
     from .volume_io import AxialStack, check_mask_output, clicks_to_slice_column_row, read_ct, write_mask
 
@@ -105,14 +106,10 @@ def run_segment(args: argparse.Namespace) -> int:
     positives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--point") for p in args.point or []], args.coords, volume)
     negatives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--negative") for p in args.negative or []],
                                args.coords, volume)
-    box = None
-    box_slices = set()
+    box_corners = []
     if args.box:
         values = _parse_numbers(args.box, (4, 5), "--box")
-        corners = clicks_to_slice_column_row([values[:2] + values[4:], values[2:4] + values[4:]], "ijk", volume)
-        box = (min(corners[0][1], corners[1][1]), min(corners[0][2], corners[1][2]),
-               max(corners[0][1], corners[1][1]), max(corners[0][2], corners[1][2]))
-        box_slices = {corners[0][0]}
+        box_corners = clicks_to_slice_column_row([values[:2] + values[4:], values[2:4] + values[4:]], "ijk", volume)
     if volume.spacing_assumed:
         print(f"samihs: warning: {args.input} does not record its voxel size; assuming "
               f"{' x '.join(f'{s:g}' for s in volume.spacing_ijk)} mm (volumes in mL depend on it): "
@@ -120,13 +117,9 @@ def run_segment(args: argparse.Namespace) -> int:
     stack = AxialStack.of(volume)  # sagittal/coronal acquisitions are segmented on their axial slices
     positives = [stack.click_to_stack(*click) for click in positives]
     negatives = [stack.click_to_stack(*click) for click in negatives]
-    if box is not None:
-        corner_a = stack.click_to_stack(next(iter(box_slices)), box[0], box[1])
-        corner_b = stack.click_to_stack(next(iter(box_slices)), box[2], box[3])
-        box = (min(corner_a[1], corner_b[1]), min(corner_a[2], corner_b[2]),
-               max(corner_a[1], corner_b[1]), max(corner_a[2], corner_b[2]))
-        box_slices = {corner_a[0], corner_b[0]}
-    slices = {k for k, _, _ in positives + negatives} | box_slices
+    box_corners = [stack.click_to_stack(*corner) for corner in box_corners]
+    box = box_of_points([(x, y) for _, x, y in box_corners]) if box_corners else None
+    slices = {k for k, _, _ in positives + negatives + box_corners}
     if len(slices) != 1:
         raise InputError(f"All clicks of one segmentation must be on one axial slice; got slices {sorted(slices)}.")
     axial, spacing = stack.array_hu, stack.spacing_zyx

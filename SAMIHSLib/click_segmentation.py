@@ -19,7 +19,7 @@ from .metrics import dice
 from .predictor import SAMIHSPredictor, SlicePrediction
 from .prompts import Point, SlicePrompt
 from .regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
-                      hyperdense_region, mm_to_px, remove_nearest_to_negatives)
+                      hyperdense_region, mm_to_px, mm_to_whole_px, remove_nearest_to_negatives)
 from .validation import validate_point_in_slice
 
 DEFAULT_OPENING_RADII_MM: Tuple[float, ...] = (0.45, 0.9, 1.35)
@@ -83,7 +83,7 @@ class ClickSegmenter:
         return mm_to_px(mm, self.predictor.spacing_zyx)
 
     def _whole_px(self, mm: float) -> int:
-        return int(round(self._mm_to_px(mm)))
+        return mm_to_whole_px(mm, self.predictor.spacing_zyx)
 
     def candidate_regions(self, slice_hu: np.ndarray, click: Point) -> List[np.ndarray]:
         """Distinct hyperdense regions around ``click``, one per (band, opening) setting."""

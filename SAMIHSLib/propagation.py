@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 from .metrics import dice
 from .predictor import SAMIHSPredictor, SlicePrediction
 from .prompts import SlicePrompt
-from .regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_px
+from .regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_whole_px
 
 ProgressCallback = Callable[[int, int, str], None]
 PROMPT_MODES = ("box", "box+mask", "box+region")
@@ -78,7 +78,7 @@ class SlicePropagator:
         return self.predictor.spacing_zyx[1] * self.predictor.spacing_zyx[2]
 
     def _px(self, mm: float) -> int:
-        return int(round(mm_to_px(mm, self.predictor.spacing_zyx)))
+        return mm_to_whole_px(mm, self.predictor.spacing_zyx)
 
     def next_slice(self, k: int, previous: np.ndarray) -> Tuple[SlicePrediction, np.ndarray, str]:
         """Predict slice ``k`` from the neighbouring slice's mask ``previous``.

@@ -126,6 +126,12 @@ def box_around(mask: np.ndarray, margin_px: int) -> PixelBox:
             float(min(w - 1, cols.max() + margin_px)), float(min(h - 1, rows.max() + margin_px)))
 
 
+def box_of_points(points: Sequence[Point]) -> PixelBox:
+    """The (x0, y0, x1, y1) pixel box spanned by (column, row) ``points`` (e.g. a box's corners)."""
+    xs, ys = [float(x) for x, _ in points], [float(y) for _, y in points]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
 def keep_components_near(mask: np.ndarray, anchor: np.ndarray, distance_px: int) -> np.ndarray:
     """The connected components of ``mask`` that touch ``anchor`` dilated by ``distance_px``."""
     if not mask.any() or not anchor.any():
