@@ -404,7 +404,7 @@ class SAMIHSTest(ScriptedLoadableModuleTest):
         from SAMIHSLib.phantom import make_head_phantom
 
         import SAMIHSLogicCore as core
-        from SAMIHSLib.regions import slice_with_most
+        from SAMIHSLib.interaction.regions import slice_with_most
 
         self.assertTrue(ensureDependencies(), "dependencies are needed for this test")
         phantom = make_head_phantom(shape=(16, 256, 256), spacing_zyx=(5.0, 0.9, 0.9))

@@ -48,8 +48,8 @@ class SegmentUpdate:
 @dataclass
 class _VolumeState:
     fingerprint: Tuple[str, int]
-    stack: object  # SAMIHSLib.volume_io.AxialStack: the volume as axial slices
-    session: object  # SAMIHSLib.session.HemorrhageSession on the stack, with its own predictor
+    stack: object  # SAMIHSLib.io.volume_io.AxialStack: the volume as axial slices
+    session: object  # SAMIHSLib.interaction.session.HemorrhageSession on the stack, with its own predictor
 
 
 def _load_model(spec: str, device: str):
@@ -117,7 +117,7 @@ def ras_to_click(volume_node, ras_world: Sequence[float]) -> Tuple[int, float, f
 
 def ct_volume_from_node(volume_node):
     """A SAMIHSLib ``CTVolume`` (LPS geometry) of a scalar volume node."""
-    from SAMIHSLib.volume_io import LPS_TO_RAS, CTVolume
+    from SAMIHSLib.io.volume_io import LPS_TO_RAS, CTVolume
 
     matrix = ijk_to_ras(volume_node)
     spacing = np.asarray(volume_node.GetSpacing(), dtype=float)
@@ -262,7 +262,7 @@ class SAMIHSMRMLLogic:
     def model(self):
         if self._model is None:
             from SAMIHSLib.engines import make_engine
-            from SAMIHSLib.predictor import SliceEmbeddingCache
+            from SAMIHSLib.interaction.predictor import SliceEmbeddingCache
 
             self._model = self.model_loader(self.model_spec, self.device)
             self._engine = make_engine(self._model, self.engine_name)
@@ -271,7 +271,7 @@ class SAMIHSMRMLLogic:
 
     def new_predictor(self):
         """A predictor on the shared model, engine and embedding cache (keyed by volume content)."""
-        from SAMIHSLib.predictor import SAMIHSPredictor
+        from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 
         model = self.model
         return SAMIHSPredictor(model, self._cache, engine=self._engine)
@@ -286,9 +286,9 @@ class SAMIHSMRMLLogic:
     def start_background_encoding(self, volume_node, slice_index: int, on_encoded=None):
         """Encode the volume's slices outward from ``slice_index`` on one worker thread.
 
-        Returns the :class:`SAMIHSLib.background_encoder.BackgroundEncoder`; call ``stop()`` on
+        Returns the :class:`SAMIHSLib.interaction.background_encoder.BackgroundEncoder`; call ``stop()`` on
         it when the volume changes or the module closes."""
-        from SAMIHSLib.background_encoder import BackgroundEncoder
+        from SAMIHSLib.interaction.background_encoder import BackgroundEncoder
 
         encoder = BackgroundEncoder(self.session_for(volume_node).predictor, on_encoded)
         encoder.focus(slice_index)
@@ -305,8 +305,8 @@ class SAMIHSMRMLLogic:
 
     # -- sessions -----------------------------------------------------------------------------
     def _state_for(self, volume_node) -> _VolumeState:
-        from SAMIHSLib.session import HemorrhageSession
-        from SAMIHSLib.volume_io import AxialStack
+        from SAMIHSLib.interaction.session import HemorrhageSession
+        from SAMIHSLib.io.volume_io import AxialStack
 
         image = volume_node.GetImageData()
         fingerprint = (volume_node.GetID(), image.GetMTime() if image is not None else -1)
@@ -354,7 +354,7 @@ class SAMIHSMRMLLogic:
     def _write(self, state: _VolumeState, before: np.ndarray, segmentation_node, segment_id: str, volume_node,
                overwrite_other_segments: bool) -> Optional[VoxelExtent]:
         """Write what changed since ``before`` (stack order) into the segment; the volume extent."""
-        from SAMIHSLib.session import changed_extent
+        from SAMIHSLib.interaction.session import changed_extent
 
         changed = changed_extent(before, state.session.mask)
         if changed is None:
@@ -402,7 +402,7 @@ class SAMIHSMRMLLogic:
             return None
         bounds = [0.0] * 6
         roi_node.GetRASBounds(bounds)
-        from SAMIHSLib.regions import box_of_points
+        from SAMIHSLib.interaction.regions import box_of_points
 
         corners = [self.click_at(volume_node, (x, y, z)) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
         return box_of_points([(column, row) for _, column, row in corners])
@@ -411,7 +411,7 @@ class SAMIHSMRMLLogic:
                   overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,
                   cancel: Optional[threading.Event] = None) -> SegmentUpdate:
         """Re-propagate the segment from ``slice_index`` (default: its largest slice)."""
-        from SAMIHSLib.regions import slice_with_most
+        from SAMIHSLib.interaction.regions import slice_with_most
 
         with self._lock:
             state = self._state_for(volume_node)
@@ -450,8 +450,8 @@ class SAMIHSMRMLLogic:
         node per volume. A volume that fails is reported and the others go on."""
         from SAMIHSLib.batch import VolumePrompts, auto_seed_clicks, segment_volume
         from SAMIHSLib.metrics import volume_ml
-        from SAMIHSLib.session import changed_extent
-        from SAMIHSLib.volume_io import AxialStack
+        from SAMIHSLib.interaction.session import changed_extent
+        from SAMIHSLib.io.volume_io import AxialStack
 
         volumes = [node for node in _nodes_of_class(scene, "vtkMRMLScalarVolumeNode")
                    if not node.IsA("vtkMRMLLabelMapVolumeNode")]

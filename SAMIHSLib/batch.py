@@ -20,15 +20,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import __version__
-from .atomic_write import write_text_atomic
-from .auto_seeds import AutoSeedConfig, find_seed_clicks
-from .markups_io import read_markups_clicks
-from .measurements import measure_hemorrhage
-from .predictor import SAMIHSPredictor
-from .session import HemorrhageSession
-from .validation import InputError
-from .volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, AxialStack, CTVolume, clicks_to_slice_column_row, read_ct,
+from SAMIHSLib import __version__
+from SAMIHSLib.io.atomic_write import write_text_atomic
+from SAMIHSLib.interaction.auto_seeds import AutoSeedConfig, find_seed_clicks
+from SAMIHSLib.io.markups_io import read_markups_clicks
+from SAMIHSLib.interaction.measurements import measure_hemorrhage
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.io.validation import InputError
+from SAMIHSLib.io.volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, AxialStack, CTVolume, clicks_to_slice_column_row, read_ct,
                         write_seg_nrrd)
 
 REPORT_NAME = "samihs_batch_report.csv"
@@ -217,7 +217,7 @@ def input_fingerprint(path: Path) -> str:
 
 def model_fingerprint(predictor: SAMIHSPredictor) -> str:
     """SHA-256 of the model's weights (adapters included)."""
-    from .models.checkpoint import sha256_tensors
+    from SAMIHSLib.models.checkpoint import sha256_tensors
 
     return sha256_tensors(predictor.model.state_dict())
 
@@ -290,7 +290,7 @@ def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor
             mask = segment_volume(predictor, stack, prompts, cancel)
             write_seg_nrrd(seg_path, {"Hemorrhage": stack.mask_to_volume(mask)}, volume)
             if dicom_seg and volume.dicom_files:
-                from .dicom_seg import write_dicom_seg
+                from SAMIHSLib.io.dicom_seg import write_dicom_seg
 
                 write_dicom_seg(out_dir / f"{name}.seg.dcm", stack.mask_to_volume(mask), volume.dicom_files)
             write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")

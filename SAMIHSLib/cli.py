@@ -13,10 +13,10 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .device import DEVICE_CHOICES
-from .engines import AUTO_ENGINE, ENGINE_CHOICES, ENGINES, EngineError
-from .model_names import DEFAULT_MODEL
-from .validation import InputError
+from SAMIHSLib.device import DEVICE_CHOICES
+from SAMIHSLib.engines import AUTO_ENGINE, ENGINE_CHOICES, ENGINES, EngineError
+from SAMIHSLib.model_names import DEFAULT_MODEL
+from SAMIHSLib.io.validation import InputError
 
 EXIT_USER_ERROR = 2
 
@@ -68,9 +68,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _load_predictor(args: argparse.Namespace):
     import torch
 
-    from .engines import make_engine, resolve_engine_name
-    from .models import load_model
-    from .predictor import SAMIHSPredictor
+    from SAMIHSLib.engines import make_engine, resolve_engine_name
+    from SAMIHSLib.models import load_model
+    from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 
     if args.threads < 0:
         raise ValueError(f"--threads must be 0 (all physical cores) or a positive number, not {args.threads}.")
@@ -85,11 +85,11 @@ def _load_predictor(args: argparse.Namespace):
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from .atomic_write import check_writable, write_text_atomic
-    from .measurements import measure_hemorrhage
-    from .regions import box_of_points
-    from .session import HemorrhageSession
-    from .volume_io import AxialStack, check_mask_output, clicks_to_slice_column_row, read_ct, write_mask
+    from SAMIHSLib.io.atomic_write import check_writable, write_text_atomic
+    from SAMIHSLib.interaction.measurements import measure_hemorrhage
+    from SAMIHSLib.interaction.regions import box_of_points
+    from SAMIHSLib.interaction.session import HemorrhageSession
+    from SAMIHSLib.io.volume_io import AxialStack, check_mask_output, clicks_to_slice_column_row, read_ct, write_mask
 
     output = check_mask_output(Path(args.output))  # every output checked before any work
     if args.report:
@@ -164,13 +164,13 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .measurements import measure_hemorrhage
-    from .metrics import dice
-    from .overview_png import write_overview_png
-    from .phantom import make_head_phantom
-    from .regions import deepest_point, slice_with_most
-    from .session import HemorrhageSession
-    from .volume_io import CTVolume, write_ct, write_seg_nrrd
+    from SAMIHSLib.interaction.measurements import measure_hemorrhage
+    from SAMIHSLib.metrics import dice
+    from SAMIHSLib.io.overview_png import write_overview_png
+    from SAMIHSLib.phantom import make_head_phantom
+    from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
+    from SAMIHSLib.interaction.session import HemorrhageSession
+    from SAMIHSLib.io.volume_io import CTVolume, write_ct, write_seg_nrrd
 
     out = Path(args.out)
     phantom = make_head_phantom()
@@ -209,8 +209,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
-    from .atomic_write import check_writable
-    from .batch import REPORT_NAME, PromptSource, run_batch
+    from SAMIHSLib.io.atomic_write import check_writable
+    from SAMIHSLib.batch import REPORT_NAME, PromptSource, run_batch
 
     PromptSource(args.prompts)  # a malformed prompts file is refused before anything is loaded
     check_writable(Path(args.output) / REPORT_NAME, "batch report")
@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``samihs`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from .models.checkpoint import CheckpointError  # imports torch: only once there is work to do
+    from SAMIHSLib.models.checkpoint import CheckpointError  # imports torch: only once there is work to do
 
     try:
         return int(args.handler(args))

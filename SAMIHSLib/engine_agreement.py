@@ -5,11 +5,11 @@ from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
 
-from .metrics import dice
-from .models.sam import SegmentAnythingModel
-from .predictor import SAMIHSPredictor
-from .prompts import SlicePrompt
-from .regions import deepest_point
+from SAMIHSLib.metrics import dice
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.interaction.regions import deepest_point
 
 
 def mask_agreements(model: SegmentAnythingModel, engine, slices: Iterable[Tuple[np.ndarray, np.ndarray]],

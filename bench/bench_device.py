@@ -20,10 +20,10 @@ from timing import median_ms  # bench/ is on sys.path when a script here runs
 from SAMIHSLib.device import resolve_device
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
-from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
-from SAMIHSLib.prompts import SlicePrompt
-from SAMIHSLib.regions import deepest_point, slice_with_most  # noqa: E402
-from SAMIHSLib.session import HemorrhageSession
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SliceEmbeddingCache
+from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.interaction.regions import deepest_point, slice_with_most  # noqa: E402
+from SAMIHSLib.interaction.session import HemorrhageSession
 
 REPO = Path(__file__).resolve().parents[1]
 

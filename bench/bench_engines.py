@@ -20,15 +20,15 @@ import torch
 from real_ct import agreement_summary, real_slices  # bench/ is on sys.path when a script here runs
 from timing import median_ms
 
-from SAMIHSLib.background_encoder import BackgroundEncoder
+from SAMIHSLib.interaction.background_encoder import BackgroundEncoder
 from SAMIHSLib.cpu_info import cpu_info
 from SAMIHSLib.engines import ENGINE_CHOICES, EngineError, make_engine
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
-from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
-from SAMIHSLib.prompts import SlicePrompt
-from SAMIHSLib.regions import deepest_point, slice_with_most
-from SAMIHSLib.session import HemorrhageSession
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SliceEmbeddingCache
+from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
+from SAMIHSLib.interaction.session import HemorrhageSession
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,8 +27,8 @@ from SAMIHSLib.engines.onnx_graphs import cached_onnx_graphs, verify_against_tor
 from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
-from SAMIHSLib.preprocessing import normalize_slice
-from SAMIHSLib.transforms import SliceToModelTransform
+from SAMIHSLib.interaction.preprocessing import normalize_slice
+from SAMIHSLib.interaction.transforms import SliceToModelTransform
 
 # what stays in floating point, as ONNX node-name patterns of the TorchScript export
 STAGE0 = [r".*layers\.0/.*", r".*patch_embed.*"]  # MBConv at 256x256

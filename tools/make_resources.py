@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 
 from SAMIHSLib.models.checkpoint import sha256_file
-from SAMIHSLib.overview_png import write_overview_png
+from SAMIHSLib.io.overview_png import write_overview_png
 from SAMIHSLib.phantom import make_head_phantom
-from SAMIHSLib.regions import slice_with_most
-from SAMIHSLib.volume_io import CTVolume, write_ct
+from SAMIHSLib.interaction.regions import slice_with_most
+from SAMIHSLib.io.volume_io import CTVolume, write_ct
 
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "SAMIHS" / "Resources"

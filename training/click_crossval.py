@@ -23,13 +23,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from SAMIHSLib.click_segmentation import ClickSegmentationConfig
+from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.preprocessing import denoise_slice
-from SAMIHSLib.regions import (Point, component_at, deepest_point, hyperdense_region, mm_to_px,
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.preprocessing import denoise_slice
+from SAMIHSLib.interaction.regions import (Point, component_at, deepest_point, hyperdense_region, mm_to_px,
                                random_interior_point, remove_nearest_to_negatives)
-from SAMIHSLib.session import HemorrhageSession
+from SAMIHSLib.interaction.session import HemorrhageSession
 
 from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case
 from .folds import fold_of_scan

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 from SAMIHSLib.phantom import BLEED_KINDS, BleedSpec, make_head_phantom
-from SAMIHSLib.validation import InputError, validate_ct_volume
-from SAMIHSLib.volume_io import read_ct, read_png_slice
+from SAMIHSLib.io.validation import InputError, validate_ct_volume
+from SAMIHSLib.io.volume_io import read_ct, read_png_slice
 
 
 class DatasetError(ValueError):

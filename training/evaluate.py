@@ -8,10 +8,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from SAMIHSLib.click_segmentation import ClickSegmentationConfig
+from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm, volume_error_ml
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.session import HemorrhageSession
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.session import HemorrhageSession
 
 from .datasets import Case
 from .prompts import corrective_click, deepest_point

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from SAMIHSLib.atomic_write import write_text_atomic
+from SAMIHSLib.io.atomic_write import write_text_atomic
 
 from .datasets import Case, DatasetError
 

@@ -20,16 +20,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
 from SAMIHSLib.device import resolve_device
 from SAMIHSLib.models import AdapterConfig, build_model, load_model, save_finetuned_checkpoint
 from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.preprocessing import PreprocessingConfig, denoise_slice, normalize_slice
-from SAMIHSLib.transforms import SliceToModelTransform
+from SAMIHSLib.interaction.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.interaction.regions import component_at
+from SAMIHSLib.interaction.transforms import SliceToModelTransform
 
 from .augment import AugmentConfig, augment_slice
-from .datasets import Case, load_dataset, phantom_cases
+from .bleed_paste import paste_bleed
+from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case, load_dataset, phantom_cases
 from .losses import samihs_loss
 from .prompts import corrective_click, jittered_box, random_foreground_click, region_box
 
@@ -66,6 +69,12 @@ class TrainingConfig:
     output_dir: str = "runs/samihs_lite"
     cache_embeddings: bool = False
     augmented_copies: int = 4
+    # Bleed pasting (training/bleed_paste.py): the chance that a training image gets 1..max_pasted_bleeds
+    # real bleeds of other patients (donors of the same fold only in fold training) at plausible places.
+    paste_probability: float = 0.0
+    max_pasted_bleeds: int = 2
+    # Target the connected bleed under the click (what a click asks for) instead of all bleed on the slice.
+    clicked_bleed_target: bool = False
 
     @classmethod
     def from_json(cls, path: Path) -> "TrainingConfig":
@@ -87,12 +96,23 @@ class TrainingSlice:
     mask: np.ndarray
     patient: str
     pixel_mm: float = 1.0
+    subtypes: Optional[np.ndarray] = None  # SUBTYPES class per pixel, when the dataset has them
 
 
 def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:
     """Slices with hemorrhage, as the paper trains on."""
-    return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient, min(case.spacing_zyx[1:])) for case in cases
-            for k in case.hemorrhage_slices()]
+    return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient, min(case.spacing_zyx[1:]),
+                          None if case.subtype_labels is None else case.subtype_labels[k])
+            for case in cases for k in case.hemorrhage_slices()]
+
+
+def subtype_of(sample: TrainingSlice, component: np.ndarray) -> str:
+    """The most frequent subtype class under ``component`` (``unlabelled`` without classes)."""
+    if sample.subtypes is None:
+        return UNLABELLED_SUBTYPE
+    classes = sample.subtypes[component]
+    classes = classes[classes > 0]
+    return SUBTYPES.get(int(np.bincount(classes).argmax()), UNLABELLED_SUBTYPE) if classes.size else UNLABELLED_SUBTYPE
 
 
 def configured_phantoms(config: TrainingConfig) -> List[Case]:
@@ -138,11 +158,18 @@ class PreparedSlice:
     pixel_mm: float
 
 
-class BatchMaker:
-    """Turns slices into model-ready images, low-res targets and simulated prompts."""
+DonorPool = Callable[[TrainingSlice], Sequence[TrainingSlice]]
 
-    def __init__(self, model: SegmentAnythingModel, config: TrainingConfig, rng: np.random.Generator) -> None:
-        self.model, self.config, self.rng = model, config, rng
+
+class BatchMaker:
+    """Turns slices into model-ready images, low-res targets and simulated prompts.
+
+    ``donors`` gives, for a slice, the slices whose bleeds may be pasted onto it (fold training
+    passes only slices of the same fold, so that nothing of a test fold reaches training)."""
+
+    def __init__(self, model: SegmentAnythingModel, config: TrainingConfig, rng: np.random.Generator,
+                 donors: Optional[DonorPool] = None) -> None:
+        self.model, self.config, self.rng, self.donors = model, config, rng, donors
         self.augment = AugmentConfig()
 
     def image_and_target(self, sample: TrainingSlice) -> PreparedSlice:
@@ -152,6 +179,8 @@ class BatchMaker:
                                                                     self.augment)
             if not mask.any():  # shifted out of view: use the slice as it is
                 image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
+        if self.donors is not None and self.rng.random() < self.config.paste_probability:
+            image, mask = self._paste(sample, image, mask)
         base = self.model.config.preprocessing
         window = dataclasses.replace(base, window_level_hu=base.window_level_hu + level_jitter,
                                      window_width_hu=max(20.0, base.window_width_hu + width_jitter)) \
@@ -160,13 +189,29 @@ class BatchMaker:
         return PreparedSlice(transform.image_to_model(normalize_slice(image, window)), mask, transform, image,
                              sample.pixel_mm)
 
+    def _paste(self, sample: TrainingSlice, image: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``image``/``mask`` with 1..max_pasted_bleeds bleeds of other patients pasted in."""
+        donors = [d for d in self.donors(sample) if d.patient != sample.patient]
+        for _ in range(int(self.rng.integers(1, self.config.max_pasted_bleeds + 1)) if donors else 0):
+            donor = donors[int(self.rng.integers(len(donors)))]
+            labels, count = ndi.label(donor.mask)
+            component = labels == int(self.rng.integers(1, count + 1))
+            pasted = paste_bleed(image, mask, donor.image_hu, component, subtype_of(donor, component), self.rng,
+                                 sample.pixel_mm, donor.pixel_mm)
+            if pasted is not None:
+                image, mask = pasted
+        return image, mask
+
     def prompt(self, prepared: PreparedSlice, device: torch.device):
-        """(points, boxes) in model coordinates: one random positive click (paper), sometimes a
-        corrective extra click, and sometimes a box: around the click's hyperdense region (as the
-        app prompts) or the mask's, jittered."""
+        """(points, boxes, target mask): points and boxes in model coordinates: one random positive
+        click (paper), sometimes a corrective extra click, and sometimes a box: around the click's
+        hyperdense region (as the app prompts) or the mask's, jittered. The target is the slice's
+        bleed, or with ``clicked_bleed_target`` the connected bleed under the click."""
         mask, transform = prepared.mask, prepared.transform
         coords = [random_foreground_click(mask, self.rng)]
         labels = [1]
+        if self.config.clicked_bleed_target:
+            mask = component_at(mask, coords[0])
         if self.rng.random() < self.config.extra_click_probability:
             rough = np.zeros_like(mask)
             rows, cols = np.nonzero(mask)
@@ -185,7 +230,7 @@ class BatchMaker:
             box = jittered_box(mask, self.rng)
         boxes = None if box is None else \
             torch.from_numpy(transform.box_to_model(np.array(box)))[None].to(device)
-        return points, boxes
+        return points, boxes, mask
 
     def target(self, mask: np.ndarray, transform: SliceToModelTransform, device: torch.device) -> torch.Tensor:
         return (transform.mask_to_model_lowres(mask.astype(np.float32), self.model.lowres_mask_size) > 0.5).float().to(device)
@@ -198,8 +243,10 @@ def _seed_everything(seed: int) -> np.random.Generator:
 
 
 def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, resume: bool = True,
-          progress: bool = True, on_step: Optional[Callable[[int, float], None]] = None) -> Tuple[SegmentAnythingModel, List[float]]:
-    """Train per ``config`` (on ``slices`` if given, else on the config's datasets).
+          progress: bool = True, on_step: Optional[Callable[[int, float], None]] = None,
+          bank: Optional["EmbeddingBank"] = None) -> Tuple[SegmentAnythingModel, List[float]]:
+    """Train per ``config`` (on ``slices`` if given, else on the config's datasets; on ``bank``'s
+    cached embeddings if given, made by the same frozen encoder, e.g. shared by the folds).
 
     Returns the trained model and the loss of every step. Writes ``train_log.csv``,
     ``config.json``, ``last.pt`` (resumable state) and ``model.samihs.pt`` to ``output_dir``.
@@ -209,7 +256,8 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    slices = slices if slices is not None else training_slices(load_training_cases(config))
+    slices = bank.slices if bank is not None else slices if slices is not None else \
+        training_slices(load_training_cases(config))
     if not slices:
         raise ValueError("No training slice contains hemorrhage.")
     model = build_trainable_model(config, device)
@@ -229,7 +277,8 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
         step, losses = int(state["step"]), [float(v) for v in state["losses"]]
     maker = BatchMaker(model, config, rng)
     encoder_has_adapters = model.config.adapters.enabled
-    bank = _EmbeddingBank(model, maker, slices, config.augmented_copies, device) if config.cache_embeddings else None
+    if bank is None and config.cache_embeddings:
+        bank = EmbeddingBank(model, maker, slices, config.augmented_copies, device)
     model.prompt_encoder.train()
     model.mask_decoder.train()
     writer = _tensorboard(out)
@@ -258,9 +307,9 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
                         embeddings = model.encode(torch.cat([p.model_image for p in prepared]).to(device))
                 loss = torch.zeros((), device=device)
                 for index, item in enumerate(prepared):
-                    points, boxes = maker.prompt(item, device)
-                    logits, _ = model.decode(embeddings[index:index + 1], points, boxes)
-                    loss = loss + samihs_loss(logits.float(), maker.target(item.mask, item.transform, device),
+                    points, boxes, target_mask = maker.prompt(item, device)
+                    logits, _ = model.decode(embeddings[index:index + 1].to(device), points, boxes)
+                    loss = loss + samihs_loss(logits.float(), maker.target(target_mask, item.transform, device),
                                               config.boundary_loss, config.bce_weight)
                 loss = loss / len(prepared)
             optimizer.zero_grad(set_to_none=True)
@@ -313,21 +362,29 @@ class FoldTrainer:
         return model
 
 
-class _EmbeddingBank:
+class EmbeddingBank:
     """Frozen-encoder embeddings of augmented copies of every slice, computed once."""
 
     def __init__(self, model: SegmentAnythingModel, maker: BatchMaker, slices: List[TrainingSlice], copies: int,
-                 device: torch.device) -> None:
+                 device: torch.device, progress: bool = True) -> None:
+        self.slices = list(slices)
         self.items: List[List[Tuple[torch.Tensor, PreparedSlice]]] = []
         from tqdm import tqdm
 
         with torch.no_grad():
-            for sample in tqdm(slices, desc="encoding augmented slices", leave=False):
+            for sample in tqdm(slices, desc="encoding augmented slices", leave=False, disable=not progress):
                 versions = []
                 for _ in range(max(1, copies)):
                     prepared = maker.image_and_target(sample)
-                    versions.append((model.encode(prepared.model_image.to(device)).detach(), prepared))
+                    versions.append((model.encode(prepared.model_image.to(device)).detach().cpu(), prepared))
                 self.items.append(versions)
+
+    def subset(self, indices: Sequence[int]) -> "EmbeddingBank":
+        """The same embeddings for some of the slices (e.g. one fold's training scans)."""
+        part = object.__new__(EmbeddingBank)
+        part.slices = [self.slices[i] for i in indices]
+        part.items = [self.items[i] for i in indices]
+        return part
 
     def sample(self, chosen: Sequence[int], rng: np.random.Generator):
         picked = [self.items[int(i)][int(rng.integers(len(self.items[int(i)])))] for i in chosen]

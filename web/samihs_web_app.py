@@ -25,18 +25,16 @@ from pathlib import Path
 from typing import Iterable, Optional
 from urllib.parse import urlsplit
 
+import slicer  # (slicer-core: MRML without the desktop application)
+import vtk
+from SAMIHSLogicCore import SAMIHSMRMLLogic, ensure_segmentation_converters
+from trame.app import TrameApp
+from trame.widgets import html
+from trame_slicer.core import LayoutManager, SlicerApp
+from trame_slicer.rca_view import register_rca_factories
+from trame_vuetify.ui.vuetify3 import SinglePageLayout
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "SAMIHS"))  # the module's Qt-free logic, as Slicer would find it
-
-import slicer  # noqa: E402  (slicer-core: MRML without the desktop application)
-import vtk  # noqa: E402
-from SAMIHSLogicCore import SAMIHSMRMLLogic, ensure_segmentation_converters  # noqa: E402
-from trame.app import TrameApp  # noqa: E402
-from trame.widgets import html  # noqa: E402
-from trame_slicer.core import LayoutManager, SlicerApp  # noqa: E402
-from trame_slicer.rca_view import register_rca_factories  # noqa: E402
-from trame_vuetify.ui.vuetify3 import SinglePageLayout  # noqa: E402
-
 SAMPLE_CT = REPO / "SAMIHS" / "Resources" / "SampleData" / "SAMIHSPhantomHeadCT.nrrd"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -146,7 +144,7 @@ class SAMIHSWebApp(TrameApp):
         return {"x": x, "y": height - y, "width": width, "height": height}
 
     def _save(self) -> None:
-        from SAMIHSLib.atomic_write import atomic_output
+        from SAMIHSLib.io.atomic_write import atomic_output
 
         storage = self.segmentation_node.GetStorageNode() or \
             self.slicer_app.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")

@@ -12,7 +12,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
-from .errors import EngineError
+from SAMIHSLib.engines.errors import EngineError
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,14 @@ def make_engine(model, name: str = "torch", cache_dir=None, threads=None):
     physical cores). ``auto`` picks the fastest exact engine installed (torch on a GPU)."""
     name = resolve_engine_name(name, model.device.type if hasattr(model, "device") else "cpu")
     if name == "torch":
-        from .torch_engine import TorchEngine
+        from SAMIHSLib.engines.torch_engine import TorchEngine
 
         return TorchEngine(model)
     if name == "onnxruntime":
-        from .onnx_engine import OnnxRuntimeEngine
+        from SAMIHSLib.engines.onnx_engine import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine.from_model(model, cache_dir=cache_dir, threads=threads)
-    from .openvino_engine import OpenVinoEngine
+    from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 
     return OpenVinoEngine.from_model(model, cache_dir=cache_dir, threads=threads,
                                      precision="bf16" if name.endswith("bf16") else "f32")
@@ -75,11 +75,11 @@ def make_engine(model, name: str = "torch", cache_dir=None, threads=None):
 def __getattr__(name: str):
     """Lazy access to the torch-backed classes (PEP 562), so importing the registry stays light."""
     if name == "TorchEngine":
-        from .torch_engine import TorchEngine
+        from SAMIHSLib.engines.torch_engine import TorchEngine
 
         return TorchEngine
     if name == "InferenceEngine":
-        from .base import InferenceEngine
+        from SAMIHSLib.engines.base import InferenceEngine
 
         return InferenceEngine
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,11 +11,11 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from ..models.adapters import PRAdapter
-from ..models.checkpoint import sha256_tensors
-from ..models.sam import SegmentAnythingModel
-from ..models.tiny_vit import TinyViT
-from .few_token_attention import with_few_token_attention
+from SAMIHSLib.models.adapters import PRAdapter
+from SAMIHSLib.models.checkpoint import sha256_tensors
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.models.tiny_vit import TinyViT
+from SAMIHSLib.engines.few_token_attention import with_few_token_attention
 
 EXPORT_VERSION = 2  # 2: few-token cross-attentions in the decoder graph
 OPSET = 17

@@ -21,8 +21,8 @@ import math
 import torch
 from torch import nn
 
-from ..models.sam import SegmentAnythingModel
-from ..models.transformer import Attention
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.models.transformer import Attention
 
 
 def _head_weights(linear: nn.Linear, heads: int):

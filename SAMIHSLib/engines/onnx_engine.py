@@ -5,8 +5,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..models.sam import SegmentAnythingModel
-from .onnx_graphs import cached_onnx_graphs, decoder_inputs, float32_array, verify_against_torch
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.engines.onnx_graphs import cached_onnx_graphs, decoder_inputs, float32_array, verify_against_torch
 
 
 class OnnxRuntimeEngine:

@@ -12,9 +12,9 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from ..models.sam import SegmentAnythingModel
-from .errors import EngineError
-from .export import export_onnx, model_fingerprint
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.engines.errors import EngineError
+from SAMIHSLib.engines.export import export_onnx, model_fingerprint
 
 DEFAULT_CACHE = Path(os.environ.get("SAMIHS_ENGINE_CACHE", Path.home() / ".cache" / "samihs" / "engines"))
 MAX_EMBEDDING_DIFFERENCE = 1e-3
@@ -49,7 +49,7 @@ GRAPH_MANIFEST = "sha256.json"
 
 
 def _graph_hashes(directory: Path) -> Dict[str, str]:
-    from ..models.checkpoint import sha256_file
+    from SAMIHSLib.models.checkpoint import sha256_file
 
     return {name: sha256_file(directory / name) for name in ("encoder.onnx", "decoder.onnx")}
 
@@ -106,9 +106,9 @@ def prompt_arrays(points, boxes) -> Tuple[np.ndarray, np.ndarray]:
 def verification_case(model: SegmentAnythingModel, seed: int = 0):
     """A synthetic head-CT slice with a bleed, as the model sees it, and prompts on the bleed
     (its box; a click inside plus a negative click outside), in model coordinates."""
-    from ..phantom import make_head_phantom
-    from ..preprocessing import normalize_slice
-    from ..transforms import SliceToModelTransform
+    from SAMIHSLib.phantom import make_head_phantom
+    from SAMIHSLib.interaction.preprocessing import normalize_slice
+    from SAMIHSLib.interaction.transforms import SliceToModelTransform
 
     phantom = make_head_phantom(shape=(1, 512, 512), seed=seed)
     bleed = phantom.bleed_mask(0)[0]

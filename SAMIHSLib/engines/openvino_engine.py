@@ -13,9 +13,9 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..models.sam import SegmentAnythingModel
-from .errors import EngineError
-from .onnx_graphs import (EngineVerificationError, cached_onnx_graphs, decoder_inputs, float32_array,
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.engines.errors import EngineError
+from SAMIHSLib.engines.onnx_graphs import (EngineVerificationError, cached_onnx_graphs, decoder_inputs, float32_array,
                           verify_against_torch)
 
 PRECISIONS = ("f32", "bf16")

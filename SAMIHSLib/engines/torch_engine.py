@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..models.sam import SegmentAnythingModel
+from SAMIHSLib.models.sam import SegmentAnythingModel
 
 
 class TorchEngine:

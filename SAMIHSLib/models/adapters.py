@@ -11,7 +11,7 @@ authors' code (this gives the ~174k parameters quoted for ViT-B at rank 100), an
 zero at init, so an adapted encoder starts exactly equal to the frozen one.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Tuple
 
 import torch

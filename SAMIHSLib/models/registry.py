@@ -12,12 +12,12 @@ from typing import Callable, Dict, Optional, Union
 
 import torch
 
-from ..cpu_tuning import keep_large_buffers_in_heap
-from ..device import resolve_device
-from ..model_names import DEFAULT_MODEL, MODEL_SPECS
-from ..preprocessing import BRAIN_WINDOW, PreprocessingConfig
-from .adapters import AdapterConfig, adapter_parameter_names
-from .checkpoint import (
+from SAMIHSLib.cpu_tuning import keep_large_buffers_in_heap
+from SAMIHSLib.device import resolve_device
+from SAMIHSLib.model_names import DEFAULT_MODEL, MODEL_SPECS
+from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, PreprocessingConfig
+from SAMIHSLib.models.adapters import AdapterConfig, adapter_parameter_names
+from SAMIHSLib.models.checkpoint import (
     LITE_MEDSAM_SHA256,
     CheckpointError,
     SamihsCheckpoint,
@@ -29,12 +29,12 @@ from .checkpoint import (
     sha256_file,
     write_samihs_checkpoint,
 )
-from .image_encoder_vit import ImageEncoderViT
-from .mask_decoder import MaskDecoder
-from .prompt_encoder import PromptEncoder
-from .sam import ModelConfig, SegmentAnythingModel
-from .tiny_vit import TinyViT
-from .transformer import TwoWayTransformer
+from SAMIHSLib.models.image_encoder_vit import ImageEncoderViT
+from SAMIHSLib.models.mask_decoder import MaskDecoder
+from SAMIHSLib.models.prompt_encoder import PromptEncoder
+from SAMIHSLib.models.sam import ModelConfig, SegmentAnythingModel
+from SAMIHSLib.models.tiny_vit import TinyViT
+from SAMIHSLib.models.transformer import TwoWayTransformer
 
 # Default PR-adapter ranks: the authors' 100 for ViT-B (~174k parameters); TinyViT's widths
 # are 128-320, so a smaller basis keeps the adapter well below full rank.

@@ -7,10 +7,10 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..preprocessing import BRAIN_WINDOW, PreprocessingConfig
-from .adapters import AdapterConfig, NO_ADAPTERS
-from .mask_decoder import MaskDecoder
-from .prompt_encoder import PromptEncoder
+from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, PreprocessingConfig
+from SAMIHSLib.models.adapters import AdapterConfig, NO_ADAPTERS
+from SAMIHSLib.models.mask_decoder import MaskDecoder
+from SAMIHSLib.models.prompt_encoder import PromptEncoder
 
 # SAM's ImageNet statistics on a 0-255 scale; LiteMedSAM takes plain [0, 1] input instead.
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)

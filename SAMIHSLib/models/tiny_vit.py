@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapters import AdapterBank, AdapterConfig, NO_ADAPTERS
-from .common import LayerNorm2d
+from SAMIHSLib.models.adapters import AdapterBank, AdapterConfig, NO_ADAPTERS
+from SAMIHSLib.models.common import LayerNorm2d
 
 
 class Conv2d_BN(nn.Sequential):

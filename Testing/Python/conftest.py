@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from SAMIHSLib.regions import deepest_point  # noqa: F401  (the click protocol, re-exported for the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_SLICES = REPO.parent / "shared" / "data" / "ct-ich-slices"

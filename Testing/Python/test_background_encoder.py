@@ -2,9 +2,9 @@
 
 import threading
 
-from SAMIHSLib.background_encoder import BackgroundEncoder
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.interaction.background_encoder import BackgroundEncoder
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.prompts import SlicePrompt
 
 
 def test_encodes_outward_on_one_thread_then_clicks_are_decoder_only(lite_model, small_phantom):

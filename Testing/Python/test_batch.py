@@ -8,16 +8,16 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 
-from SAMIHSLib.auto_seeds import find_seed_clicks
+from SAMIHSLib.interaction.auto_seeds import find_seed_clicks
 from SAMIHSLib.batch import REPORT_NAME, run_batch
 from SAMIHSLib.cli import main
-from SAMIHSLib.markups_io import read_markups_clicks, write_markups_clicks
+from SAMIHSLib.io.markups_io import read_markups_clicks, write_markups_clicks
 from SAMIHSLib.phantom import oblique_direction
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.volume_io import CTVolume, write_ct
-from SAMIHSLib.regions import slice_with_most
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.io.volume_io import CTVolume, write_ct
+from SAMIHSLib.interaction.regions import slice_with_most
 
-from conftest import deepest_point
+from SAMIHSLib.interaction.regions import deepest_point
 
 
 def _rows(out):
@@ -115,8 +115,8 @@ def test_prompts_file_is_checked_up_front_with_the_key_of_each_error(tmp_path, t
 
 
 def test_coordinates_may_be_ras_or_lps_in_any_case_and_nothing_else(small_phantom):
-    from SAMIHSLib.validation import InputError
-    from SAMIHSLib.volume_io import clicks_to_slice_column_row
+    from SAMIHSLib.io.validation import InputError
+    from SAMIHSLib.io.volume_io import clicks_to_slice_column_row
 
     volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (10.0, -20.0, 30.0), oblique_direction(8.0))
     ras = (volume.ijk_to_ras_matrix() @ np.array([100.0, 120.0, 7.0, 1.0]))[:3]

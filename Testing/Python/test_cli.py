@@ -9,8 +9,8 @@ import slicerio
 
 from SAMIHSLib.cli import main
 from SAMIHSLib.phantom import oblique_direction
-from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct
-from SAMIHSLib.regions import slice_with_most
+from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_ct
+from SAMIHSLib.interaction.regions import slice_with_most
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_openvino_engine_with_one_thread_matches_the_default(tmp_path, oblique_n
 def test_mr_like_and_rgb_images_are_not_taken_for_ct(tmp_path):
     from PIL import Image
 
-    from SAMIHSLib.validation import InputError
+    from SAMIHSLib.io.validation import InputError
 
     mr = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 3000, (8, 32, 32)).astype(np.int16))
     sitk.WriteImage(mr, str(tmp_path / "mr.nrrd"))

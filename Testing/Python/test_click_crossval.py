@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from SAMIHSLib.regions import component_at
+from SAMIHSLib.interaction.regions import component_at
 from training.click_crossval import (ClickRecord, RegionGrowingSegmenter, evaluation_slices, first_click,
                                      select_per_fold, simulate_clicks)
 from training.datasets import SUBTYPES, load_dataset
@@ -80,11 +80,11 @@ def test_clicks_are_inside_the_clicked_bleed_and_corrections_follow_the_errors(s
 def test_a_click_the_model_misses_still_returns_the_bleed_under_it(shared_cases, name):
     """On these real slices the shipped model's own answer does not contain the click (so the user
     got an EMPTY mask before); now the fallbacks answer with a mask that contains it, and say so."""
-    from SAMIHSLib.click_segmentation import ClickSegmentationConfig
+    from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
     from SAMIHSLib.models import load_model
-    from SAMIHSLib.predictor import SAMIHSPredictor
-    from SAMIHSLib.regions import deepest_point
-    from SAMIHSLib.session import HemorrhageSession
+    from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+    from SAMIHSLib.interaction.regions import deepest_point
+    from SAMIHSLib.interaction.session import HemorrhageSession
 
     case = next(c for c in shared_cases if c.name == name)
     predictor = SAMIHSPredictor(load_model("lite", device="cpu"))

@@ -8,8 +8,8 @@ import slicerio
 
 from SAMIHSLib.cli import main
 from SAMIHSLib.metrics import dice
-from SAMIHSLib.regions import deepest_point, slice_with_most
-from SAMIHSLib.volume_io import read_ct
+from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
+from SAMIHSLib.io.volume_io import read_ct
 
 from conftest import require
 from dicom_series import write_dicom_series
@@ -17,7 +17,7 @@ from dicom_series import write_dicom_series
 
 def test_dicom_seg_from_a_dicom_series_round_trips_onto_the_same_voxels(tmp_path, small_phantom, capsys):
     require("highdicom")
-    from SAMIHSLib.dicom_seg import HEMORRHAGE_CODE, read_dicom_seg_mask
+    from SAMIHSLib.io.dicom_seg import HEMORRHAGE_CODE, read_dicom_seg_mask
 
     series = write_dicom_series(tmp_path / "ct", small_phantom.volume_hu.astype(np.int16), (0.9, 0.9, 5.0))
     truth = small_phantom.bleed_mask(0)
@@ -41,7 +41,7 @@ def test_dicom_seg_from_a_dicom_series_round_trips_onto_the_same_voxels(tmp_path
 
 
 def test_dicom_seg_needs_a_dicom_series_input(tmp_path, small_phantom, capsys):
-    from SAMIHSLib.volume_io import CTVolume, write_ct
+    from SAMIHSLib.io.volume_io import CTVolume, write_ct
 
     ct = write_ct(tmp_path / "ct.nrrd", CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0, 0, 0), np.eye(3)))
     assert main(["segment", str(ct), "--point", "10,10,3", "-o", str(tmp_path / "x.dcm")]) == 2
@@ -53,7 +53,7 @@ def test_batch_writes_dicom_seg_for_a_dicom_series(tmp_path, small_phantom):
     require("highdicom")
     import json
 
-    from SAMIHSLib.dicom_seg import read_dicom_seg_mask
+    from SAMIHSLib.io.dicom_seg import read_dicom_seg_mask
 
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from SAMIHSLib.click_segmentation import ClickSegmenter
+from SAMIHSLib.interaction.click_segmentation import ClickSegmenter
 from SAMIHSLib.engines import make_engine
 from SAMIHSLib.engines.export import DecoderGraph, fold_adapters, model_fingerprint
 from SAMIHSLib.engines.few_token_attention import with_few_token_attention
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import AdapterConfig, build_model
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.prompts import SlicePrompt
 
-from conftest import SHARED_PIXEL_SPACING_MM, deepest_point, require
+from conftest import SHARED_PIXEL_SPACING_MM, require
+from SAMIHSLib.interaction.regions import deepest_point
 
 
 @pytest.fixture(scope="module")

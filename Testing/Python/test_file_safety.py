@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from SAMIHSLib.atomic_write import atomic_output, check_writable, write_text_atomic
-from SAMIHSLib.validation import InputError
-from SAMIHSLib.volume_io import CTVolume, read_ct, write_seg_nrrd
+from SAMIHSLib.io.atomic_write import atomic_output, check_writable, write_text_atomic
+from SAMIHSLib.io.validation import InputError
+from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_seg_nrrd
 
 from dicom_series import write_dicom_series
 
@@ -109,7 +109,7 @@ def test_killed_writer_leaves_the_previous_file_intact(tmp_path):
     target.write_bytes(b"previous valid result")
     script = textwrap.dedent(f"""
         import sys, time
-        from SAMIHSLib.atomic_write import atomic_output
+        from SAMIHSLib.io.atomic_write import atomic_output
         with atomic_output({str(target)!r}) as temporary:
             with open(temporary, "wb") as handle:
                 for _ in range(200):

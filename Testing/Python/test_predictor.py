@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from SAMIHSLib.click_segmentation import ClickSegmenter
+from SAMIHSLib.interaction.click_segmentation import ClickSegmenter
 from SAMIHSLib.metrics import dice
-from SAMIHSLib.predictor import SAMIHSPredictor, SliceEmbeddingCache
-from SAMIHSLib.prompts import SlicePrompt
-from SAMIHSLib.validation import InputError
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SliceEmbeddingCache
+from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.io.validation import InputError
 
-from conftest import SHARED_PIXEL_SPACING_MM, deepest_point
+from conftest import SHARED_PIXEL_SPACING_MM
+from SAMIHSLib.interaction.regions import deepest_point
 
 
 def _count_encoder_calls(model):

@@ -5,11 +5,11 @@ import pytest
 
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.phantom import BleedSpec, make_head_phantom
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.propagation import PropagationCancelled, PropagationConfig, SlicePropagator
-from SAMIHSLib.session import HemorrhageSession
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, SlicePropagator
+from SAMIHSLib.interaction.session import HemorrhageSession
 
-from conftest import deepest_point
+from SAMIHSLib.interaction.regions import deepest_point
 
 BLEEDS = (BleedSpec("intraparenchymal", (24.0, -12.0, 2.0), (13.0, 10.0, 11.0), 66.0),
           BleedSpec("epidural", (-50.0, 30.0, 5.0), (22.0, 8.0, 18.0), 70.0),
@@ -64,7 +64,7 @@ def test_two_bleeds_need_two_clicks(predictor, phantom):
 
 
 def test_stop_rules_fire(lite_model):
-    from SAMIHSLib.predictor import SlicePrediction
+    from SAMIHSLib.interaction.predictor import SlicePrediction
 
     volume = np.full((2, 40, 40), -1000, dtype=np.int16)
     volume[:, 5:35, 5:35] = 70  # blood

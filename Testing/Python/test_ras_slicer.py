@@ -4,7 +4,7 @@ vtkMRMLScalarVolumeNode RAS-to-IJK matrix for the same file."""
 import numpy as np
 
 from SAMIHSLib.phantom import oblique_direction
-from SAMIHSLib.volume_io import CTVolume, read_ct, write_ct
+from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_ct
 
 from conftest import require
 

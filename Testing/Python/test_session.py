@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.session import UNDO_DEPTH, HemorrhageSession
-from SAMIHSLib.regions import slice_with_most
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.session import UNDO_DEPTH, HemorrhageSession
+from SAMIHSLib.interaction.regions import slice_with_most
 
-from conftest import deepest_point
+from SAMIHSLib.interaction.regions import deepest_point
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_repropagation_stops_once_the_result_stops_changing(session, small_phant
 
 
 def test_click_outside_the_slice_is_refused_and_changes_nothing(session):
-    from SAMIHSLib.validation import InputError
+    from SAMIHSLib.io.validation import InputError
 
     with pytest.raises(InputError, match="outside the image"):
         session.click(3, [(-5.0, 10.0)])
@@ -96,7 +96,7 @@ def test_click_outside_the_slice_is_refused_and_changes_nothing(session):
 
 
 def test_negative_slice_indices_are_refused_everywhere_and_change_nothing(session):
-    from SAMIHSLib.validation import InputError
+    from SAMIHSLib.io.validation import InputError
 
     edit = np.ones(session.mask.shape[1:], bool)
     for call in (lambda: session.set_slice_mask(-3, edit), lambda: session.set_locked(-1, True),

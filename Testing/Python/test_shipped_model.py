@@ -7,10 +7,11 @@ from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import load_model
 from SAMIHSLib.models.checkpoint import read_samihs_checkpoint
 from SAMIHSLib.models.registry import DEFAULT_MODEL, SHIPPED_CLICK_MODEL
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.prompts import SlicePrompt
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.prompts import SlicePrompt
 
-from conftest import SHARED_PIXEL_SPACING_MM, deepest_point
+from conftest import SHARED_PIXEL_SPACING_MM
+from SAMIHSLib.interaction.regions import deepest_point
 
 LOPO_CLICK_ROW = "fine-tuned, 1 click, clicks only"
 BASE_CLICK_ROW = "base model, 1 click (intensity-guided click handling)"

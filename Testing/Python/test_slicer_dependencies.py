@@ -1,14 +1,12 @@
 """The Slicer dependency installer: ranges everywhere, Slicer's own packages pinned in every pip
 call, optional engines only when chosen, versions checked, no temporary file left behind."""
 
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "SAMIHS"))
-import SAMIHSDependencies as deps  # noqa: E402
+import SAMIHSDependencies as deps
 
 
 def test_every_requirement_is_a_range_with_a_minimum():

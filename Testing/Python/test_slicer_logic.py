@@ -1,24 +1,18 @@
 """SAMIHSMRMLLogic on real MRML nodes (PyPI slicer-core): volume, markups, segmentation."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from conftest import require  # noqa: E402
+from conftest import require
 
 slicer = require("slicer", module_level=True)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "SAMIHS"))
 import SAMIHSLogicCore as core  # noqa: E402
 
 from SAMIHSLib.metrics import dice  # noqa: E402
 from SAMIHSLib.phantom import oblique_direction  # noqa: E402
-from SAMIHSLib.volume_io import CTVolume, write_ct  # noqa: E402
-from SAMIHSLib.regions import slice_with_most  # noqa: E402
-
-from conftest import deepest_point  # noqa: E402
+from SAMIHSLib.io.volume_io import CTVolume, write_ct  # noqa: E402
+from SAMIHSLib.interaction.regions import deepest_point, slice_with_most  # noqa: E402
 from mrml_files import load_segmentation, load_volume  # noqa: E402
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from SAMIHSLib.models import load_model
-from SAMIHSLib.predictor import SAMIHSPredictor
-from SAMIHSLib.prompts import SlicePrompt
-from SAMIHSLib.regions import slice_with_most
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.interaction.regions import slice_with_most
 from training.datasets import DatasetError, load_dataset, phantom_cases, write_packed
 from training.evaluate import patient_folds
 from training.losses import authors_boundary_loss, boundary_weight, paper_boundary_loss, samihs_loss
@@ -174,7 +174,7 @@ def test_adapters_receive_gradients(tmp_path, real_slices_cases):
 def test_evaluation_protocol_on_a_real_slice(lite_model, real_slices_cases):
     """One real slice through the evaluation: 1 click equals what the app's click gives; a
     3-click run never scores below the 1-click run on this slice's simulated corrections."""
-    from SAMIHSLib.click_segmentation import ClickSegmenter
+    from SAMIHSLib.interaction.click_segmentation import ClickSegmenter
     from SAMIHSLib.metrics import dice
     from training.evaluate import evaluate_cases
 

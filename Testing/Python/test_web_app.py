@@ -1,7 +1,6 @@
 """SAMIHS in a real browser: Chromium (driven by Playwright) clicks the bleed in a trame-slicer
 axial view; the server's real MRML scene gets the hemorrhage segment, written as .seg.nrrd."""
 
-import json
 import shutil
 import socket
 import subprocess
@@ -14,8 +13,8 @@ import numpy as np
 import pytest
 
 from SAMIHSLib.metrics import dice
-from SAMIHSLib.volume_io import CTVolume, write_ct
-from SAMIHSLib.regions import slice_with_most
+from SAMIHSLib.io.volume_io import CTVolume, write_ct
+from SAMIHSLib.interaction.regions import slice_with_most
 
 from conftest import require, unavailable  # noqa: E402
 
@@ -26,7 +25,6 @@ if not Path(CHROMIUM).is_file():
     unavailable("Debian's chromium is not installed (tools/install_system_packages.sh installs it)", module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "SAMIHS"))  # the module's Qt-free logic reads the segment back
 pytestmark = pytest.mark.browser
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from SAMIHSLib.volume_io import CTVolume, write_ct
+from SAMIHSLib.io.volume_io import CTVolume, write_ct
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "web" / "samihs_web_app.py"

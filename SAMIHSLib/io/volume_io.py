@@ -14,9 +14,9 @@ import nrrd
 import numpy as np
 from PIL import Image
 
-from .atomic_write import atomic_output
-from .image_file_checks import check_declared_size, check_nifti_complete, check_series_spacing
-from .validation import InputError, validate_ct_volume, validate_point_in_slice
+from SAMIHSLib.io.atomic_write import atomic_output
+from SAMIHSLib.io.image_file_checks import check_declared_size, check_nifti_complete, check_series_spacing
+from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_point_in_slice
 
 if TYPE_CHECKING:  # SimpleITK is imported where files are read or written: a training machine
     import SimpleITK as sitk  # that reads packed .npz cases does not need it
@@ -270,7 +270,7 @@ def write_seg_nrrd(path: Path, masks: Dict[str, np.ndarray], reference: CTVolume
 def check_mask_output(path: Path) -> Path:
     """Refuse, before any work, a mask output whose suffix we cannot write or whose place is not
     writable; returns ``path``."""
-    from .atomic_write import check_writable
+    from SAMIHSLib.io.atomic_write import check_writable
 
     name = Path(path).name.lower()
     if not (name.endswith(SEG_NRRD_SUFFIX) or name.endswith(LABELMAP_SUFFIXES) or name.endswith(DICOM_SEG_SUFFIX)):
@@ -285,7 +285,7 @@ def write_mask(path: Path, mask: np.ndarray, reference: CTVolume, segment_name: 
     if str(path).lower().endswith(SEG_NRRD_SUFFIX):
         return write_seg_nrrd(path, {segment_name: mask}, reference)
     if str(path).lower().endswith(DICOM_SEG_SUFFIX):
-        from .dicom_seg import write_dicom_seg
+        from SAMIHSLib.io.dicom_seg import write_dicom_seg
 
         return write_dicom_seg(path, mask.astype(bool), reference.dicom_files)
     return write_labelmap(path, mask, reference)

@@ -5,7 +5,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from .metrics import volume_ml
+from SAMIHSLib.metrics import volume_ml
 
 
 @dataclass

@@ -14,11 +14,11 @@ from typing import Hashable, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .models.sam import SegmentAnythingModel
-from .preprocessing import denoise_slice, normalize_slice
-from .prompts import SlicePrompt
-from .transforms import SliceToModelTransform
-from .validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.interaction.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.interaction.transforms import SliceToModelTransform
+from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
 
 # A binary mask used as a dense prompt becomes logits of this magnitude (SAM was trained on its
 # own low-res logits, which sit around +-10 inside/outside a confident mask).
@@ -88,12 +88,12 @@ def volume_fingerprint(volume: np.ndarray) -> str:
 
 class SAMIHSPredictor:
     """Prompts -> masks on the slices of one CT volume (slices, rows, columns) in HU, with the
-    slice embeddings cached (a :class:`SAMIHSLib.session.HemorrhageSession` holds the edits)."""
+    slice embeddings cached (a :class:`SAMIHSLib.interaction.session.HemorrhageSession` holds the edits)."""
 
     def __init__(self, model: SegmentAnythingModel, cache: Optional[SliceEmbeddingCache] = None,
                  engine=None) -> None:
         """``engine``: an :mod:`SAMIHSLib.engines` backend running ``model`` (default PyTorch)."""
-        from .engines import TorchEngine
+        from SAMIHSLib.engines import TorchEngine
 
         self.model = model.eval()
         self.engine = engine if engine is not None else TorchEngine(self.model)

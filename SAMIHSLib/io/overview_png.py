@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 
-from .preprocessing import BRAIN_WINDOW, normalize_slice
+from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, normalize_slice
 
 OUTLINE_RGB = (255, 40, 40)
 CLICK_RGB = (40, 255, 40)

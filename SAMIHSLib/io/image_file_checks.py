@@ -10,7 +10,7 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from .validation import InputError
+from SAMIHSLib.io.validation import InputError
 
 # A head CT is at most about 512 x 512 x 1000 voxels; 2^28 (1 GiB as float32) leaves room.
 DEFAULT_MAX_VOXELS = 1 << 28

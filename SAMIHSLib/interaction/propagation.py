@@ -15,10 +15,10 @@ from typing import Callable, Dict, Iterable, Optional, Set, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from .metrics import dice
-from .predictor import SAMIHSPredictor, SlicePrediction
-from .prompts import SlicePrompt
-from .regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_whole_px
+from SAMIHSLib.metrics import dice
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
+from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.interaction.regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_whole_px
 
 ProgressCallback = Callable[[int, int, str], None]
 PROMPT_MODES = ("box", "box+mask", "box+region")

@@ -9,7 +9,7 @@ wait in the queue: the caller encodes it directly (``SAMIHSPredictor`` serialise
 import threading
 from typing import Callable, List, Optional
 
-from .predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 
 EncodedCallback = Callable[[int, int], None]
 

@@ -15,12 +15,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .metrics import dice
-from .predictor import SAMIHSPredictor, SlicePrediction
-from .prompts import Point, SlicePrompt
-from .regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
+from SAMIHSLib.metrics import dice
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
+from SAMIHSLib.interaction.prompts import Point, SlicePrompt
+from SAMIHSLib.interaction.regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
                       hyperdense_region, mm_to_px, mm_to_whole_px, remove_nearest_to_negatives)
-from .validation import validate_point_in_slice
+from SAMIHSLib.io.validation import validate_point_in_slice
 
 DEFAULT_OPENING_RADII_MM: Tuple[float, ...] = (0.45, 0.9, 1.35)
 # Box sizes (mm) tried around a click that lands on no hyperdense region at all.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Tuple
 
-from .validation import InputError
+from SAMIHSLib.io.validation import InputError
 
 Point3 = Tuple[float, float, float]
 

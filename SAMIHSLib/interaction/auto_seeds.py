@@ -13,7 +13,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from .regions import BLOOD_HU, deepest_point, mm_to_whole_px, slice_with_most
+from SAMIHSLib.interaction.regions import BLOOD_HU, deepest_point, mm_to_whole_px, slice_with_most
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from .click_segmentation import ClickSegmentationConfig, ClickSegmenter
-from .predictor import SAMIHSPredictor
-from .propagation import PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback, SlicePropagator
-from .prompts import Point
-from .regions import (PixelBox, disc_around, keep_components_near, mm_to_px, mm_to_whole_px, points_mask,
+from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig, ClickSegmenter
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback, SlicePropagator
+from SAMIHSLib.interaction.prompts import Point
+from SAMIHSLib.interaction.regions import (PixelBox, disc_around, keep_components_near, mm_to_px, mm_to_whole_px, points_mask,
                       remove_nearest_to_negatives)
-from .validation import validate_point_in_slice, validate_slice_index
+from SAMIHSLib.io.validation import validate_point_in_slice, validate_slice_index
 
 # Clicks placed on each slice: slice -> (positive, negative), pixel (column, row).
 ClickHistory = Dict[int, Tuple[Tuple[Point, ...], Tuple[Point, ...]]]

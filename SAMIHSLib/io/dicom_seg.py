@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .validation import InputError
+from SAMIHSLib.io.validation import InputError
 
 # SNOMED CT 50960005 "Hemorrhage" in the category 49755003 "Morphologically Abnormal Structure",
 # as pydicom's code dictionary (codes.SCT) spells them.
@@ -24,8 +24,8 @@ def write_dicom_seg(path: Path, mask_kji: np.ndarray, source_files: Sequence[str
         import pydicom
     except ImportError as error:
         raise InputError("DICOM SEG output needs highdicom: pip install highdicom") from error
-    from . import __version__
-    from .atomic_write import atomic_output
+    from SAMIHSLib import __version__
+    from SAMIHSLib.io.atomic_write import atomic_output
 
     if not source_files:
         raise InputError("DICOM SEG references its source images: give a DICOM series folder as input.")

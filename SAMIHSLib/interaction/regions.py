@@ -211,7 +211,7 @@ def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int,
     """The model's ``mask`` limited to ``region`` dilated by ``tolerance_px``, or ``region``
     itself when the two disagree (Dice < ``min_agreement``: the model leaked, thin crescents are
     SAM's weak spot). Returns (mask, used_model)."""
-    from .metrics import dice
+    from SAMIHSLib.metrics import dice
 
     if dice(mask, region) < min_agreement:
         return region.copy(), False

@@ -1,0 +1,60 @@
+"""One candidate model per cross-validation fold, trained on the other folds' scans only, so that
+``python -m training clickeval --method DIR/fold{fold}/model.samihs.pt`` tests each slice with a
+model that never saw its scan.
+
+With a frozen encoder (``cache_embeddings``) the augmented copies of every slice are encoded once
+and shared by all folds: a slice's copies carry only bleeds pasted from slices of its own fold, so
+a copy is used exactly when its whole content belongs to a training fold.
+"""
+
+import json
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from SAMIHSLib.device import resolve_device
+
+from .datasets import Case
+from .folds import fold_of_scan
+from .trainer import (BatchMaker, EmbeddingBank, TrainingConfig, TrainingSlice, _seed_everything,
+                      build_trainable_model, export_checkpoint, fold_config, train, training_slices)
+
+
+def same_fold_donors(slices: Sequence[TrainingSlice], folds: List[List[str]]):
+    """A donor pool (``BatchMaker``'s ``donors``) that offers only slices of the recipient's fold."""
+    fold_of = fold_of_scan(folds)
+    by_fold: Dict[int, List[TrainingSlice]] = {}
+    for item in slices:
+        by_fold.setdefault(fold_of[item.patient], []).append(item)
+    return lambda sample: by_fold[fold_of[sample.patient]]
+
+
+def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[str]], out: Path,
+                only: Sequence[int] = (), progress: bool = True) -> List[Path]:
+    """Train fold ``k``'s model on the scans outside fold ``k``; write ``out/fold{k}/model.samihs.pt``."""
+    if not config.cache_embeddings:
+        raise ValueError("Fold training shares one embedding bank: set cache_embeddings (a frozen encoder).")
+    out = Path(out)
+    config = type(config)(**{**config.to_dict(), "output_dir": str(out)})
+    slices = training_slices(cases)
+    fold_of = fold_of_scan(folds)
+    rng = _seed_everything(config.seed)
+    device = resolve_device(config.device)
+    encoder = build_trainable_model(config, device)
+    maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))
+    bank = EmbeddingBank(encoder, maker, slices, config.augmented_copies, device, progress=progress)
+    del encoder
+    written = []
+    for fold in range(len(folds)):
+        if only and fold not in only:
+            continue
+        indices = [i for i, item in enumerate(slices) if fold_of[item.patient] != fold]
+        fold_run = fold_config(config, f"fold{fold}")
+        model, losses = train(fold_run, resume=False, progress=progress, bank=bank.subset(indices))
+        held_out = sorted(folds[fold])
+        path = export_checkpoint(model, fold_run, Path(fold_run.output_dir) / "model.samihs.pt",
+                                 {"final_loss": losses[-1], "held_out_scans": held_out},
+                                 f"{len(indices)} slices of the scans outside fold {fold}")
+        written.append(path)
+    (out / "folds_trained.json").write_text(json.dumps({"folds": [str(p) for p in written],
+                                                        "config": config.to_dict()}, indent=2))
+    return written
