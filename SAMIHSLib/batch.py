@@ -247,11 +247,40 @@ def _read_manifest(path: Path) -> Dict[str, str]:
         return {}
 
 
-def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,
-              progress: Optional[Callable[[int, int, str], None]] = None,
-              cancel: Optional[threading.Event] = None, dicom_seg: bool = False) -> Dict[str, Dict[str, str]]:
-    """Segment every volume of ``inputs``; returns the report rows keyed by volume name.
-    ``dicom_seg``: also write ``<volume>.seg.dcm`` (DICOM SEG) for each DICOM series input."""
+@dataclass
+class VolumeJob:
+    """One volume of a batch: where it is, where its results go, and what made them."""
+
+    name: str
+    path: Path
+    out_dir: Path
+    prompt_spec: str
+    manifest: Dict[str, str]
+    dicom_seg: bool = False
+
+    @property
+    def seg_path(self) -> Path:
+        return self.out_dir / f"{self.name}.seg.nrrd"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / f"{self.name}{MANIFEST_SUFFIX}"
+
+
+@dataclass
+class BatchPlan:
+    """What a batch run has to do: ``jobs`` to segment, and ``rows`` already decided (kept from
+    an earlier run with the same manifest, or refused); ``total`` volumes in all."""
+
+    jobs: List[VolumeJob]
+    rows: Dict[str, Dict[str, str]]
+    total: int
+    report_path: Path
+
+
+def plan_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, model_sha256: str, engine_name: str,
+               dicom_seg: bool = False) -> BatchPlan:
+    """The volumes of ``inputs`` still to segment in ``out_dir`` (the report there says what is done)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = PromptSource(prompt_spec)
@@ -261,48 +290,76 @@ def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor
     by_name: Dict[str, List[Path]] = {}
     for path in volumes:
         by_name.setdefault(volume_name(path), []).append(path)
-    model_hash = model_fingerprint(predictor)
-    for done, path in enumerate(volumes):
-        if cancel is not None and cancel.is_set():
-            break
+    jobs = []
+    for path in volumes:
         name = volume_name(path)
-        seg_path = out_dir / f"{name}.seg.nrrd"
-        manifest_path = out_dir / f"{name}{MANIFEST_SUFFIX}"
-        if progress is not None:
-            progress(done, len(volumes), name)
         if len(by_name[name]) > 1:  # both would write {name}.seg.nrrd: refuse, never overwrite
             rows[name] = {"volume": name, "status": "failed", "reason": "inputs with the same name would write the "
                           "same result: " + ", ".join(str(p) for p in by_name[name]) + "; rename one"}
-            _write_report(report_path, rows)
             continue
-        started = time.perf_counter()
         try:
             manifest = {"input": str(path), "input_sha256": input_fingerprint(path),
                         "prompts": prompt_spec, "prompts_sha256": source.fingerprint(path),
-                        "model_sha256": model_hash, "engine": getattr(predictor.engine, "name", "torch"),
-                        "samihs_version": __version__}
-            if (rows.get(name, {}).get("status") == "ok" and seg_path.is_file()
-                    and _read_manifest(manifest_path) == manifest):
-                continue  # made in an earlier run from the same input, prompts, model and engine
-            volume = read_ct(path)
-            stack = AxialStack.of(volume)
-            prompts = source.clicks_for(path, volume)
-            mask = segment_volume(predictor, stack, prompts, cancel)
-            write_seg_nrrd(seg_path, {"Hemorrhage": stack.mask_to_volume(mask)}, volume)
-            if dicom_seg and volume.dicom_files:
-                from SAMIHSLib.io.dicom_seg import write_dicom_seg
-
-                write_dicom_seg(out_dir / f"{name}.seg.dcm", stack.mask_to_volume(mask), volume.dicom_files)
-            write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
-            measured = measure_hemorrhage(mask, stack.spacing_zyx)
-            rows[name] = {"volume": name, "status": "ok", "reason": "", "segmentation": seg_path.name,
-                          "bleeds_clicked": str(len(prompts.positive)),
-                          "seconds": f"{time.perf_counter() - started:.1f}",
-                          **{key: (f"{value:.3f}" if isinstance(value, float) else str(value))
-                             for key, value in measured.to_dict().items()}}
-        except (InputError, ValueError, RuntimeError, OSError) as error:
+                        "model_sha256": model_sha256, "engine": engine_name, "samihs_version": __version__}
+        except (InputError, ValueError, OSError) as error:
             rows[name] = {"volume": name, "status": "failed", "reason": str(error).splitlines()[0]}
-        _write_report(report_path, rows)
+            continue
+        job = VolumeJob(name, path, out_dir, prompt_spec, manifest, dicom_seg)
+        if (rows.get(name, {}).get("status") == "ok" and job.seg_path.is_file()
+                and _read_manifest(job.manifest_path) == manifest):
+            continue  # made in an earlier run from the same input, prompts, model and engine
+        jobs.append(job)
+    return BatchPlan(jobs, rows, len(volumes), report_path)
+
+
+def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
+                   cancel: Optional[threading.Event] = None) -> Dict[str, str]:
+    """Segment one volume and write its results (atomically); returns its report row. A bad
+    volume gives a ``failed`` row with the reason instead of an exception. The one per-volume
+    code path of the local and the Ray batch."""
+    started = time.perf_counter()
+    try:
+        volume = read_ct(job.path)
+        stack = AxialStack.of(volume)
+        prompts = PromptSource(job.prompt_spec).clicks_for(job.path, volume)
+        mask = segment_volume(predictor, stack, prompts, cancel)
+        write_seg_nrrd(job.seg_path, {"Hemorrhage": stack.mask_to_volume(mask)}, volume)
+        if job.dicom_seg and volume.dicom_files:
+            from SAMIHSLib.io.dicom_seg import write_dicom_seg
+
+            write_dicom_seg(job.out_dir / f"{job.name}.seg.dcm", stack.mask_to_volume(mask), volume.dicom_files)
+        write_text_atomic(job.manifest_path, json.dumps(job.manifest, indent=2) + "\n")
+        measured = measure_hemorrhage(mask, stack.spacing_zyx)
+        return {"volume": job.name, "status": "ok", "reason": "", "segmentation": job.seg_path.name,
+                "bleeds_clicked": str(len(prompts.positive)), "seconds": f"{time.perf_counter() - started:.1f}",
+                **{key: (f"{value:.3f}" if isinstance(value, float) else str(value))
+                   for key, value in measured.to_dict().items()}}
+    except (InputError, ValueError, RuntimeError, OSError) as error:
+        return {"volume": job.name, "status": "failed", "reason": str(error).splitlines()[0]}
+
+
+def engine_name_of(predictor: SAMIHSPredictor) -> str:
+    return getattr(predictor.engine, "name", "torch")
+
+
+def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,
+              progress: Optional[Callable[[int, int, str], None]] = None,
+              cancel: Optional[threading.Event] = None, dicom_seg: bool = False) -> Dict[str, Dict[str, str]]:
+    """Segment every volume of ``inputs``; returns the report rows keyed by volume name.
+    ``dicom_seg``: also write ``<volume>.seg.dcm`` (DICOM SEG) for each DICOM series input."""
+    plan = plan_batch(inputs, prompt_spec, out_dir, model_fingerprint(predictor), engine_name_of(predictor),
+                      dicom_seg)
+    rows = plan.rows
+    _write_report(plan.report_path, rows)
+    done = plan.total - len(plan.jobs)
+    for job in plan.jobs:
+        if cancel is not None and cancel.is_set():
+            break
+        if progress is not None:
+            progress(done, plan.total, job.name)
+        rows[job.name] = process_volume(job, predictor, cancel)
+        _write_report(plan.report_path, rows)
+        done += 1
     if progress is not None:
-        progress(len(volumes), len(volumes), "done")
+        progress(plan.total, plan.total, "done")
     return rows

@@ -66,22 +66,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_predictor(args: argparse.Namespace):
-    import torch
+    from SAMIHSLib.interaction.predictor import load_predictor
 
-    from SAMIHSLib.engines import make_engine, resolve_engine_name
-    from SAMIHSLib.models import load_model
-    from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-
-    if args.threads < 0:
-        raise ValueError(f"--threads must be 0 (all physical cores) or a positive number, not {args.threads}.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_model(args.model, device=args.device)
-    engine = resolve_engine_name(args.engine, model.device.type)
-    if engine != "torch":
-        print(f"samihs: engine {engine} (the model is exported to ONNX once and cached; the first run takes "
-              "longer)", file=sys.stderr)
-    return SAMIHSPredictor(model, engine=make_engine(model, engine, threads=args.threads or None))
+    return load_predictor(args.model, args.device, args.engine, args.threads,
+                          announce=lambda text: print(f"samihs: {text}", file=sys.stderr))
 
 
 def run_segment(args: argparse.Namespace) -> int:
@@ -214,12 +202,19 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     PromptSource(args.prompts)  # a malformed prompts file is refused before anything is loaded
     check_writable(Path(args.output) / REPORT_NAME, "batch report")
-    predictor = _load_predictor(args)
+    inputs = [Path(p) for p in args.inputs]
     progress = _Progress("volumes")
     progress._bar.unit = "volume"
     try:
-        rows = run_batch([Path(p) for p in args.inputs], args.prompts, Path(args.output), predictor, progress,
-                         dicom_seg=args.dicom_seg)
+        if args.ray:
+            from SAMIHSLib.batch_ray import run_batch_on_ray
+
+            rows = run_batch_on_ray(inputs, args.prompts, Path(args.output), args.model, args.device, args.engine,
+                                    args.ray, args.ray_workers, args.ray_cpus_per_worker, args.ray_gpus_per_worker,
+                                    progress, dicom_seg=args.dicom_seg)
+        else:
+            rows = run_batch(inputs, args.prompts, Path(args.output), _load_predictor(args), progress,
+                             dicom_seg=args.dicom_seg)
     finally:
         progress.close()
     failed = {name: row for name, row in rows.items() if row["status"] != "ok"}
@@ -277,6 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("-o", "--output", required=True, help="Output folder.")
     batch.add_argument("--dicom-seg", action="store_true",
                        help="Also write <volume>.seg.dcm (DICOM SEG) for every DICOM series input (needs highdicom).")
+    scale = batch.add_argument_group("Ray (pip install 'samihs[scale]')")
+    scale.add_argument("--ray", metavar="ADDRESS",
+                       help="Spread the volumes over Ray workers: 'auto' (the running cluster, else a local "
+                            "instance), 'local' (a new instance on this machine) or a cluster address "
+                            "(ray://head:10001). Same outputs and report as without it.")
+    scale.add_argument("--ray-workers", type=int, default=0,
+                       help="Workers, each with its own model (default 0: as many as the CPUs/GPUs hold).")
+    scale.add_argument("--ray-cpus-per-worker", type=float, default=1.0, help="CPU cores per worker (default 1).")
+    scale.add_argument("--ray-gpus-per-worker", type=float, default=0.0,
+                       help="GPU share per worker, e.g. 0.25 puts four workers on one GPU (default 0: CPU).")
     _add_model_options(batch)
     batch.set_defaults(handler=run_batch_command)
 

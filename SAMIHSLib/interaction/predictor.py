@@ -9,7 +9,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Hashable, Optional, Sequence, Tuple
+from typing import Callable, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -221,3 +221,23 @@ class SAMIHSPredictor:
         validate_point_in_slice(x1, y1, self.slice_shape, "box corner")
         if x1 < x0 or y1 < y0:
             raise InputError(f"The box ({x0}, {y0}, {x1}, {y1}) must be given as x0 <= x1, y0 <= y1.")
+
+
+def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", threads: int = 0,
+                   announce: Optional[Callable[[str], None]] = None) -> SAMIHSPredictor:
+    """A predictor for ``model_spec`` (a model name or checkpoint path) on ``device`` with
+    ``engine`` (``auto``: the fastest exact one installed) and ``threads`` CPU threads (0: all
+    physical cores). ``announce`` hears about a one-time ONNX export. The CLI, the batch and
+    its Ray workers all make their predictor here."""
+    from SAMIHSLib.engines import make_engine, resolve_engine_name
+    from SAMIHSLib.models import load_model
+
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (all physical cores) or a positive number, not {threads}.")
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(model_spec, device=device)
+    name = resolve_engine_name(engine, model.device.type)
+    if name != "torch" and announce is not None:
+        announce(f"engine {name} (the model is exported to ONNX once and cached; the first run takes longer)")
+    return SAMIHSPredictor(model, engine=make_engine(model, name, threads=threads or None))

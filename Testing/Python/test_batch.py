@@ -15,9 +15,7 @@ from SAMIHSLib.io.markups_io import read_markups_clicks, write_markups_clicks
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.io.volume_io import CTVolume, write_ct
-from SAMIHSLib.interaction.regions import slice_with_most
-
-from SAMIHSLib.interaction.regions import deepest_point
+from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
 
 
 def _rows(out):
