@@ -1,6 +1,7 @@
 """``python -m training``: train, evaluate, cross-validate by patient, and ship a checkpoint.
 
   python -m training train --config training/experiments/lite_decoder_clicks.json
+  torchrun --standalone --nproc_per_node 2 -m training train --config CFG.json   (DistributedDataParallel)
   python -m training evaluate --model lite --dataset folder:../shared/data/ct-ich-slices --out results/base
   python -m training crossval --config CFG.json --dataset folder:../shared/data/ct-ich-slices --folds 0 --out DIR
   python -m training ship --config CFG.json --dataset folder:../shared/data/ct-ich-slices --metrics DIR/summary.json -o FILE
@@ -68,11 +69,20 @@ def run_crossval(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """One process, or one of torchrun's (rank 0 writes the checkpoint)."""
+    from .distributed import end_process_group, start_process_group
+
     config = TrainingConfig.from_json(args.config)
-    model, losses = train(config)
-    path = export_checkpoint(model, config, Path(config.output_dir) / "model.samihs.pt",
-                             {"final_loss": losses[-1]}, json.dumps(config.datasets))
-    print(f"wrote {path}")
+    group = start_process_group()
+    try:
+        model, losses = train(config, group=group)
+        if group.is_main:
+            path = export_checkpoint(model, config, Path(config.output_dir) / "model.samihs.pt",
+                                     {"final_loss": losses[-1], "processes": group.world_size},
+                                     json.dumps(config.datasets))
+            print(f"wrote {path}")
+    finally:
+        end_process_group(group)
     return 0
 
 

@@ -15,7 +15,7 @@ from SAMIHSLib.device import resolve_device
 
 from .datasets import Case
 from .folds import fold_of_scan
-from .trainer import (BatchMaker, EmbeddingBank, TrainingConfig, TrainingSlice, _seed_everything,
+from .trainer import (BatchMaker, EmbeddingBank, TrainingConfig, TrainingSlice, seed_everything,
                       build_trainable_model, export_checkpoint, fold_config, train, training_slices)
 
 
@@ -37,7 +37,7 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
     config = type(config)(**{**config.to_dict(), "output_dir": str(out)})
     slices = training_slices(cases)
     fold_of = fold_of_scan(folds)
-    rng = _seed_everything(config.seed)
+    rng = seed_everything(config.seed)
     device = resolve_device(config.device)
     encoder = build_trainable_model(config, device)
     maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from SAMIHSLib.device import resolve_device
 from SAMIHSLib.models import AdapterConfig, build_model, load_model, save_finetuned_checkpoint
 from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
@@ -32,6 +31,7 @@ from SAMIHSLib.interaction.transforms import SliceToModelTransform
 
 from .augment import AugmentConfig, augment_slice
 from .bleed_paste import paste_bleed
+from .distributed import SINGLE_PROCESS, ProcessGroup
 from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case, load_dataset, phantom_cases
 from .losses import samihs_loss
 from .prompts import corrective_click, jittered_box, random_foreground_click, region_box
@@ -236,26 +236,62 @@ class BatchMaker:
         return (transform.mask_to_model_lowres(mask.astype(np.float32), self.model.lowres_mask_size) > 0.5).float().to(device)
 
 
-def _seed_everything(seed: int) -> np.random.Generator:
+def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
 
+class PromptedLoss(torch.nn.Module):
+    """One training forward pass as a module (encode if needed, decode every prompted item, the
+    loss), so that DistributedDataParallel can wrap it and average its gradients."""
+
+    def __init__(self, model: SegmentAnythingModel, config: TrainingConfig) -> None:
+        super().__init__()
+        self.model, self.config = model, config
+
+    def forward(self, inputs: torch.Tensor, prompts: Sequence[Tuple], encode: bool) -> torch.Tensor:
+        if encode:
+            with torch.set_grad_enabled(self.model.config.adapters.enabled):  # no encoder backward otherwise
+                inputs = self.model.encode(inputs)
+        loss = torch.zeros((), device=inputs.device)
+        for index, (points, boxes, target) in enumerate(prompts):
+            logits, _ = self.model.decode(inputs[index:index + 1], points, boxes)
+            loss = loss + samihs_loss(logits.float(), target, self.config.boundary_loss, self.config.bce_weight)
+        return loss / len(prompts)
+
+
+def _batch_indices(sampler, step: int, steps_per_epoch: int, batch_size: int) -> List[int]:
+    """The slices of ``step``: the sampler's order for its epoch (reshuffled per epoch, this
+    process's share under torchrun), ``batch_size`` at a time, wrapping round a short epoch."""
+    sampler.set_epoch(step // steps_per_epoch)
+    order = list(sampler)
+    start = (step % steps_per_epoch) * batch_size
+    return [order[(start + i) % len(order)] for i in range(batch_size)]
+
+
 def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, resume: bool = True,
           progress: bool = True, on_step: Optional[Callable[[int, float], None]] = None,
-          bank: Optional["EmbeddingBank"] = None) -> Tuple[SegmentAnythingModel, List[float]]:
+          bank: Optional["EmbeddingBank"] = None,
+          group: ProcessGroup = SINGLE_PROCESS) -> Tuple[SegmentAnythingModel, List[float]]:
     """Train per ``config`` (on ``slices`` if given, else on the config's datasets; on ``bank``'s
     cached embeddings if given, made by the same frozen encoder, e.g. shared by the folds).
 
-    Returns the trained model and the loss of every step. Writes ``train_log.csv``,
-    ``config.json``, ``last.pt`` (resumable state) and ``model.samihs.pt`` to ``output_dir``.
+    Returns the trained model and the loss of every step (averaged over processes). Rank 0 writes
+    ``train_log.csv``, ``config.json`` and ``last.pt`` (resumable state) to ``output_dir``. Under
+    torchrun (``group``) each process takes its share of every epoch (DistributedSampler) and
+    DistributedDataParallel averages the gradients: the same seeds and outputs as one process.
     """
-    rng = _seed_everything(config.seed)
-    device = resolve_device(config.device)
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data.distributed import DistributedSampler
+
+    seed_everything(config.seed)
+    rng = np.random.default_rng(config.seed + group.rank)  # augmentations and prompts differ per process
+    device = group.device(config.device)
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    if group.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     slices = bank.slices if bank is not None else slices if slices is not None else \
         training_slices(load_training_cases(config))
     if not slices:
@@ -263,7 +299,9 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
     model = build_trainable_model(config, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
-    steps_per_epoch = max(1, len(slices) // config.batch_size)
+    sampler = DistributedSampler(range(len(slices)), num_replicas=group.world_size, rank=group.rank,
+                                 shuffle=True, seed=config.seed)
+    steps_per_epoch = max(1, len(sampler) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs * steps_per_epoch,
                                                 gamma=config.lr_gamma)
     total = config.epochs * steps_per_epoch if config.max_steps is None else config.max_steps
@@ -276,63 +314,79 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
         scheduler.load_state_dict(state["scheduler"])
         step, losses = int(state["step"]), [float(v) for v in state["losses"]]
     maker = BatchMaker(model, config, rng)
-    encoder_has_adapters = model.config.adapters.enabled
     if bank is None and config.cache_embeddings:
-        bank = EmbeddingBank(model, maker, slices, config.augmented_copies, device)
+        bank = EmbeddingBank(model, maker, slices, config.augmented_copies, device, progress=group.is_main)
     model.prompt_encoder.train()
     model.mask_decoder.train()
-    writer = _tensorboard(out)
+    forward = PromptedLoss(model, config)
+    if group.distributed:  # some prompt embeddings (box, mask) are unused in a step: find_unused_parameters
+        forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
+    writer = _tensorboard(out) if group.is_main else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
         torch.autocast("cpu", enabled=False)
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=step, desc=config.name, disable=not progress, unit="step")
+    bar = tqdm(total=total, initial=step, desc=config.name, disable=not (progress and group.is_main), unit="step")
     log_exists = (out / "train_log.csv").is_file() and step > 0
-    with open(out / "train_log.csv", "a" if log_exists else "w", newline="") as log_file:
-        log = csv.writer(log_file)
-        if not log_exists:
-            log.writerow(["step", "epoch", "loss", "learning_rate", "seconds"])
-        started = time.perf_counter()
+    log_file = open(out / "train_log.csv", "a" if log_exists else "w", newline="") if group.is_main else None
+    log = csv.writer(log_file) if log_file is not None else None
+    if log is not None and not log_exists:
+        log.writerow(["step", "epoch", "loss", "learning_rate", "seconds"])
+    started = time.perf_counter()
+    try:
         while step < total:
-            if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
+            if config.max_minutes is not None and _elapsed_minutes(started, group) > config.max_minutes:
                 bar.write(f"{config.name}: stopped at step {step} of {total} after {config.max_minutes} min")
                 break
-            chosen = rng.choice(len(slices), size=config.batch_size, replace=len(slices) < config.batch_size)
+            chosen = _batch_indices(sampler, step, steps_per_epoch, config.batch_size)
             with autocast:
                 if bank is not None:
-                    embeddings, prepared = bank.sample(chosen, rng)
+                    inputs, prepared = bank.sample(chosen, rng)
                 else:
                     prepared = [maker.image_and_target(slices[int(i)]) for i in chosen]
-                    with torch.set_grad_enabled(encoder_has_adapters):  # no encoder backward otherwise
-                        embeddings = model.encode(torch.cat([p.model_image for p in prepared]).to(device))
-                loss = torch.zeros((), device=device)
-                for index, item in enumerate(prepared):
+                    inputs = torch.cat([p.model_image for p in prepared])
+                prompts = []
+                for item in prepared:
                     points, boxes, target_mask = maker.prompt(item, device)
-                    logits, _ = model.decode(embeddings[index:index + 1].to(device), points, boxes)
-                    loss = loss + samihs_loss(logits.float(), maker.target(target_mask, item.transform, device),
-                                              config.boundary_loss, config.bce_weight)
-                loss = loss / len(prepared)
+                    prompts.append((points, boxes, maker.target(target_mask, item.transform, device)))
+                loss = forward(inputs.to(device), prompts, encode=bank is None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             step += 1
-            loss = loss.detach()
-            losses.append(float(loss))
-            log.writerow([step, step // steps_per_epoch, f"{float(loss):.5f}", f"{scheduler.get_last_lr()[0]:.2e}",
-                          f"{time.perf_counter() - started:.1f}"])
+            mean_loss = group.mean(loss.detach())
+            losses.append(mean_loss)
+            if log is not None:
+                log.writerow([step, step // steps_per_epoch, f"{mean_loss:.5f}", f"{scheduler.get_last_lr()[0]:.2e}",
+                              f"{time.perf_counter() - started:.1f}"])
             if writer is not None:
-                writer.add_scalar("loss", float(loss), step)
+                writer.add_scalar("loss", mean_loss, step)
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
             if on_step is not None:
-                on_step(step, float(loss))
-            if step % max(1, steps_per_epoch * 5) == 0 and step < total:
+                on_step(step, mean_loss)
+            if group.is_main and step % max(1, steps_per_epoch * 5) == 0 and step < total:
                 _save_state(state_path, model, optimizer, scheduler, step, losses)
-    _save_state(state_path, model, optimizer, scheduler, step, losses)
+    finally:
+        if log_file is not None:
+            log_file.close()
+    if group.is_main:
+        _save_state(state_path, model, optimizer, scheduler, step, losses)
     bar.close()
     model.eval()
     return model, losses
+
+
+def _elapsed_minutes(started: float, group: ProcessGroup) -> float:
+    """Minutes since ``started``, the longest of all processes (so that all stop at the same step)."""
+    elapsed = torch.tensor((time.perf_counter() - started) / 60.0)
+    if group.distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+    return float(elapsed)
 
 
 def _save_state(path: Path, model: SegmentAnythingModel, optimizer: torch.optim.Optimizer,
