@@ -126,6 +126,24 @@ def ct_volume_from_node(volume_node):
                     volume_node.GetName())
 
 
+def volume_node_from_ct(scene, volume, name: str = "CT"):
+    """A new scalar volume node holding a SAMIHSLib ``CTVolume`` (any format SAMIHSLib reads,
+    DICOM series included) on its exact geometry: the inverse of :func:`ct_volume_from_node`."""
+    array = np.ascontiguousarray(volume.array_hu)
+    image = vtk.vtkImageData()
+    image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetAndObserveImageData(image)
+    matrix = vtk.vtkMatrix4x4()
+    for row, values in enumerate(volume.ijk_to_ras_matrix()):
+        for column, value in enumerate(values):
+            matrix.SetElement(row, column, float(value))
+    node.SetIJKToRASMatrix(matrix)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
 def control_points_ras(markups_node) -> List[Tuple[float, float, float]]:
     """World RAS positions of every defined control point of a markups node."""
     if markups_node is None:
@@ -231,11 +249,16 @@ class SAMIHSMRMLLogic:
     """Click-to-segment hemorrhage on MRML nodes. One SAMIHSLib session per volume node."""
 
     def __init__(self, model_spec: str = "", device: str = "auto", engine: str = "auto",
-                 model_loader: ModelLoader = _load_model) -> None:
+                 model_loader: ModelLoader = _load_model,
+                 call_on_main_thread: Optional[Callable[[Callable[[], object]], object]] = None) -> None:
         """``engine``: ``auto`` or a name of ``SAMIHSLib.engines.ENGINES``; ``model_loader`` makes
-        the model from (spec, device) (tests and embedders may share one already loaded)."""
+        the model from (spec, device) (tests and embedders may share one already loaded).
+        ``call_on_main_thread(fn)`` runs ``fn`` on the thread that owns the scene and returns its
+        result: an app that runs operations on a worker thread (the web app) passes it, so that
+        every scene write (new segment, changed voxels) happens where the views render."""
         from SAMIHSLib.model_names import DEFAULT_MODEL
 
+        self._on_main = call_on_main_thread or (lambda function: function())
         self.model_spec = model_spec or DEFAULT_MODEL
         self.device = device
         self.engine_name = engine
@@ -360,8 +383,9 @@ class SAMIHSMRMLLogic:
         if changed is None:
             return None
         extent = state.stack.extent_to_volume(changed)
-        write_segment_region(segmentation_node, segment_id, volume_node, state.stack.mask_to_volume(state.session.mask),
-                             extent, overwrite_other_segments)
+        mask = state.stack.mask_to_volume(state.session.mask)
+        self._on_main(lambda: write_segment_region(segmentation_node, segment_id, volume_node, mask, extent,
+                                                   overwrite_other_segments))
         return extent
 
     # -- operations ---------------------------------------------------------------------------
@@ -379,18 +403,23 @@ class SAMIHSMRMLLogic:
             session = state.session
             positives = [self.click_at(volume_node, p) for p in control_points_ras(positive_node)]
             negatives = [self.click_at(volume_node, p) for p in control_points_ras(negative_node)]
-            if not positives and not negatives:
-                raise ValueError("Place a positive point on the hemorrhage first.")
-            k = (positives or negatives)[-1][0]
             box = self._roi_box(volume_node, roi_node)
+            if not positives and not negatives and box is None:
+                raise ValueError("Place a positive point (or a box) on the hemorrhage first.")
+            k = (positives or negatives)[-1][0] if positives or negatives else self._roi_slice(volume_node, roi_node)
             if not 0 <= k < session.mask.shape[0]:
                 raise ValueError(f"The point is outside the volume (axial slice {k}).")
-            segment_id = self.ensure_hemorrhage_segment(segmentation_node, volume_node, segment_id)
+            segment_id = self._on_main(lambda: self.ensure_hemorrhage_segment(segmentation_node, volume_node,
+                                                                              segment_id))
             self._prepare(state, segmentation_node, segment_id, volume_node, overwrite_other_segments)
             before = session.mask.copy()
-            outcome = session.click(k, [(x, y) for kk, x, y in positives if kk == k],
-                                    [(x, y) for kk, x, y in negatives if kk == k], box,
-                                    propagate=propagate, progress=progress, cancel=cancel)
+            # Points already in the slice's click history (placed earlier, still shown) are not new clicks.
+            old_positive, old_negative = session.slice_clicks.get(k, ((), ()))
+            new_positive, new_negative = _new_points(positives, k, old_positive), _new_points(negatives, k, old_negative)
+            if not new_positive and not new_negative and box is None:
+                raise ValueError(f"Every point on axial slice {k} is already applied; place a new point or a box.")
+            outcome = session.click(k, new_positive, new_negative, box, propagate=propagate, progress=progress,
+                                    cancel=cancel)
             written = self._write(state, before, segmentation_node, segment_id, volume_node,
                                   overwrite_other_segments)
             return segment_id, SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou,
@@ -406,6 +435,25 @@ class SAMIHSMRMLLogic:
 
         corners = [self.click_at(volume_node, (x, y, z)) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
         return box_of_points([(column, row) for _, column, row in corners])
+
+    def clicks_ras(self, volume_node) -> Tuple[List[Tuple[float, float, float]], List[Tuple[float, float, float]]]:
+        """(positive, negative) clicks of the session's history in RAS mm: what the markups should
+        show after an undo or redo (which restore the history with the mask)."""
+        state = self._state_for(volume_node)
+        matrix = ijk_to_ras(volume_node)
+        shown: Tuple[list, list] = ([], [])
+        for k, history in sorted(state.session.slice_clicks.items()):
+            for points, out in zip(history, shown):
+                for x, y in points:
+                    volume_k, i, j = state.stack.click_to_volume(k, x, y)
+                    out.append(tuple(float(v) for v in (matrix @ np.array([i, j, volume_k, 1.0]))[:3]))
+        return shown
+
+    def _roi_slice(self, volume_node, roi_node) -> int:
+        """The axial slice through the ROI's centre (a box drawn alone says where to segment)."""
+        center = [0.0, 0.0, 0.0]
+        roi_node.GetCenterWorld(center)
+        return self.click_at(volume_node, center)[0]
 
     def propagate(self, volume_node, segmentation_node, segment_id: str, slice_index: Optional[int] = None,
                   overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,
@@ -481,6 +529,13 @@ class SAMIHSMRMLLogic:
         if progress is not None:
             progress(len(volumes), len(volumes), "done")
         return results
+
+
+def _new_points(clicks: Sequence[Tuple[int, float, float]], k: int, history: Sequence[Tuple[float, float]],
+                tolerance_px: float = 0.01) -> List[Tuple[float, float]]:
+    """The (column, row) of ``clicks`` on slice ``k`` that are not already in ``history``."""
+    return [(x, y) for kk, x, y in clicks
+            if kk == k and not any(abs(x - hx) < tolerance_px and abs(y - hy) < tolerance_px for hx, hy in history)]
 
 
 def _nodes_of_class(scene, class_name: str) -> list:

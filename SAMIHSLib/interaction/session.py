@@ -105,6 +105,10 @@ class HemorrhageSession:
         for x, y in list(positive) + list(negative):
             validate_point_in_slice(x, y, current.shape)
         anchor = points_mask(current.shape, list(positive) + list(negative))
+        box_only = box is not None and not positive and not negative
+        if box_only:  # a box alone asks for what is inside it: the object is what the box covers
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            anchor[max(0, y0):y1 + 1, max(0, x0):x1 + 1] = True
         # The object being corrected: existing components near the clicks (none = a new bleed).
         reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx)
         target = keep_components_near(current, anchor, reach) if anchor.any() else current
@@ -124,7 +128,7 @@ class HemorrhageSession:
             if target.any():
                 predicted = target | self._local_addition(predicted & ~target, target, positive)
         if target.any():
-            obj = (target | predicted) if positive else target
+            obj = (target | predicted) if positive or box_only else target
             obj = remove_nearest_to_negatives(obj, history[0], history[1]) if negative else obj
         else:
             obj = predicted
@@ -232,6 +236,11 @@ class HemorrhageSession:
     @property
     def can_redo(self) -> bool:
         return bool(self._redo)
+
+    @property
+    def history_lengths(self) -> Tuple[int, int]:
+        """(edits that can be undone, edits that can be redone): what an app shows by its buttons."""
+        return len(self._undo), len(self._redo)
 
     def undo(self) -> str:
         """Revert the last edit exactly; returns its label."""

@@ -1,6 +1,12 @@
-"""SAMIHS in a real browser: Chromium (driven by Playwright) clicks the bleed in a trame-slicer
-axial view; the server's real MRML scene gets the hemorrhage segment, written as .seg.nrrd."""
+"""SAMIHS in a real browser as a correction tool: Chromium (driven by Playwright) opens CTs
+(a DICOM series from --data, an uploaded NRRD), switches windows, clicks the bleed, adds a second
+bleed with a box, undoes and redoes it, removes it with a negative click, re-propagates, and
+downloads .seg.nrrd, DICOM SEG and the reports; the files are read back in a fresh MRML scene
+and checked against the phantom's truth. Each state is screenshotted (``SAMIHS_SCREENSHOTS=DIR``
+keeps them: that is how Resources/Screenshots/ is made)."""
 
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -12,19 +18,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from SAMIHSLib.metrics import dice
-from SAMIHSLib.io.volume_io import CTVolume, write_ct
 from SAMIHSLib.interaction.regions import slice_with_most
+from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_ct
+from SAMIHSLib.metrics import dice
 
-from conftest import require, unavailable  # noqa: E402
+from conftest import require, unavailable
+from dicom_series import write_dicom_series
 
 require("trame_slicer", module_level=True)
+require("highdicom", module_level=True)
 playwright = require("playwright.sync_api", module_level=True)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
     unavailable("Debian's chromium is not installed (tools/install_system_packages.sh installs it)", module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
+SPACING = (0.9, 0.9, 5.0)
 pytestmark = pytest.mark.browser
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -36,7 +45,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_for_server(url: str, process: subprocess.Popen, seconds: float = 90.0) -> None:
+def _wait_for_server(url: str, process: subprocess.Popen, seconds: float = 120.0) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
         if process.poll() is not None:
@@ -51,54 +60,79 @@ def _wait_for_server(url: str, process: subprocess.Popen, seconds: float = 90.0)
 
 @pytest.fixture
 def web_app(tmp_path, small_phantom):
-    volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0.0, 0.0, 0.0), np.eye(3))
-    ct_path = write_ct(tmp_path / "head_ct.nrrd", volume)
-    port, saved = _free_port(), tmp_path / "result.seg.nrrd"
-    log_path = tmp_path / "web_app.log"
+    data = tmp_path / "data"
+    data.mkdir()
+    series = write_dicom_series(data / "head_series", small_phantom.volume_hu.astype(np.int16), SPACING)
+    nrrd = write_ct(tmp_path / "head_ct.nrrd", CTVolume(small_phantom.volume_hu, SPACING, (0.0, 0.0, 0.0), np.eye(3)))
+    port, log_path = _free_port(), tmp_path / "web_app.log"
     log = open(log_path, "w")
-    process = subprocess.Popen([sys.executable, str(REPO / "web" / "samihs_web_app.py"), str(ct_path), "--port",
-                                str(port), "--save", str(saved)], stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, str(REPO / "web" / "samihs_web_app.py"), "--data", str(data),
+                                "--port", str(port), "--save", str(tmp_path / "saved.seg.nrrd")],
+                               stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_server(f"http://127.0.0.1:{port}/", process)
         printed = [line for line in log_path.read_text().splitlines() if "open http" in line]
-        yield printed[0].split("open ", 1)[1].strip(), volume, ct_path, saved  # the URL with this launch's token
+        yield printed[0].split("open ", 1)[1].strip(), series, nrrd  # the URL holds this launch's token
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
 
 
-def test_a_click_in_the_browser_segments_the_bleed_into_the_scene(web_app, small_phantom, tmp_path):
-    url, volume, ct_path, saved = web_app
-    truth = small_phantom.bleed_mask(0)
-    k = slice_with_most(truth)
-    rows, cols = np.nonzero(truth[k])
-    ras = (volume.ijk_to_ras_matrix() @ np.array([cols.mean(), rows.mean(), k, 1.0]))[:3]
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1000, "height": 800})
-        page.goto(url)
-        page.wait_for_selector("#samihs-status")
-        page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => i.naturalWidth > 0)")
-        # where the axial view draws the bleed's centre (the view jumps to its slice)
-        where = page.evaluate("ras => window.trame.trigger('samihs_locate', [ras])", [float(v) for v in ras])
-        images = [box for box in (image.bounding_box() for image in page.query_selector_all("img")) if box]
-        view = max(images, key=lambda box: box["width"] * box["height"])  # the axial view is the large one
+class Page:
+    """The app's page as a user drives it: clicks land where the axial view draws a RAS point."""
+
+    def __init__(self, page, shots: Path) -> None:
+        self.page, self.shots = page, shots
+
+    def views(self):
+        images = [box for box in (image.bounding_box() for image in self.page.query_selector_all("img")) if box]
+        return sorted(images, key=lambda box: box["width"] * box["height"], reverse=True)
+
+    def click_ras(self, ras) -> None:
+        where = self.page.evaluate("ras => window.trame.trigger('samihs_locate', [ras])", [float(v) for v in ras])
+        view = self.views()[0]  # the axial view is the large one
         time.sleep(1.0)
-        page.mouse.click(view["x"] + where["x"] * view["width"] / where["width"],
-                         view["y"] + where["y"] * view["height"] / where["height"])
-        page.wait_for_function("() => /mL|could not/.test(document.querySelector('#samihs-status').textContent)",
-                               timeout=180_000)
-        status = page.text_content("#samihs-status")
-        time.sleep(2.0)
-        page.screenshot(path=str(tmp_path / "after_click.png"), clip=view)
-        browser.close()
-    assert "mL" in status, status
+        self.page.mouse.click(view["x"] + where["x"] * view["width"] / where["width"],
+                              view["y"] + where["y"] * view["height"] / where["height"])
+
+    def wait_done(self, start_timeout_ms: int = 20_000, started: bool = False) -> str:
+        """Wait for the busy overlay (progress + cancel) to come and go; the status line after."""
+        if not started:
+            self.page.wait_for_selector("#samihs-busy", state="attached", timeout=start_timeout_ms)
+        self.page.wait_for_selector("#samihs-busy", state="detached", timeout=300_000)
+        time.sleep(1.5)
+        return self.page.text_content("#samihs-status")
+
+    def volume_ml(self) -> float:
+        text = self.page.text_content("#samihs-volume").strip()
+        return float(text.split(" mL")[0]) if text else 0.0
+
+    def shot(self, name: str, clip=None) -> Path:
+        path = self.shots / f"SAMIHS-web-{name}.png"
+        self.page.screenshot(path=str(path), clip=clip)
+        return path
+
+    def download(self, kind: str, target: Path) -> Path:
+        with self.page.expect_download() as info:
+            self.page.click(f"#samihs-download-{kind}")
+        info.value.save_as(str(target))
+        return target
+
+
+def _ras(volume: CTVolume, k: float, row: float, column: float) -> np.ndarray:
+    return (volume.ijk_to_ras_matrix() @ np.array([column, row, k, 1.0]))[:3]
+
+
+def _reddish(path: Path) -> int:
     from PIL import Image
 
-    pixels = np.asarray(Image.open(tmp_path / "after_click.png").convert("RGB")).astype(int)
-    reddish = (pixels[..., 0] > pixels[..., 1] + 60) & (pixels[..., 0] > pixels[..., 2] + 60)
-    assert reddish.sum() > 300  # the segment is drawn over the CT in the browser
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    return int(((pixels[..., 0] > pixels[..., 1] + 60) & (pixels[..., 0] > pixels[..., 2] + 60)).sum())
+
+
+def _read_back(segmentation_path: Path, ct_path: Path) -> np.ndarray:
+    """The Hemorrhage segment of a downloaded .seg.nrrd, in a fresh MRML scene, on the CT's voxels."""
     import slicer
 
     import SAMIHSLogicCore as core
@@ -107,10 +141,127 @@ def test_a_click_in_the_browser_segments_the_bleed_into_the_scene(web_app, small
     core.ensure_segmentation_converters()
     scene = slicer.vtkMRMLScene()
     volume_node = load_volume(scene, ct_path)
-    segmentation = load_segmentation(scene, saved)
+    segmentation = load_segmentation(scene, segmentation_path)
     segment_id = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Hemorrhage")
-    mask = core.read_segment_mask(segmentation, segment_id, volume_node)
-    assert dice(mask, truth) >= 0.7
-    assert not (mask & small_phantom.bleed_mask(1)).any()  # the other, separate bleed is not claimed
-    shown_ml = float(status.split(":")[1].split("mL")[0])
-    assert abs(shown_ml - mask.sum() * 0.9 * 0.9 * 5.0 / 1000.0) < 0.05
+    return core.read_segment_mask(segmentation, segment_id, volume_node)
+
+
+def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
+    url, series, nrrd = web_app
+    volume = read_ct(series)
+    bleed_a, bleed_b = small_phantom.bleed_mask(0), small_phantom.bleed_mask(1)
+    k_a, k_b = slice_with_most(bleed_a), slice_with_most(bleed_b)
+    rows_a, cols_a = np.nonzero(bleed_a[k_a])
+    rows_b, cols_b = np.nonzero(bleed_b[k_b])
+    shots = Path(os.environ.get("SAMIHS_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        app = Page(page, shots)
+        page.goto(url)
+        page.wait_for_selector("#samihs-status")
+        page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => i.naturalWidth > 0)")
+        assert "head_series" in page.text_content("#samihs-status")  # the DICOM series under --data
+        assert "click" in page.text_content("#samihs-help").lower()
+
+        # Open another CT by upload, then come back to the DICOM series through the CT list.
+        page.set_input_files("#samihs-upload", str(nrrd))
+        page.wait_for_function("() => /head_ct/.test(document.querySelector('#samihs-status').textContent)",
+                               timeout=120_000)
+        page.click("#samihs-ct", force=True)  # (the field around the input takes the click)
+        page.click(".v-list-item:has-text('head_series')")
+        page.wait_for_function("() => /head_series/.test(document.querySelector('#samihs-status').textContent)",
+                               timeout=120_000)
+
+        # Window presets change what the axial view shows.
+        app.click_ras(_ras(volume, k_a, rows_a.mean(), cols_a.mean()))  # (jumps to the slice; a click segments)
+        app.wait_done(start_timeout_ms=30_000)
+        brain = app.shot("positive-click")
+        volume_a = app.volume_ml()
+        assert volume_a > 0.5 and "mL" in page.text_content("#samihs-status")
+        assert "Bleed on axial slices" in page.text_content("#samihs-slices")
+        assert _reddish(brain) > 300  # the segment over the CT, and its surface in the 3D view
+        page.click("#samihs-window-bone")
+        time.sleep(2.0)
+        bone = app.shot("bone-window")
+        from PIL import Image
+
+        assert np.abs(np.asarray(Image.open(bone), float) - np.asarray(Image.open(brain), float)).mean() > 2.0
+        page.click("#samihs-window-brain")
+
+        # A box around the second bleed adds it; undo and redo take it away and bring it back.
+        page.click("#samihs-mode-box")
+        margin = 4
+        app.click_ras(_ras(volume, k_b, rows_b.min() - margin, cols_b.min() - margin))
+        app.click_ras(_ras(volume, k_b, rows_b.max() + margin, cols_b.max() + margin))
+        app.wait_done()
+        app.shot("box")
+        volume_ab = app.volume_ml()
+        assert volume_ab > volume_a + 0.3
+        assert page.text_content("#samihs-undo").strip().endswith("(2)")
+        page.click("#samihs-undo")
+        app.wait_done()
+        assert app.volume_ml() == pytest.approx(volume_a, abs=0.01)
+        page.click("#samihs-redo")
+        app.wait_done()
+        assert app.volume_ml() == pytest.approx(volume_ab, abs=0.01)
+
+        # A negative click on the second bleed removes it from that slice (a known false area here).
+        page.click("#samihs-mode-negative")
+        app.click_ras(_ras(volume, k_b, rows_b.mean(), cols_b.mean()))
+        app.wait_done()
+        app.shot("negative-click")
+        assert app.volume_ml() < volume_ab
+        after_negative = _read_back(app.download("seg", tmp_path / "after_negative.seg.nrrd"), nrrd)
+        assert not (after_negative[k_b] & bleed_b[k_b]).any()
+        assert dice(after_negative & ~bleed_b, bleed_a) >= 0.7  # the first bleed untouched
+
+        # Back to the first bleed alone, then re-propagate from its slice on screen.
+        page.click("#samihs-undo")
+        app.wait_done()
+        page.click("#samihs-undo")
+        app.wait_done()
+        assert app.volume_ml() == pytest.approx(volume_a, abs=0.01)
+        page.click("#samihs-mode-positive")
+        page.evaluate("ras => window.trame.trigger('samihs_locate', [ras])",
+                      [float(v) for v in _ras(volume, k_a, rows_a.mean(), cols_a.mean())])
+        page.click("#samihs-repropagate")
+        page.wait_for_selector("#samihs-busy", state="attached", timeout=20_000)
+        app.shot("progress")  # the progress bar and its cancel button
+        assert page.is_visible("#samihs-cancel")
+        app.wait_done(started=True)
+        app.shot("repropagated")
+        shown = app.volume_ml()
+        assert shown > 0.5
+
+        seg_path = app.download("seg", tmp_path / "result.seg.nrrd")
+        dicom_path = app.download("dicom", tmp_path / "result_seg.dcm")
+        report = json.loads(app.download("json", tmp_path / "report.json").read_text())
+        csv_text = app.download("csv", tmp_path / "report.csv").read_text()
+        browser.close()
+
+    mask = _read_back(seg_path, nrrd)
+    assert dice(mask, bleed_a) >= 0.7
+    assert not (mask & bleed_b).any()  # the other bleed is left as the user left it: not claimed
+    assert abs(shown - mask.sum() * np.prod(SPACING) / 1000.0) < 0.05
+    from SAMIHSLib.io.dicom_seg import read_dicom_seg_mask
+
+    assert np.array_equal(read_dicom_seg_mask(dicom_path, volume.dicom_files), mask)  # DICOM SEG: the same voxels
+    assert np.array_equal(_read_back(tmp_path / "saved.seg.nrrd", nrrd), mask)  # --save follows every change
+    assert report["measurements"]["volume_ml"] == pytest.approx(shown, abs=0.01)
+    assert report["filled_axial_slices"] == [int(k) for k in np.nonzero(mask.any(axis=(1, 2)))[0]]
+    assert csv_text.count("\n") == 1 + len(report["filled_axial_slices"])
+
+
+def test_downloads_need_the_launch_token(web_app):
+    url, _, _ = web_app
+    base = url.split("?")[0]
+    for query in ("", "?secret=wrong"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}samihs/download/seg{query}", timeout=30)
+        assert refused.value.code == 403
+    token = url.split("secret=", 1)[1]
+    with pytest.raises(urllib.error.HTTPError) as nothing_yet:
+        urllib.request.urlopen(f"{base}samihs/download/json?secret={token}", timeout=30)
+    assert nothing_yet.value.code == 409  # nothing segmented: said, not an empty file
