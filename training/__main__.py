@@ -28,8 +28,8 @@ from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.cpu_info import cpu_description
 
-from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, method_settings, records_csv,
-                             results_tables, run_method, select_per_fold, summarize)
+from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, method_settings, read_records_csv,
+                             records_csv, results_tables, run_method, select_per_fold, summarize)
 from .datasets import Case, load_dataset, write_packed
 from .folds import make_scan_folds, read_folds, write_folds
 from .evaluate import cross_validate, evaluate_cases, write_table
@@ -151,6 +151,11 @@ def run_clickeval(args: argparse.Namespace) -> int:
     slices = evaluation_slices(cases, folds)
     out = Path(args.out)
     methods, everything = [], []
+    for reused in args.reuse or ():  # methods measured earlier on the same folds, with the same code
+        for record in read_records_csv(Path(reused).read_text()):
+            everything.append(record)
+            if record.method not in methods:
+                methods.append(record.method)
     bar = tqdm(desc="clicks", unit="slice", total=None)
     for spec in args.method:
         name, settings = method_settings(spec, args.engine)
@@ -224,8 +229,11 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
     p.add_argument("--method", action="append", required=True,
-                   help="region | lite-base | lite | lite:alone | CHECKPOINT (with {fold} for per-fold models)")
+                   help="region | lite-base | lite | lite:alone | CHECKPOINT (with {fold} for per-fold models); "
+                        "NAME=SPEC names it in the tables")
     p.add_argument("--engine", default="torch", help="inference engine (exact fp32 engines give the same masks)")
+    p.add_argument("--reuse", action="append",
+                   help="all_settings.csv of an earlier run on the same folds: its methods join the tables unrun")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_clickeval)
     args = parser.parse_args(argv)

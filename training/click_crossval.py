@@ -285,6 +285,14 @@ def records_csv(records: Sequence[ClickRecord]) -> str:
     return buffer.getvalue()
 
 
+def read_records_csv(text: str) -> List[ClickRecord]:
+    """Records written by :func:`records_csv`, typed again (to reuse an earlier run's methods)."""
+    types = {"fold": int, "clicks": int, "dice_clicked": float, "dice_all": float, "hd95_clicked_mm": float,
+             "empty": lambda value: value == "True"}
+    return [ClickRecord(**{key: types.get(key, str)(value) for key, value in row.items()})
+            for row in csv.DictReader(io.StringIO(text))]
+
+
 # The classical floor's settings: (HU band, opening in pixels), tuned per fold like everything else.
 REGION_GROWING_SETTINGS: Tuple[Tuple[Tuple[float, float], int], ...] = tuple(
     (band, opening) for band in ((40.0, 100.0), (45.0, 100.0), (45.0, 90.0), (50.0, 100.0)) for opening in (0, 1, 2))
@@ -298,7 +306,11 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
     the same without the missed-click fallbacks (what the model alone gives); ``lite:guided``: the
     shipped model given the intensity-guided region boxes with its clicks; ``PATH`` or
     ``PATH{fold}``: a checkpoint, one per fold when ``{fold}`` is in the path, as the app runs it.
+    ``NAME=SPEC``: SPEC shown as NAME.
     """
+    label, _, named_spec = spec.rpartition("=")  # NAME=SPEC names a candidate in the tables
+    if label:
+        return label, method_settings(named_spec, engine)[1]
     if spec == "region":
         return "HU region growing (floor)", {
             f"{band[0]:.0f}-{band[1]:.0f} HU, opening {opening} px":

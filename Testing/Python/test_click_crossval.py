@@ -101,3 +101,13 @@ def test_a_click_the_model_misses_still_returns_the_bleed_under_it(shared_cases,
     rows, cols = np.nonzero(session.mask[0])
     reach_px = 10.0 / case.spacing_zyx[1] + 1  # a fallback answer is a local blob around the click
     assert np.hypot(rows - row, cols - col).max() <= reach_px
+
+
+def test_records_read_back_as_written():
+    from training.click_crossval import ClickRecord, read_records_csv, records_csv
+
+    records = [ClickRecord("m", "s", "a.dcm", "ct-ich/001", "ct-ich", 2, "IPH", "deepest", 3, 0.5, 0.25, 7.5, True,
+                           "model", "no bleed found, at 12 HU"),
+               ClickRecord("m", "s", "b.dcm", "bhsd/x", "bhsd", 0, "SDH", "random", 1, 0.0, 0.0, float("inf"), False,
+                           "fallback", "")]
+    assert read_records_csv(records_csv(records)) == records
