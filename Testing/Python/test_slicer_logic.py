@@ -158,3 +158,40 @@ def test_a_sagittally_acquired_volume_is_segmented_on_its_axial_slices(tmp_path,
     assert mask.shape == sagittal_array.shape
     assert dice(mask, truth_sagittal) >= 0.8
     assert update.volume_ml == pytest.approx(mask.sum() * 0.9 * 0.9 * 5.0 / 1000.0, rel=1e-6)
+
+
+def test_applied_points_are_not_clicked_again_and_a_box_alone_segments(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    _, ras = click_ras(volume, small_phantom)
+    points = add_points(scene, "p", [ras])
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, points, propagate=False)
+    before = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    with pytest.raises(ValueError, match="already applied"):  # the same marker again is no new click
+        logic.segment_from_points(volume_node, segmentation_node, points, segment_id=segment_id, propagate=False)
+    assert np.array_equal(core.read_segment_mask(segmentation_node, segment_id, volume_node), before)
+    positive, negative = logic.clicks_ras(volume_node)
+    assert len(positive) == 1 and np.allclose(positive[0], ras, atol=1e-3) and not negative
+
+    truth_b = small_phantom.bleed_mask(1)
+    k_b = slice_with_most(truth_b)
+    rows, cols = np.nonzero(truth_b[k_b])
+    corners = [(volume.ijk_to_ras_matrix() @ np.array([c, r, k_b, 1.0]))[:3]
+               for c, r in ((cols.min() - 3, rows.min() - 3), (cols.max() + 3, rows.max() + 3))]
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    low, high = np.minimum(*corners), np.maximum(*corners)
+    roi.SetXYZ(*((low + high) / 2.0))
+    roi.SetRadiusXYZ(*np.maximum((high - low) / 2.0, 1.0))
+    logic.segment_from_points(volume_node, segmentation_node, None, segment_id=segment_id, roi_node=roi,
+                              propagate=False)
+    after = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    assert dice(after[k_b] & truth_b[k_b], truth_b[k_b]) >= 0.8  # the box's bleed added on its slice
+    assert np.array_equal(after & before, before)  # the first bleed kept
+
+
+def test_a_ct_volume_becomes_a_node_on_its_exact_geometry(small_phantom):
+    scene = slicer.vtkMRMLScene()
+    volume = CTVolume(small_phantom.volume_hu.astype(np.int16), (0.9, 0.8, 5.0), (-110.0, 95.0, -30.0),
+                      oblique_direction(12.0))
+    node = core.volume_node_from_ct(scene, volume, "CT")
+    assert np.allclose(core.ijk_to_ras(node), volume.ijk_to_ras_matrix(), atol=1e-6)
+    assert np.array_equal(core.volume_array(node), volume.array_hu)
