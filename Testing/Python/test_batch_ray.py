@@ -15,7 +15,7 @@ from SAMIHSLib.io.volume_io import CTVolume, write_ct
 from SAMIHSLib.phantom import BleedSpec, make_head_phantom
 
 require("ray", module_level=True)
-pytestmark = pytest.mark.scale
+pytestmark = [pytest.mark.scale, pytest.mark.slow]  # ~2 min each on 2 cores: in `pytest -m slow`
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 from SAMIHSLib.models import load_model
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.scale
+pytestmark = [pytest.mark.scale, pytest.mark.slow]  # ~2 min each on 2 cores: in `pytest -m slow`
 
 
 def _train(tmp_path: Path, name: str, processes: int) -> Path:
