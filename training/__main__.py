@@ -133,11 +133,16 @@ def run_folds(args: argparse.Namespace) -> int:
 
 
 def run_foldtrain(args: argparse.Namespace) -> int:
+    from .distributed import end_process_group, start_process_group
     from .fold_training import train_folds
 
     cases = _cases(args.dataset)
-    written = train_folds(TrainingConfig.from_json(args.config), cases, read_folds(Path(args.folds), cases),
-                          Path(args.out), only=args.only or ())
+    group = start_process_group()  # one process, or one of torchrun's
+    try:
+        written = train_folds(TrainingConfig.from_json(args.config), cases, read_folds(Path(args.folds), cases),
+                              Path(args.out), only=args.only or (), group=group)
+    finally:
+        end_process_group(group)
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -11,9 +11,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from SAMIHSLib.device import resolve_device
-
 from .datasets import Case
+from .distributed import SINGLE_PROCESS, ProcessGroup
 from .folds import fold_of_scan
 from .trainer import (BatchMaker, EmbeddingBank, TrainingConfig, TrainingSlice, seed_everything,
                       build_trainable_model, export_checkpoint, fold_config, train, training_slices)
@@ -29,8 +28,9 @@ def same_fold_donors(slices: Sequence[TrainingSlice], folds: List[List[str]]):
 
 
 def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[str]], out: Path,
-                only: Sequence[int] = (), progress: bool = True) -> List[Path]:
-    """Train fold ``k``'s model on the scans outside fold ``k``; write ``out/fold{k}/model.samihs.pt``."""
+                only: Sequence[int] = (), progress: bool = True, group: ProcessGroup = SINGLE_PROCESS) -> List[Path]:
+    """Train fold ``k``'s model on the scans outside fold ``k``; write ``out/fold{k}/model.samihs.pt``
+    (under torchrun every process trains each fold on its share, rank 0 writes)."""
     if not config.cache_embeddings:
         raise ValueError("Fold training shares one embedding bank: set cache_embeddings (a frozen encoder).")
     out = Path(out)
@@ -38,7 +38,7 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
     slices = training_slices(cases)
     fold_of = fold_of_scan(folds)
     rng = seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = group.device(config.device)
     encoder = build_trainable_model(config, device)
     maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))
     bank = EmbeddingBank(encoder, maker, slices, config.augmented_copies, device, progress=progress)
@@ -49,12 +49,15 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
             continue
         indices = [i for i, item in enumerate(slices) if fold_of[item.patient] != fold]
         fold_run = fold_config(config, f"fold{fold}")
-        model, losses = train(fold_run, resume=False, progress=progress, bank=bank.subset(indices))
+        model, losses = train(fold_run, resume=False, progress=progress, bank=bank.subset(indices), group=group)
+        if not group.is_main:
+            continue
         held_out = sorted(folds[fold])
         path = export_checkpoint(model, fold_run, Path(fold_run.output_dir) / "model.samihs.pt",
                                  {"final_loss": losses[-1], "held_out_scans": held_out},
                                  f"{len(indices)} slices of the scans outside fold {fold}")
         written.append(path)
-    (out / "folds_trained.json").write_text(json.dumps({"folds": [str(p) for p in written],
-                                                        "config": config.to_dict()}, indent=2))
+    if group.is_main:
+        (out / "folds_trained.json").write_text(json.dumps({"folds": [str(p) for p in written],
+                                                            "config": config.to_dict()}, indent=2))
     return written
