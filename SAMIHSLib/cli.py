@@ -68,6 +68,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _load_predictor(args: argparse.Namespace):
     from SAMIHSLib.interaction.predictor import load_predictor
 
+    if args.threads < 0:
+        raise ValueError(f"--threads must be 0 (all physical cores) or a positive number, not {args.threads}.")
     return load_predictor(args.model, args.device, args.engine, args.threads,
                           announce=lambda text: print(f"samihs: {text}", file=sys.stderr))
 
