@@ -53,8 +53,8 @@ WINDOW_PRESETS = {"brain": (80.0, 40.0), "subdural": (200.0, 80.0), "bone": (280
 VIEW_LABELS = {"Red": "Axial: click here", "Yellow": "Sagittal", "Green": "Coronal"}
 DOWNLOADS = {"seg": ("result.seg.nrrd", "Segmentation (.seg.nrrd)"), "dicom": ("result_seg.dcm", "DICOM SEG"),
              "json": ("report.json", "Report (JSON)"), "csv": ("report.csv", "Report (CSV)")}
-MOUSE_HELP = ("Left click in the axial view: place a point or box corner (mode above); shift-click: a negative "
-              "point. Scroll: change slice. Right-drag: zoom. Middle-drag: pan.")
+MOUSE_HELP = ("Left click in the axial view: place a point or box corner (mode above). Scroll: change slice. "
+              "Right-drag: zoom. Middle-drag: pan.")
 
 
 def _view_label(server, view_id: str, slicer_view) -> None:
@@ -330,9 +330,6 @@ class SAMIHSWebApp(TrameApp):
     def _on_point_placed(self, mode: str) -> None:
         if self._syncing_markers:
             return
-        if mode == "positive" and self.axial_view.interactor().GetShiftKey():
-            self._move_last_point("positive", "negative")  # shift-click: a negative click in any mode
-            mode = "negative"
         if mode == "box":
             if self.points["box"].GetNumberOfControlPoints() < 2:
                 self.state.samihs_status = "Box: now click the opposite corner."
@@ -342,17 +339,6 @@ class SAMIHSWebApp(TrameApp):
             self._start("Segmenting the box", self._segment_box)
         else:
             self._start("Segmenting", self._segment_points)
-
-    def _move_last_point(self, source: str, target: str) -> None:
-        node = self.points[source]
-        last = node.GetNumberOfControlPoints() - 1
-        position = node.GetNthControlPointPositionWorld(last)
-        self._syncing_markers = True
-        try:
-            node.RemoveNthControlPoint(last)
-            self.points[target].AddControlPointWorld(vtk.vtkVector3d(*position))
-        finally:
-            self._syncing_markers = False
 
     def _segment_points(self, progress, cancel):
         self.segment_id, update = self.logic.segment_from_points(

@@ -76,6 +76,7 @@ def test_markups_in_lps_and_ras_give_the_same_clicks(tmp_path):
     assert read_markups_clicks(tmp_path / "ras.mrk.json").positive_ras == points
 
 
+@pytest.mark.slow  # ~30-45 s on 2 cores: in `pytest -m slow` (CI runs it)
 def test_batch_cli_with_markups_and_json_prompts(tmp_path, batch_folder, small_phantom, capsys):
     folder, volume = batch_folder
     truth = small_phantom.bleed_mask(0)
@@ -127,6 +128,7 @@ def test_coordinates_may_be_ras_or_lps_in_any_case_and_nothing_else(small_phanto
         clicks_to_slice_column_row([ras], "voxel", volume)
 
 
+@pytest.mark.slow  # ~30-45 s on 2 cores: in `pytest -m slow` (CI runs it)
 def test_same_named_inputs_are_refused_and_a_changed_prompt_or_model_is_redone(tmp_path, lite_model, batch_folder,
                                                                                 small_phantom):
     folder, volume = batch_folder

@@ -115,6 +115,7 @@ def test_mr_like_and_rgb_images_are_not_taken_for_ct(tmp_path):
         read_ct(tmp_path / "rgb.png")
 
 
+@pytest.mark.slow  # ~30-45 s on 2 cores: in `pytest -m slow` (CI runs it)
 def test_demo_writes_segmentation_overview_and_volume(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out

@@ -4,6 +4,7 @@ instances, is coded as hemorrhage, and reads back (highdicom; pydicom) onto the 
 
 import numpy as np
 import pydicom
+import pytest
 import slicerio
 
 from SAMIHSLib.cli import main
@@ -49,6 +50,7 @@ def test_dicom_seg_needs_a_dicom_series_input(tmp_path, small_phantom, capsys):
     assert not (tmp_path / "x.dcm").exists()
 
 
+@pytest.mark.slow  # ~30-45 s on 2 cores: in `pytest -m slow` (CI runs it)
 def test_batch_writes_dicom_seg_for_a_dicom_series(tmp_path, small_phantom):
     require("highdicom")
     import json

@@ -76,6 +76,7 @@ def test_undo_steps_are_small_diffs_and_deep(session):
         session.undo()
 
 
+@pytest.mark.slow  # ~30-45 s on 2 cores: in `pytest -m slow` (CI runs it)
 def test_repropagation_stops_once_the_result_stops_changing(session, small_phantom):
     k = _first_click(session, small_phantom)
     before = session.mask.copy()
