@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from typing import List, Tuple, Type
 
-from SAMIHSLib.models.common import LayerNorm2d
+from .common import LayerNorm2d
 
 
 class MaskDecoder(nn.Module):

@@ -13,7 +13,7 @@ from torch import nn
 
 from typing import Any, Optional, Tuple, Type
 
-from SAMIHSLib.models.common import LayerNorm2d
+from .common import LayerNorm2d
 
 
 class PromptEncoder(nn.Module):

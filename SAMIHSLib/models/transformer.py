@@ -13,7 +13,7 @@ from torch import Tensor, nn
 import math
 from typing import Tuple, Type
 
-from SAMIHSLib.models.common import MLPBlock
+from .common import MLPBlock
 
 
 class TwoWayTransformer(nn.Module):
