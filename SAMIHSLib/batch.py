@@ -254,7 +254,7 @@ class VolumeJob:
     name: str
     path: Path
     out_dir: Path
-    prompt_spec: str
+    prompts: "PromptSource"  # read and checked once by the plan, shared by every job
     manifest: Dict[str, str]
     dicom_seg: bool = False
 
@@ -304,7 +304,7 @@ def plan_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, model_sh
         except (InputError, ValueError, OSError) as error:
             rows[name] = {"volume": name, "status": "failed", "reason": str(error).splitlines()[0]}
             continue
-        job = VolumeJob(name, path, out_dir, prompt_spec, manifest, dicom_seg)
+        job = VolumeJob(name, path, out_dir, source, manifest, dicom_seg)
         if (rows.get(name, {}).get("status") == "ok" and job.seg_path.is_file()
                 and _read_manifest(job.manifest_path) == manifest):
             continue  # made in an earlier run from the same input, prompts, model and engine
@@ -321,7 +321,7 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
     try:
         volume = read_ct(job.path)
         stack = AxialStack.of(volume)
-        prompts = PromptSource(job.prompt_spec).clicks_for(job.path, volume)
+        prompts = job.prompts.clicks_for(job.path, volume)
         mask = segment_volume(predictor, stack, prompts, cancel)
         write_seg_nrrd(job.seg_path, {"Hemorrhage": stack.mask_to_volume(mask)}, volume)
         if job.dicom_seg and volume.dicom_files:

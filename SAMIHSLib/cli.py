@@ -66,10 +66,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_predictor(args: argparse.Namespace):
-    from SAMIHSLib.interaction.predictor import load_predictor
+    from SAMIHSLib.interaction.predictor import check_threads, load_predictor
 
-    if args.threads < 0:
-        raise ValueError(f"--threads must be 0 (all physical cores) or a positive number, not {args.threads}.")
+    check_threads(args.threads, "--threads")
     return load_predictor(args.model, args.device, args.engine, args.threads,
                           announce=lambda text: print(f"samihs: {text}", file=sys.stderr))
 

@@ -37,9 +37,10 @@ def brain_region(image_hu: np.ndarray) -> np.ndarray:
 
 
 def placement_candidates(image_hu: np.ndarray, subtype: str, pixel_mm: float,
-                         config: PasteConfig = PasteConfig()) -> np.ndarray:
-    """Where a bleed of ``subtype`` may be centred on this slice (boolean mask, maybe empty)."""
-    brain = brain_region(image_hu)
+                         config: PasteConfig = PasteConfig(), brain: Optional[np.ndarray] = None) -> np.ndarray:
+    """Where a bleed of ``subtype`` may be centred on this slice (boolean mask, maybe empty);
+    ``brain``: :func:`brain_region` of the slice, when the caller has it already."""
+    brain = brain_region(image_hu) if brain is None else brain
     depth_mm = ndi.distance_transform_edt(brain) * pixel_mm
     if subtype == "IPH":
         return depth_mm >= config.deep_parenchyma_mm
@@ -47,7 +48,8 @@ def placement_candidates(image_hu: np.ndarray, subtype: str, pixel_mm: float,
         return brain & (depth_mm <= config.inner_table_band_mm)
     if subtype in ("IVH", "SAH"):
         low, high = config.csf_band_hu
-        return brain & (depth_mm > 2.0) & (ndi.median_filter(image_hu, 3) > low) & (ndi.median_filter(image_hu, 3) < high)
+        smoothed = ndi.median_filter(image_hu, 3)
+        return brain & (depth_mm > 2.0) & (smoothed > low) & (smoothed < high)
     return depth_mm >= 4.0
 
 
@@ -73,7 +75,8 @@ def paste_bleed(image_hu: np.ndarray, mask: np.ndarray, donor_hu: np.ndarray, do
     values, shape = _crop(donor_hu, donor_component, donor_pixel_mm / pixel_mm)
     if not shape.any():
         return None
-    candidates = placement_candidates(image_hu, subtype, pixel_mm, config) & ~ndi.binary_dilation(
+    whole_brain = brain_region(image_hu)
+    candidates = placement_candidates(image_hu, subtype, pixel_mm, config, whole_brain) & ~ndi.binary_dilation(
         mask, iterations=mm_to_whole_px(3.0, (pixel_mm, pixel_mm, pixel_mm), minimum=1))
     rows, cols = np.nonzero(candidates)
     if not len(rows):
@@ -84,8 +87,7 @@ def paste_bleed(image_hu: np.ndarray, mask: np.ndarray, donor_hu: np.ndarray, do
     if top < 0 or left < 0 or top + height > image_hu.shape[0] or left + width > image_hu.shape[1]:
         return None
     region = (slice(top, top + height), slice(left, left + width))
-    brain = brain_region(image_hu)[region]
-    shape = shape & brain  # a bleed never crosses the skull
+    shape = shape & whole_brain[region]  # a bleed never crosses the skull
     if shape.sum() < 10:
         return None
     bleed = values.copy()

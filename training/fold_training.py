@@ -7,6 +7,7 @@ and shared by all folds: a slice's copies carry only bleeds pasted from slices o
 a copy is used exactly when its whole content belongs to a training fold.
 """
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -34,7 +35,7 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
     if not config.cache_embeddings:
         raise ValueError("Fold training shares one embedding bank: set cache_embeddings (a frozen encoder).")
     out = Path(out)
-    config = type(config)(**{**config.to_dict(), "output_dir": str(out)})
+    config = dataclasses.replace(config, output_dir=str(out))
     slices = training_slices(cases)
     fold_of = fold_of_scan(folds)
     rng = seed_everything(config.seed)

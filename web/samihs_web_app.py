@@ -398,9 +398,17 @@ class SAMIHSWebApp(TrameApp):
         finally:
             self._syncing_markers = False
 
-    def _refresh(self, update) -> None:
+    @staticmethod
+    def _summary(session):
+        """(measurements, axial slices with bleed) of the session's mask, or None while it is empty."""
         from SAMIHSLib.interaction.measurements import measure_hemorrhage
 
+        if session is None or not session.mask.any():
+            return None
+        filled = [int(k) for k in np.nonzero(session.mask.any(axis=(1, 2)))[0]]
+        return measure_hemorrhage(session.mask, session.predictor.spacing_zyx), filled
+
+    def _refresh(self, update) -> None:
         session = self.logic.existing_session(self.volume_node)
         if update is not None:
             self.last_update = update
@@ -409,14 +417,14 @@ class SAMIHSWebApp(TrameApp):
             self._show_markers()
             if self.save_path is not None and update.volume_ml > 0:
                 write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
-        if session is None or not session.mask.any():
+        summary = self._summary(session)
+        if summary is None:
             self.state.samihs_volume_ml = self.state.samihs_abc2_ml = None
             self.state.samihs_slices = "No slice segmented yet."
         else:
-            measured = measure_hemorrhage(session.mask, session.predictor.spacing_zyx)
+            measured, filled = summary
             self.state.samihs_volume_ml = round(measured.volume_ml, 2)
             self.state.samihs_abc2_ml = round(measured.abc_over_2_ml, 2)
-            filled = [int(k) for k in np.nonzero(session.mask.any(axis=(1, 2)))[0]]
             self.state.samihs_slices = slice_status_text(filled, session.last_stop_reasons)
             self.segmentation_node.CreateClosedSurfaceRepresentation()  # the bleed in the 3D view
         self.state.samihs_undo, self.state.samihs_redo = session.history_lengths if session is not None else (0, 0)
@@ -435,14 +443,14 @@ class SAMIHSWebApp(TrameApp):
             raise ValueError("Nothing segmented yet.")
         if kind == "dicom":
             return write_dicom_segmentation(mask, self.ct_volume.dicom_files, out)
-        return write_report(self._report(mask), out)
+        return write_report(self._report(), out)
 
-    def _report(self, mask: np.ndarray) -> SegmentationReport:
-        from SAMIHSLib.interaction.measurements import measure_hemorrhage
-
+    def _report(self) -> SegmentationReport:
         session = self.logic.existing_session(self.volume_node)
-        filled = [int(k) for k in np.nonzero(session.mask.any(axis=(1, 2)))[0]]
-        measured = measure_hemorrhage(session.mask, session.predictor.spacing_zyx)
+        summary = self._summary(session)
+        if summary is None:
+            raise ValueError("Nothing segmented yet.")
+        measured, filled = summary
         return SegmentationReport(self.state.samihs_ct, self.model_name, self.engine_name, measured.to_dict(), filled,
                                   dict(session.slice_iou), dict(session.last_stop_reasons),
                                   getattr(self.last_update, "message", ""))

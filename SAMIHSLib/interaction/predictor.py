@@ -223,6 +223,12 @@ class SAMIHSPredictor:
             raise InputError(f"The box ({x0}, {y0}, {x1}, {y1}) must be given as x0 <= x1, y0 <= y1.")
 
 
+def check_threads(threads: int, name: str = "threads") -> None:
+    """Refuse a negative thread count (0 means all physical cores); ``name`` is how the caller calls it."""
+    if threads < 0:
+        raise ValueError(f"{name} must be 0 (all physical cores) or a positive number, not {threads}.")
+
+
 def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", threads: int = 0,
                    announce: Optional[Callable[[str], None]] = None) -> SAMIHSPredictor:
     """A predictor for ``model_spec`` (a model name or checkpoint path) on ``device`` with
@@ -232,8 +238,7 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
     from SAMIHSLib.engines import make_engine, resolve_engine_name
     from SAMIHSLib.models import load_model
 
-    if threads < 0:
-        raise ValueError(f"threads must be 0 (all physical cores) or a positive number, not {threads}.")
+    check_threads(threads)
     if threads:
         torch.set_num_threads(threads)
     model = load_model(model_spec, device=device)
