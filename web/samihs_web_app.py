@@ -4,8 +4,9 @@ the same Qt-free logic as the Slicer module (SAMIHS/SAMIHSLogicCore.py).
 Open a CT (launch files, ``--data DIR``, or an upload), click the bleed in the axial view: SAMIHS
 segments that slice, propagates through the volume, and the hemorrhage appears in the slice views
 and as a surface in 3D, with its volume in mL and ABC/2. Correct it with negative clicks (a mode
-toggle), a box (two corners), undo/redo, and re-propagation from the slice on screen; download
-the result as .seg.nrrd, DICOM SEG (for a DICOM series) and a JSON/CSV report.
+toggle or shift-click), a box (dragged, or two corner clicks), undo/redo, and re-propagation from
+the slice on screen (the gestures: view_gestures.js); download the result as .seg.nrrd, DICOM
+SEG (for a DICOM series) and a JSON/CSV report.
 
     .venv/bin/python web/samihs_web_app.py [CT ...] [--data DIR] --port 8080 [--save result.seg.nrrd]
 
@@ -35,7 +36,7 @@ import vtk
 from SAMIHSLogicCore import SAMIHSMRMLLogic, ensure_segmentation_converters, read_segment_mask, volume_node_from_ct
 from trame.app import TrameApp, asynchronous
 from trame.app.file_upload import ClientFile
-from trame.widgets import html
+from trame.widgets import client, html
 from trame.widgets import vuetify3 as v3
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
@@ -53,8 +54,9 @@ WINDOW_PRESETS = {"brain": (80.0, 40.0), "subdural": (200.0, 80.0), "bone": (280
 VIEW_LABELS = {"Red": "Axial: click here", "Yellow": "Sagittal", "Green": "Coronal"}
 DOWNLOADS = {"seg": ("result.seg.nrrd", "Segmentation (.seg.nrrd)"), "dicom": ("result_seg.dcm", "DICOM SEG"),
              "json": ("report.json", "Report (JSON)"), "csv": ("report.csv", "Report (CSV)")}
-MOUSE_HELP = ("Left click in the axial view: place a point or box corner (mode above). Scroll: change slice. "
-              "Right-drag: zoom. Middle-drag: pan.")
+MOUSE_HELP = ("Left click in the axial view: a point of the mode above; shift + click: a negative point; "
+              "box mode: drag a box (or click two corners). Scroll: change slice. Right-drag: zoom. Middle-drag: pan.")
+VIEW_GESTURES_JS = Path(__file__).with_name("view_gestures.js")
 
 
 def _view_label(server, view_id: str, slicer_view) -> None:
@@ -64,6 +66,7 @@ def _view_label(server, view_id: str, slicer_view) -> None:
     (create_vertical_view_gutter_ui if view_id not in VIEW_LABELS else create_vertical_slice_view_gutter_ui)(
         server, view_id, slicer_view)
     html.Div(VIEW_LABELS.get(view_id, "3D: the bleed's surface"), classes="samihs-view-label",
+             __properties=[("data_view", "data-view")], data_view=view_id,  # view_gestures.js finds views by it
              style="position:absolute; top:4px; right:8px; color:#fff; background:rgba(0,0,0,.55); "
                    "padding:1px 6px; border-radius:4px; font:13px sans-serif; pointer-events:none")
 
@@ -132,6 +135,8 @@ class SAMIHSWebApp(TrameApp):
         state.change("samihs_upload")(lambda samihs_upload, **_: self._on_upload(samihs_upload))
         controller = self.server.controller
         controller.trigger("samihs_locate")(self.locate)
+        controller.trigger("samihs_view_click")(self.view_click)
+        controller.trigger("samihs_view_box")(self.view_box)
         controller.trigger("samihs_undo")(lambda: self._start("Undo", lambda p, c: self._undo(False)))
         controller.trigger("samihs_redo")(lambda: self._start("Redo", lambda p, c: self._undo(True)))
         controller.trigger("samihs_repropagate")(lambda: self._start("Re-propagating", self._repropagate))
@@ -139,6 +144,7 @@ class SAMIHSWebApp(TrameApp):
 
     def _build_ui(self) -> None:
         with SinglePageWithDrawerLayout(self.server, full_height=True) as self.ui:
+            client.Script(VIEW_GESTURES_JS.read_text())
             self.ui.title.set_text("SAMIHS: click to segment intracranial hemorrhage")
             with self.ui.toolbar:
                 v3.VSpacer()
@@ -256,13 +262,36 @@ class SAMIHSWebApp(TrameApp):
         demos and the browser test, which then click there like a user."""
         slice_node = self.scene.GetNodeByID("vtkMRMLSliceNodeRed")
         slice_node.JumpSliceByOffsetting(*[float(v) for v in ras])
-        xy_to_ras = vtk.vtkMatrix4x4()
-        xy_to_ras.DeepCopy(slice_node.GetXYToRAS())
-        xy_to_ras.Invert()
-        x, y, _, _ = xy_to_ras.MultiplyPoint([float(v) for v in ras] + [1.0])
+        ras_to_xy = vtk.vtkMatrix4x4()
+        ras_to_xy.DeepCopy(slice_node.GetXYToRAS())
+        ras_to_xy.Invert()
+        x, y, _, _ = ras_to_xy.MultiplyPoint([float(v) for v in ras] + [1.0])
         width, height = slice_node.GetDimensions()[:2]
         self.axial_view.schedule_render()
         return {"x": x, "y": height - y, "width": width, "height": height}
+
+    def _axial_ras_at(self, x: float, y: float, width: float, height: float) -> vtk.vtkVector3d:
+        """The point on the axial slice drawn at pixel (x, y) from the top-left of a view image of
+        ``width`` x ``height`` pixels on the page (the image may be scaled from the render window)."""
+        slice_node = self.scene.GetNodeByID("vtkMRMLSliceNodeRed")
+        columns, rows = slice_node.GetDimensions()[:2]
+        xy = [float(x) * columns / float(width), rows - float(y) * rows / float(height), 0.0, 1.0]
+        return vtk.vtkVector3d(*slice_node.GetXYToRAS().MultiplyPoint(xy)[:3])
+
+    def view_click(self, kind: str, x: float, y: float, width: float, height: float) -> None:
+        """A point placed from the page's gestures (shift-click: negative; box mode: a corner); it
+        segments as a click placed by the view would."""
+        if self.state.samihs_busy or kind not in ("negative", "box") or width <= 0 or height <= 0:
+            return
+        self.points[kind].AddControlPointWorld(self._axial_ras_at(x, y, width, height))
+
+    def view_box(self, x0: float, y0: float, x1: float, y1: float, width: float, height: float) -> None:
+        """A box dragged in the axial view: its two corners, as if clicked one after the other."""
+        if self.state.samihs_busy or width <= 0 or height <= 0:
+            return
+        self.points["box"].RemoveAllControlPoints()
+        for x, y in ((x0, y0), (x1, y1)):
+            self.points["box"].AddControlPointWorld(self._axial_ras_at(x, y, width, height))
 
     def _axial_slice_on_screen(self) -> int:
         slice_to_ras = self.scene.GetNodeByID("vtkMRMLSliceNodeRed").GetSliceToRAS()

@@ -1,0 +1,82 @@
+// SAMIHS gestures in the axial view, caught before the remote view sees them:
+//   shift + click      -> a negative point ("not bleed") whatever the click mode;
+//   drag in box mode   -> a box (a rubber band shows it); a click without a drag is a box corner.
+// The server turns view pixels into a point on the slice (samihs_view_click / samihs_view_box).
+(function () {
+  if (window.samihsViewGestures) return;
+  window.samihsViewGestures = true;
+  const AXIAL = "Red";
+  const DRAG_PIXELS = 4; // less movement than this is a click, not a box
+  let drag = null; // {rect, x, y, band} while a box is drawn
+  let swallowUp = false;
+
+  // The view under the pointer: its name (from the label SAMIHS puts on each view) and the image's box.
+  function viewAt(event) {
+    const image = event.target;
+    if (!image || !["IMG", "CANVAS", "VIDEO"].includes(image.tagName)) return null;
+    for (const label of document.querySelectorAll(".samihs-view-label")) {
+      if (label.parentElement.contains(image)) {
+        return { name: label.dataset.view, rect: image.getBoundingClientRect(), area: label.parentElement };
+      }
+    }
+    return null;
+  }
+
+  function swallow(event) {
+    event.stopPropagation();
+    event.preventDefault();
+  }
+
+  function inView(rect, event) {
+    return [event.clientX - rect.left, event.clientY - rect.top];
+  }
+
+  document.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0 || !window.trame) return;
+    const view = viewAt(event);
+    if (!view || view.name !== AXIAL) return;
+    const [x, y] = inView(view.rect, event);
+    if (event.shiftKey) {
+      swallow(event);
+      swallowUp = true;
+      window.trame.trigger("samihs_view_click", ["negative", x, y, view.rect.width, view.rect.height]);
+    } else if (window.trame.state.get("samihs_mode") === "box") {
+      swallow(event);
+      const band = document.createElement("div");
+      band.id = "samihs-box-band";
+      band.style.cssText = "position:absolute; border:2px dashed #ffd91a; pointer-events:none; z-index:5";
+      view.area.appendChild(band);
+      drag = { rect: view.rect, x, y, band, areaRect: view.area.getBoundingClientRect() };
+    }
+  }, true);
+
+  document.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    swallow(event);
+    const [x, y] = inView(drag.rect, event);
+    const offsetX = drag.rect.left - drag.areaRect.left, offsetY = drag.rect.top - drag.areaRect.top;
+    Object.assign(drag.band.style, {
+      left: `${offsetX + Math.min(x, drag.x)}px`, top: `${offsetY + Math.min(y, drag.y)}px`,
+      width: `${Math.abs(x - drag.x)}px`, height: `${Math.abs(y - drag.y)}px`,
+    });
+  }, true);
+
+  document.addEventListener("pointerup", (event) => {
+    if (swallowUp) {
+      swallowUp = false;
+      swallow(event);
+      return;
+    }
+    if (!drag) return;
+    swallow(event);
+    const [x, y] = inView(drag.rect, event);
+    const { rect } = drag;
+    drag.band.remove();
+    if (Math.hypot(x - drag.x, y - drag.y) < DRAG_PIXELS) {
+      window.trame.trigger("samihs_view_click", ["box", drag.x, drag.y, rect.width, rect.height]);
+    } else {
+      window.trame.trigger("samihs_view_box", [drag.x, drag.y, x, y, rect.width, rect.height]);
+    }
+    drag = null;
+  }, true);
+})();
