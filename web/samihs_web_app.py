@@ -443,9 +443,10 @@ class SAMIHSWebApp(TrameApp):
             self.last_update = update
             self.state.samihs_status = (f"Hemorrhage: {update.volume_ml:.2f} mL" +
                                         (f". {update.message[0].upper()}{update.message[1:]}" if update.message else ""))
-            self._show_markers()
             if self.save_path is not None and update.volume_ml > 0:
                 write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
+        if self.volume_node is not None:
+            self._show_markers()  # after any operation (undo too): a stale marker would catch the next click
         summary = self._summary(session)
         if summary is None:
             self.state.samihs_volume_ml = self.state.samihs_abc2_ml = None

@@ -31,6 +31,14 @@
     return [event.clientX - rect.left, event.clientY - rect.top];
   }
 
+  // Shift belongs to SAMIHS here: the remote view never sees it, so Slicer never holds a stale
+  // shift state (in which its placement mode places nothing) after a shift-click.
+  for (const type of ["keydown", "keyup"]) {
+    window.addEventListener(type, (event) => {
+      if (event.key === "Shift") event.stopPropagation();
+    }, true);
+  }
+
   document.addEventListener("pointerdown", (event) => {
     if (event.button !== 0 || !window.trame) return;
     const view = viewAt(event);

@@ -24,8 +24,10 @@ from SAMIHSLib.io.validation import validate_point_in_slice, validate_slice_inde
 ClickHistory = Dict[int, Tuple[Tuple[Point, ...], Tuple[Point, ...]]]
 
 UNDO_DEPTH = 50
-# A corrective positive click adds bleed within at least this distance of itself (mm).
-CORRECTION_REACH_MM = 10.0
+# A corrective positive click adds bleed within this distance of itself (mm) or, when it lies
+# farther from the object, within CORRECTION_REACH_GAPS times its distance to the object.
+CORRECTION_REACH_MM = 3.0
+CORRECTION_REACH_GAPS = 3.0
 
 
 @dataclass
@@ -157,13 +159,16 @@ class HemorrhageSession:
 
     def _local_addition(self, added: np.ndarray, target: np.ndarray, positive: Sequence[Point]) -> np.ndarray:
         """What a corrective positive click may add to ``target``: the new part within reach of
-        the click (twice the object's equivalent radius, at least CORRECTION_REACH_MM), so one
-        click fixes a miss nearby and never floods the slice with a leak."""
-        radius_px = max(mm_to_px(CORRECTION_REACH_MM, self.predictor.spacing_zyx),
-                        2.0 * float(np.sqrt(target.sum() / np.pi)))
+        the click. A click just outside the object's edge asks for that edge to move out a little
+        (CORRECTION_REACH_MM); a click on a missed part farther away reaches in proportion to its
+        distance from the object. (The reach was twice the object's equivalent radius: on a large
+        bleed one click at its edge added a blob of brain as big as a third of it.)"""
+        gap_px = ndi.distance_transform_edt(~target)
+        floor_px = mm_to_px(CORRECTION_REACH_MM, self.predictor.spacing_zyx)
         reach = np.zeros_like(added)
-        for point in positive:
-            reach |= disc_around(added.shape, point, radius_px)
+        for x, y in positive:
+            gap = float(gap_px[int(round(y)), int(round(x))])
+            reach |= disc_around(added.shape, (x, y), max(floor_px, CORRECTION_REACH_GAPS * gap))
         return added & reach
 
     def set_slice_mask(self, slice_index: int, slice_mask: np.ndarray, lock: bool = True) -> None:

@@ -38,6 +38,26 @@ def test_negative_click_changes_only_its_slice_and_undo_restores_exactly(session
     assert list(np.nonzero((session.mask != before).any(axis=(1, 2)))[0]) == [k]
 
 
+def test_a_corrective_click_at_the_edge_moves_the_edge_and_a_far_one_reaches_its_miss(session):
+    """The reach of a corrective positive click: near the object's edge a few mm (no blob of brain
+    as large as the bleed), farther out in proportion to the gap it bridges."""
+    from SAMIHSLib.interaction.regions import disc_around, mm_to_px
+    from SAMIHSLib.interaction.session import CORRECTION_REACH_GAPS, CORRECTION_REACH_MM
+
+    shape = session.predictor.slice_shape
+    centre = (shape[1] / 2.0, shape[0] / 2.0)
+    target = disc_around(shape, centre, 40.0)  # a large bleed (about 5 cm^2 at 0.45 mm pixels)
+    answer = disc_around(shape, centre, 90.0) & ~target  # what the model offered around it
+    floor_px = mm_to_px(CORRECTION_REACH_MM, session.predictor.spacing_zyx)
+    at_edge = (centre[0] + 41.0, centre[1])
+    added = session._local_addition(answer, target, [at_edge])
+    assert 0 < added.sum() <= np.pi * (floor_px + 1) ** 2  # the edge moves out, no 40 px blob
+    far = (centre[0] + 70.0, centre[1])  # a miss 30 px beyond the edge
+    added_far = session._local_addition(answer, target, [far])
+    assert added_far[int(centre[1]), int(centre[0] + 41)]  # it bridges the gap back to the object
+    assert added_far.sum() <= np.pi * (CORRECTION_REACH_GAPS * 31) ** 2
+
+
 def test_positive_click_on_second_bleed_adds_without_touching_the_first(session, small_phantom):
     _first_click(session, small_phantom, 0)
     first = session.mask.copy()
