@@ -227,8 +227,7 @@ class SAMIHSWebApp(TrameApp):
         self.slicer_app.display_manager.reset_views()
         self.state.samihs_dicom = bool(self.ct_volume.dicom_files)
         self.state.samihs_status = f"{name}: click the bleed in the axial view."
-        self._show_markers()
-        self._refresh(None)
+        self._refresh(None)  # (shows this CT's markers too)
 
     def _nodes(self, class_name: str) -> list:
         collection = self.scene.GetNodesByClass(class_name)
@@ -256,11 +255,15 @@ class SAMIHSWebApp(TrameApp):
     def axial_view(self):
         return self.slicer_app.view_manager.get_view("Red")
 
+    @property
+    def axial_slice_node(self):
+        return self.scene.GetNodeByID("vtkMRMLSliceNodeRed")
+
     def locate(self, ras: list) -> dict:
         """Show the axial slice through ``ras`` (mm) and say where that point is drawn: pixels from
         the top-left of the axial view's render window, and the window's size. For scripted
         demos and the browser test, which then click there like a user."""
-        slice_node = self.scene.GetNodeByID("vtkMRMLSliceNodeRed")
+        slice_node = self.axial_slice_node
         slice_node.JumpSliceByOffsetting(*[float(v) for v in ras])
         ras_to_xy = vtk.vtkMatrix4x4()
         ras_to_xy.DeepCopy(slice_node.GetXYToRAS())
@@ -273,7 +276,7 @@ class SAMIHSWebApp(TrameApp):
     def _axial_ras_at(self, x: float, y: float, width: float, height: float) -> vtk.vtkVector3d:
         """The point on the axial slice drawn at pixel (x, y) from the top-left of a view image of
         ``width`` x ``height`` pixels on the page (the image may be scaled from the render window)."""
-        slice_node = self.scene.GetNodeByID("vtkMRMLSliceNodeRed")
+        slice_node = self.axial_slice_node
         columns, rows = slice_node.GetDimensions()[:2]
         xy = [float(x) * columns / float(width), rows - float(y) * rows / float(height), 0.0, 1.0]
         return vtk.vtkVector3d(*slice_node.GetXYToRAS().MultiplyPoint(xy)[:3])
@@ -294,7 +297,7 @@ class SAMIHSWebApp(TrameApp):
             self.points["box"].AddControlPointWorld(self._axial_ras_at(x, y, width, height))
 
     def _axial_slice_on_screen(self) -> int:
-        slice_to_ras = self.scene.GetNodeByID("vtkMRMLSliceNodeRed").GetSliceToRAS()
+        slice_to_ras = self.axial_slice_node.GetSliceToRAS()
         return self.logic.slice_index_at(self.volume_node, [slice_to_ras.GetElement(r, 3) for r in range(3)])
 
     # -- work in the background, with progress and cancel -----------------------------------------
@@ -446,7 +449,7 @@ class SAMIHSWebApp(TrameApp):
             if self.save_path is not None and update.volume_ml > 0:
                 write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
         if self.volume_node is not None:
-            self._show_markers()  # after any operation (undo too): a stale marker would catch the next click
+            self._show_markers()  # the session's click history, after every operation (a failed one too)
         summary = self._summary(session)
         if summary is None:
             self.state.samihs_volume_ml = self.state.samihs_abc2_ml = None

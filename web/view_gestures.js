@@ -31,8 +31,8 @@
     return [event.clientX - rect.left, event.clientY - rect.top];
   }
 
-  // Shift belongs to SAMIHS here: the remote view never sees it, so Slicer never holds a stale
-  // shift state (in which its placement mode places nothing) after a shift-click.
+  // Shift belongs to SAMIHS here: the remote view never sees it (Slicer's views give shift
+  // meanings of their own, and a shift-click through them places no point).
   for (const type of ["keydown", "keyup"]) {
     window.addEventListener(type, (event) => {
       if (event.key === "Shift") event.stopPropagation();
