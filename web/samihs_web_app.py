@@ -282,9 +282,9 @@ class SAMIHSWebApp(TrameApp):
         return vtk.vtkVector3d(*slice_node.GetXYToRAS().MultiplyPoint(xy)[:3])
 
     def view_click(self, kind: str, x: float, y: float, width: float, height: float) -> None:
-        """A point placed from the page's gestures (shift-click: negative; box mode: a corner); it
-        segments as a click placed by the view would."""
-        if self.state.samihs_busy or kind not in ("negative", "box") or width <= 0 or height <= 0:
+        """A click in the axial view (view_gestures.js): a point of ``kind`` (positive, negative,
+        or a box corner) in the markups node a click in another view places it in."""
+        if self.state.samihs_busy or kind not in self.points or width <= 0 or height <= 0:
             return
         self.points[kind].AddControlPointWorld(self._axial_ras_at(x, y, width, height))
 

@@ -1,6 +1,9 @@
-// SAMIHS gestures in the axial view, caught before the remote view sees them:
-//   shift + click      -> a negative point ("not bleed") whatever the click mode;
+// SAMIHS clicks in the axial view, caught before the remote view sees them, so every click there
+// takes one path (not Slicer's placement mode, which now and then placed no point after an undo):
+//   click              -> a point of the click mode (positive or negative);
+//   shift + click      -> a negative point whatever the mode;
 //   drag in box mode   -> a box (a rubber band shows it); a click without a drag is a box corner.
+// Other mouse buttons go to the remote view (zoom, pan); so do the scroll wheel and moves.
 // The server turns view pixels into a point on the slice (samihs_view_click / samihs_view_box).
 (function () {
   if (window.samihsViewGestures) return;
@@ -8,7 +11,7 @@
   const AXIAL = "Red";
   const DRAG_PIXELS = 4; // less movement than this is a click, not a box
   let drag = null; // {rect, x, y, band} while a box is drawn
-  let swallowUp = false;
+  let press = null; // {rect, x, y, kind} while a click may be under way
 
   // The view under the pointer: its name (from the label SAMIHS puts on each view) and the image's box.
   function viewAt(event) {
@@ -44,12 +47,11 @@
     const view = viewAt(event);
     if (!view || view.name !== AXIAL) return;
     const [x, y] = inView(view.rect, event);
-    if (event.shiftKey) {
-      swallow(event);
-      swallowUp = true;
-      window.trame.trigger("samihs_view_click", ["negative", x, y, view.rect.width, view.rect.height]);
-    } else if (window.trame.state.get("samihs_mode") === "box") {
-      swallow(event);
+    const mode = window.trame.state.get("samihs_mode");
+    swallow(event);
+    if (event.shiftKey || mode !== "box") {
+      press = { rect: view.rect, x, y, kind: event.shiftKey ? "negative" : mode };
+    } else {
       const band = document.createElement("div");
       band.id = "samihs-box-band";
       band.style.cssText = "position:absolute; border:2px dashed #ffd91a; pointer-events:none; z-index:5";
@@ -70,9 +72,13 @@
   }, true);
 
   document.addEventListener("pointerup", (event) => {
-    if (swallowUp) {
-      swallowUp = false;
+    if (press) {
       swallow(event);
+      const [x, y] = inView(press.rect, event);
+      if (Math.hypot(x - press.x, y - press.y) < DRAG_PIXELS) {
+        window.trame.trigger("samihs_view_click", [press.kind, press.x, press.y, press.rect.width, press.rect.height]);
+      }
+      press = null;
       return;
     }
     if (!drag) return;
