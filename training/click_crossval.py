@@ -27,7 +27,7 @@ from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.preprocessing import denoise_slice
-from SAMIHSLib.interaction.regions import (Point, component_at, deepest_point, hyperdense_region, mm_to_px,
+from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, Point, component_at, deepest_point, hyperdense_region, mm_to_px,
                                random_interior_point, remove_nearest_to_negatives)
 from SAMIHSLib.interaction.session import HemorrhageSession
 
@@ -130,6 +130,7 @@ class RegionGrowingSegmenter(SliceSegmenter):
     def start(self, image_hu: np.ndarray, spacing_zyx: Tuple[float, float, float]) -> None:
         self.slice_hu = denoise_slice(image_hu)
         self.search_px = mm_to_px(self.seed_search_mm, spacing_zyx)
+        self.negative_reach_px = mm_to_px(NEGATIVE_REACH_MM, spacing_zyx)
         self.mask = np.zeros(image_hu.shape, bool)
         self.positive: List[Point] = []
         self.negative: List[Point] = []
@@ -140,7 +141,7 @@ class RegionGrowingSegmenter(SliceSegmenter):
         for point in positive:
             self.mask |= hyperdense_region(self.slice_hu, point, self.band_hu, self.opening_px, self.search_px)
         if negative:
-            self.mask = remove_nearest_to_negatives(self.mask, self.positive, self.negative)
+            self.mask = remove_nearest_to_negatives(self.mask, self.positive, self.negative, self.negative_reach_px)
         return self.mask.copy(), "region growing", ""
 
 

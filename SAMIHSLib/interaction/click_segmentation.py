@@ -19,7 +19,8 @@ from SAMIHSLib.metrics import dice
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
 from SAMIHSLib.interaction.prompts import Point, SlicePrompt
 from SAMIHSLib.interaction.regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
-                      hyperdense_region, mm_to_px, mm_to_whole_px, remove_nearest_to_negatives)
+                      fills_the_head, head_area_px, hyperdense_region, mm_to_px, mm_to_whole_px, NEGATIVE_REACH_MM,
+                      remove_nearest_to_negatives)
 from SAMIHSLib.io.validation import validate_point_in_slice
 
 DEFAULT_OPENING_RADII_MM: Tuple[float, ...] = (0.45, 0.9, 1.35)
@@ -79,6 +80,11 @@ class ClickSegmenter:
         self.predictor = predictor
         self.config = config
 
+    @property
+    def negative_reach_px(self) -> float:
+        """The least reach of a negative click on this volume (pixels)."""
+        return self._mm_to_px(NEGATIVE_REACH_MM)
+
     def _mm_to_px(self, mm: float) -> float:
         return mm_to_px(mm, self.predictor.spacing_zyx)
 
@@ -89,11 +95,14 @@ class ClickSegmenter:
         """Distinct hyperdense regions around ``click``, one per (band, opening) setting."""
         regions: List[np.ndarray] = []
         seed_search = self._mm_to_px(self.config.seed_search_mm)
+        head_px = head_area_px(slice_hu)
         for band in self.config.hu_bands:
             for radius_mm in self.config.opening_radii_mm:
                 opening = max(1, self._whole_px(radius_mm))
                 region = hyperdense_region(slice_hu, click, band, opening, seed_search)
-                if region.sum() >= MIN_REGION_PIXELS and not any(np.array_equal(region, r) for r in regions):
+                if region.sum() < MIN_REGION_PIXELS or fills_the_head(region, head_px):
+                    continue  # nothing there, or the band leaked into the brain (approximate HU, noise)
+                if not any(np.array_equal(region, r) for r in regions):
                     regions.append(region)
         return regions
 
@@ -189,19 +198,24 @@ class ClickSegmenter:
     def _from_box_sizes(self, slice_index: int, prompt: SlicePrompt) -> ClickResult:
         x, y = prompt.positive_points[0]
         h, w = self.predictor.slice_shape
+        head_px = head_area_px(self.predictor.denoised_slice(slice_index))
         best: Optional[ClickResult] = None
         for side_mm in FALLBACK_BOX_SIDES_MM:
             half = self._mm_to_px(side_mm) / 2.0
             candidate_box = (max(0.0, x - half), max(0.0, y - half), min(w - 1.0, x + half), min(h - 1.0, y + half))
             prediction = self.predictor.predict(slice_index, SlicePrompt(box=candidate_box))
+            if fills_the_head(prediction.mask, head_px):
+                continue  # a leak into the brain is no answer
             if best is None or prediction.predicted_iou > best.prediction.predicted_iou:
                 best = ClickResult(prediction, candidate_box, "box sizes around click")
-        assert best is not None
+        if best is None:  # every box leaked: nothing from the model; the missed-click fallbacks answer
+            best = ClickResult(replace(prediction, mask=np.zeros_like(prediction.mask)), None,
+                               "box sizes around click (every answer filled the head)")
         return best
 
     def _apply_negatives(self, result: ClickResult, negative: Sequence[Point],
                          positive: Sequence[Point] = ()) -> ClickResult:
         if not negative:
             return result
-        mask = remove_nearest_to_negatives(result.prediction.mask, positive, negative)
+        mask = remove_nearest_to_negatives(result.prediction.mask, positive, negative, self.negative_reach_px)
         return replace(result, prediction=replace(result.prediction, mask=mask), method=result.method + " - negatives")

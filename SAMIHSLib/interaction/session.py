@@ -127,11 +127,15 @@ class HemorrhageSession:
         if positive:  # keep what the new clicks point at, never a distant bleed on the same slice
             positive_anchor = points_mask(current.shape, positive)
             predicted = keep_components_near(predicted | positive_anchor, positive_anchor, 1) & predicted
+            # Never give back what an earlier negative click on this slice took away: a new positive
+            # click claims only what is nearer to it than to those negatives.
+            predicted = remove_nearest_to_negatives(predicted, positive, old_negative)
             if target.any():
                 predicted = target | self._local_addition(predicted & ~target, target, positive)
         if target.any():
             obj = (target | predicted) if positive or box_only else target
-            obj = remove_nearest_to_negatives(obj, history[0], history[1]) if negative else obj
+            obj = remove_nearest_to_negatives(obj, history[0], history[1], self.clicks.negative_reach_px) \
+                if negative else obj
         else:
             obj = predicted
         new_mask = self.mask.copy()

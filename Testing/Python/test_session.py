@@ -58,6 +58,25 @@ def test_a_corrective_click_at_the_edge_moves_the_edge_and_a_far_one_reaches_its
     assert added_far.sum() <= np.pi * (CORRECTION_REACH_GAPS * 31) ** 2
 
 
+def test_a_negative_click_on_a_rim_shaves_the_rim_and_one_deep_in_a_leak_cuts_the_leak():
+    """A negative click reaches a few mm, or three times its depth inside the mask: on the edge of a
+    good mask it no longer takes a wedge of the bleed (a quarter of it with the plain nearest-click
+    cut), and deep inside a leak it still cuts the whole leak off."""
+    from SAMIHSLib.interaction.regions import NEGATIVE_REACH_MM, disc_around, remove_nearest_to_negatives
+
+    shape, floor_px = (200, 200), NEGATIVE_REACH_MM / 0.45
+    bleed = disc_around(shape, (100.0, 100.0), 40.0)
+    rim_click, positive = (139.0, 100.0), [(100.0, 100.0)]
+    unlimited = remove_nearest_to_negatives(bleed, positive, [rim_click])
+    shaved = remove_nearest_to_negatives(bleed, positive, [rim_click], floor_px)
+    assert (bleed & ~unlimited).sum() > 0.15 * bleed.sum()  # the old cut: a wedge of the bleed
+    assert 0 < (bleed & ~shaved).sum() <= np.pi * (3 * 1.0 + floor_px + 1) ** 2
+    leak = disc_around(shape, (165.0, 100.0), 25.0)  # a blob the model leaked into, joined to the bleed
+    cut = remove_nearest_to_negatives(bleed | leak, positive, [(168.0, 100.0)], floor_px)
+    assert not (cut & leak & ~bleed).sum() > 0.05 * (leak & ~bleed).sum()  # the leak goes
+    assert (cut & bleed).sum() > 0.85 * bleed.sum()  # the bleed stays
+
+
 def test_positive_click_on_second_bleed_adds_without_touching_the_first(session, small_phantom):
     _first_click(session, small_phantom, 0)
     first = session.mask.copy()
