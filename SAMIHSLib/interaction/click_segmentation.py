@@ -6,8 +6,9 @@ is turned into box prompts from the CT itself: acute blood is hyperdense (about 
 the hyperdense region connected to the click, cut off from touching structures by a
 morphological opening, outlines the bleed. Several (HU band, opening radius) candidates are
 tried; each candidate's bounding box is given to the model and the answer that the model is
-most confident in *and* that agrees best with its own intensity region wins. Negative clicks
-cut away the part of the answer nearer to them than to any positive click.
+most confident in *and* that agrees best with its own intensity region wins; no candidate may
+fill the head (a band that floods the brain is a leak). Negative clicks cut away the part of the
+answer nearer to them than to any positive click, within their reach.
 """
 
 from dataclasses import dataclass, replace
