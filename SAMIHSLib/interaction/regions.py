@@ -270,12 +270,13 @@ def remove_nearest_to_negatives(mask: np.ndarray, positive: Sequence[Point], neg
     box = _padded_extent(extent, pad=1)
     offset = (box[1].start, box[0].start)
     local_negative = [(x - offset[0], y - offset[1]) for x, y in negative]
+    local_positive = [(x - offset[0], y - offset[1]) for x, y in positive]
     shape = result[box].shape
 
     def distance_to(points: Sequence[Point]) -> np.ndarray:
         return ndi.distance_transform_edt(~points_mask(shape, points))
 
-    nearer = distance_to(local_negative) < distance_to([(x - offset[0], y - offset[1]) for x, y in positive])
+    nearer = distance_to(local_negative) < distance_to(local_positive)
     if reach_floor_px is not None:
         depth = ndi.distance_transform_edt(result[box])
         reach = np.zeros(shape, dtype=bool)
