@@ -79,11 +79,26 @@ def web_app(tmp_path, small_phantom):
         log.close()
 
 
+# Counts every appearance of the busy overlay. Playwright polls a selector every 500 ms after its first
+# few tries, so a short operation's overlay (a negative click on a fast CPU: ~0.3 s) can come and go
+# unseen; a MutationObserver sees every one.
+BUSY_WATCH = """
+window.samihsBusySeen = 0;
+new MutationObserver(() => {
+  const shown = !!document.getElementById("samihs-busy");
+  if (shown && !window.samihsBusyShown) window.samihsBusySeen += 1;
+  window.samihsBusyShown = shown;
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
 class Page:
     """The app's page as a user drives it: clicks land where the axial view draws a RAS point."""
 
     def __init__(self, page, shots: Path) -> None:
         self.page, self.shots = page, shots
+        self.operations_waited = 0
+        page.add_init_script(BUSY_WATCH)
 
     def views(self):
         images = [box for box in (image.bounding_box() for image in self.page.query_selector_all("img")) if box]
@@ -115,11 +130,15 @@ class Page:
         self.shot("box-drag")
         self.page.mouse.up()
 
-    def wait_done(self, start_timeout_ms: int = 20_000, started: bool = False) -> str:
-        """Wait for the busy overlay (progress + cancel) to come and go; the status line after."""
-        if not started:
-            self.page.wait_for_selector("#samihs-busy", state="attached", timeout=start_timeout_ms)
+    def wait_done(self, start_timeout_ms: int = 20_000) -> str:
+        """Wait for the next operation's busy overlay (progress + cancel) to come and go; the status
+        line after. Each operation is waited for once, in order."""
+        self.page.wait_for_function(f"() => window.samihsBusySeen > {self.operations_waited}",
+                                    timeout=start_timeout_ms)
         self.page.wait_for_selector("#samihs-busy", state="detached", timeout=300_000)
+        seen = self.page.evaluate("() => window.samihsBusySeen")
+        assert seen == self.operations_waited + 1, f"{seen - self.operations_waited} operations ran, not one"
+        self.operations_waited = seen
         time.sleep(1.5)
         return self.page.text_content("#samihs-status")
 
@@ -259,7 +278,7 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
         page.wait_for_selector("#samihs-busy", state="attached", timeout=20_000)
         app.shot("progress")  # the progress bar and its cancel button
         assert page.is_visible("#samihs-cancel")
-        app.wait_done(started=True)
+        app.wait_done()
         app.shot("repropagated")
         shown = app.volume_ml()
         assert shown > 0.5
