@@ -16,6 +16,7 @@ by looking at the slices it is tested on. A method may also name one checkpoint 
 """
 
 import csv
+import dataclasses
 import io
 import zlib
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ import numpy as np
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.preprocessing import denoise_slice
+from SAMIHSLib.interaction.preprocessing import PreprocessingConfig, denoise_slice
 from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, Point, component_at, deepest_point, hyperdense_region, mm_to_px,
                                random_interior_point, remove_nearest_to_negatives)
 from SAMIHSLib.interaction.session import HemorrhageSession
@@ -299,6 +300,17 @@ REGION_GROWING_SETTINGS: Tuple[Tuple[Tuple[float, float], int], ...] = tuple(
     (band, opening) for band in ((40.0, 100.0), (45.0, 100.0), (45.0, 90.0), (50.0, 100.0)) for opening in (0, 1, 2))
 
 
+def parse_window(text: str) -> Tuple[float, float]:
+    """"LEVEL/WIDTH" in HU -> (level, width); a clear error for anything else."""
+    try:
+        level, width = (float(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"A CT window is LEVEL/WIDTH in HU, e.g. 40/80; got {text!r}.") from None
+    if width <= 0:
+        raise ValueError(f"A CT window's width must be > 0 HU; got {text!r}.")
+    return level, width
+
+
 def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, SettingFactory]]:
     """A method named on the command line -> (its name in the tables, its settings).
 
@@ -307,11 +319,23 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
     the same without the missed-click fallbacks (what the model alone gives); ``lite:guided``: the
     shipped model given the intensity-guided region boxes with its clicks; ``PATH`` or
     ``PATH{fold}``: a checkpoint, one per fold when ``{fold}`` is in the path, as the app runs it.
-    ``NAME=SPEC``: SPEC shown as NAME.
+    ``NAME=SPEC``: SPEC shown as NAME. ``SPEC@L/W,L/W...``: the model fed CT windows of level L and
+    width W (HU) instead of its own; several windows are settings, chosen per fold like the others.
     """
     label, _, named_spec = spec.rpartition("=")  # NAME=SPEC names a candidate in the tables
     if label:
         return label, method_settings(named_spec, engine)[1]
+    spec, _, window_list = spec.partition("@")
+    if window_list:
+        if spec == "region":
+            raise ValueError("CT windows (@L/W) feed a model; HU region growing reads HU.")
+        name, settings = method_settings(spec, engine)
+        (factory,) = settings.values()
+        windows = [parse_window(text) for text in window_list.split(",")]
+        return f"{name} @ CT windows {window_list}", {
+            f"window L{level:g}/W{width:g}": (lambda fold, window=PreprocessingConfig("window", level, width):
+                                             factory(fold, preprocessing=window))
+            for level, width in windows}
     if spec == "region":
         return "HU region growing (floor)", {
             f"{band[0]:.0f}-{band[1]:.0f} HU, opening {opening} px":
@@ -325,17 +349,20 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
                                      intensity_guided=True if variant == "guided" else None)
     name = {"lite-base": "lite-base + intensity-guided click handling",
             "lite": "shipped lite"}.get(base, base) + variants[variant]
-    predictors: Dict[str, SAMIHSPredictor] = {}
+    predictors: Dict[Tuple[str, Optional[PreprocessingConfig]], SAMIHSPredictor] = {}
 
-    def factory(fold: int) -> SliceSegmenter:
+    def factory(fold: int, preprocessing: Optional[PreprocessingConfig] = None) -> SliceSegmenter:
         from SAMIHSLib.engines import make_engine
         from SAMIHSLib.models import load_model
 
         path = base.replace("{fold}", str(fold))
-        if path not in predictors:
+        key = (path, preprocessing)
+        if key not in predictors:
             predictors.clear()  # one model in memory at a time
             model = load_model(path, device="cpu")
-            predictors[path] = SAMIHSPredictor(model, engine=make_engine(model, engine))
-        return SessionSegmenter(predictors[path], config)
+            if preprocessing is not None:  # the engine's graphs start after preprocessing: they stay valid
+                model.config = dataclasses.replace(model.config, preprocessing=preprocessing)
+            predictors[key] = SAMIHSPredictor(model, engine=make_engine(model, engine))
+        return SessionSegmenter(predictors[key], config)
 
     return name, {"as shipped": factory}

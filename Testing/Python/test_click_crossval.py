@@ -113,6 +113,18 @@ def test_records_read_back_as_written():
     assert read_records_csv(records_csv(records)) == records
 
 
+def test_ct_windows_are_settings_of_a_model_each_feeding_it_that_window():
+    from training.click_crossval import method_settings
+
+    name, settings = method_settings("lite-base@40/80,60/120")
+    assert "CT windows 40/80,60/120" in name and list(settings) == ["window L40/W80", "window L60/W120"]
+    fed = settings["window L60/W120"](0).predictor.model.config.preprocessing
+    assert (fed.kind, fed.window_level_hu, fed.window_width_hu) == ("window", 60.0, 120.0)
+    for spec, said in (("lite-base@40-80", "LEVEL/WIDTH"), ("lite-base@40/0", "width"), ("region@40/80", "HU")):
+        with pytest.raises(ValueError, match=said):
+            method_settings(spec)
+
+
 def test_a_click_whose_hu_band_floods_the_brain_answers_the_bleed_not_the_head(shared_cases):
     """ct-ich JPG patient 078 (approximate HU): the blood band around a click on a thin epidural
     bleed runs into most of the brain, and the embedded model answered that whole region (Dice 0.01).
