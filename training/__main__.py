@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
     p.add_argument("--method", action="append", required=True,
                    help="region | lite-base | lite | lite:alone | CHECKPOINT (with {fold} for per-fold models); "
-                        "NAME=SPEC names it in the tables")
+                        "NAME=SPEC names it in the tables; SPEC@L/W,L/W feeds the model those CT windows (chosen per fold)")
     p.add_argument("--engine", default="torch", help="inference engine (exact fp32 engines give the same masks)")
     p.add_argument("--reuse", action="append",
                    help="all_settings.csv of an earlier run on the same folds: its methods join the tables unrun")
