@@ -80,8 +80,8 @@ def web_app(tmp_path, small_phantom):
 
 
 # Counts every appearance of the busy overlay and notes what it held. Playwright polls a selector
-# every 500 ms after its first few tries, so a short operation's overlay (a negative click on a fast
-# CPU: ~0.3 s) can come and go unseen; a MutationObserver sees every one.
+# every 500 ms after its first few tries, so a short operation's overlay (up ~0.25 s, one progress tick
+# of the server, for a negative click on a fast CPU) can come and go unseen; a MutationObserver sees all.
 BUSY_WATCH = """
 window.samihsBusySeen = 0;
 window.samihsBusyHeld = [];
