@@ -125,22 +125,29 @@ def test_ct_windows_are_settings_of_a_model_each_feeding_it_that_window():
             method_settings(spec)
 
 
-def test_a_click_whose_hu_band_floods_the_brain_answers_the_bleed_not_the_head(shared_cases):
-    """ct-ich JPG patient 078 (approximate HU): the blood band around a click on a thin epidural
-    bleed runs into most of the brain, and the embedded model answered that whole region (Dice 0.01).
-    No bleed fills the head: such candidates are refused and the answer is local, at the click."""
-    from SAMIHSLib.models import load_model
+def _session_after_first_click(case, model):
+    """(predictor, session, click): ``model`` on the case's one slice, after the evaluation's first
+    (deepest) click, applied as the app applies it."""
     from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-    from SAMIHSLib.interaction.regions import MAX_HEAD_FRACTION, head_area_px
     from SAMIHSLib.interaction.session import HemorrhageSession
-    from SAMIHSLib.metrics import dice
 
-    case = next(c for c in shared_cases if c.name == "078_17.nrrd")
-    predictor = SAMIHSPredictor(load_model("lite-base", device="cpu"))
+    predictor = SAMIHSPredictor(model)
     predictor.set_volume(case.image_hu, case.spacing_zyx)
     click = first_click(case.mask[0], "deepest", case.name)
     session = HemorrhageSession(predictor)
     session.click(0, [click], propagate=False)
+    return predictor, session, click
+
+
+def test_a_click_whose_hu_band_floods_the_brain_answers_the_bleed_not_the_head(shared_cases, lite_model):
+    """ct-ich JPG patient 078 (approximate HU): the blood band around a click on a thin epidural
+    bleed runs into most of the brain, and the embedded model answered that whole region (Dice 0.01).
+    No bleed fills the head: such candidates are refused and the answer is local, at the click."""
+    from SAMIHSLib.interaction.regions import MAX_HEAD_FRACTION, head_area_px
+    from SAMIHSLib.metrics import dice
+
+    case = next(c for c in shared_cases if c.name == "078_17.nrrd")
+    predictor, session, click = _session_after_first_click(case, lite_model)
     answer = session.mask[0]
     head_px = head_area_px(predictor.denoised_slice(0))
     assert answer[int(click[1]), int(click[0])]
@@ -148,23 +155,16 @@ def test_a_click_whose_hu_band_floods_the_brain_answers_the_bleed_not_the_head(s
     assert dice(answer, component_at(case.mask[0], click)) > 0.3
 
 
-def test_a_positive_correction_never_gives_back_what_negative_clicks_took(shared_cases):
+def test_a_positive_correction_never_gives_back_what_negative_clicks_took(shared_cases, lite_model):
     """Real slice 049_21 (a thin extra-axial bleed), corrected as the evaluation's user does: two
     negative clicks cut false area, then a positive click lands on a miss more than 4 mm from what is
     left. That click used to start a fresh object that brought back everything the negatives took
     (the mask went back to the first answer); now it claims only what is nearer to it than to them."""
-    from SAMIHSLib.models import load_model
-    from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-    from SAMIHSLib.interaction.session import HemorrhageSession
     from training.prompts import corrective_click
 
     case = next(c for c in shared_cases if c.name == "049_21.dcm")
-    predictor = SAMIHSPredictor(load_model("lite-base", device="cpu"))
-    predictor.set_volume(case.image_hu, case.spacing_zyx)
-    click = first_click(case.mask[0], "deepest", case.name)
+    _, session, click = _session_after_first_click(case, lite_model)
     target = component_at(case.mask[0], click)
-    session = HemorrhageSession(predictor)
-    session.click(0, [click], propagate=False)
     removed = np.zeros_like(target)
     for _ in range(4):
         (x, y), positive = corrective_click(session.mask[0], target, also_true=case.mask[0])
