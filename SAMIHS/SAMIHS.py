@@ -1,7 +1,7 @@
 """SAMIHS: click-to-segment intracranial hemorrhage on head CT (3D Slicer scripted module).
 
 Module (metadata, sample data), Widget (Qt wiring only), Logic (MRML work, built on the Qt-free
-``SAMIHSLogicCore``, which in turn uses SAMIHSLib) and Test (real assertions, run in Slicer).
+``SAMIHSSlicer.mrml_logic``, which in turn uses SAMIHSLib) and Test (real assertions, run in Slicer).
 """
 
 import logging
@@ -20,7 +20,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-from SAMIHSLogicCore import SAMIHSMRMLLogic
+from SAMIHSSlicer.mrml_logic import SAMIHSMRMLLogic
 
 SAMPLE_FILE = "SAMIHSPhantomHeadCT.nrrd"
 SAMPLE_SHA256 = "53a0c8a17a97dade619639dbf54f4d604c672e4571560d0a8675b15aeb59b0e8"
@@ -347,17 +347,17 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 def dependenciesInstalled(engine: str = "auto") -> bool:
-    import SAMIHSDependencies
+    from SAMIHSSlicer import dependencies
 
-    return not SAMIHSDependencies.missing_packages(engine)
+    return not dependencies.missing_packages(engine)
 
 
 def ensureDependencies(engine: str = "auto") -> bool:
     """Ask once, then install what is missing for ``engine`` (optional engines only when chosen);
     False if the user declined or it failed."""
-    import SAMIHSDependencies
+    from SAMIHSSlicer import dependencies
 
-    missing = SAMIHSDependencies.missing_packages(engine)
+    missing = dependencies.missing_packages(engine)
     if not missing:
         return True
     if not slicer.util.confirmOkCancelDisplay(
@@ -366,9 +366,9 @@ def ensureDependencies(engine: str = "auto") -> bool:
         return False
     try:
         with slicer.util.WaitCursor():
-            SAMIHSDependencies.install_missing(slicer.util.pip_install,
+            dependencies.install_missing(slicer.util.pip_install,
                                                lambda message: slicer.util.showStatusMessage(message, 3000), engine)
-    except SAMIHSDependencies.DependencyInstallError as error:
+    except dependencies.DependencyInstallError as error:
         restart = " Restart Slicer, then try again." if error.restart_needed else ""
         slicer.util.errorDisplay(f"{error}{restart}")
         return False
@@ -403,7 +403,7 @@ class SAMIHSTest(ScriptedLoadableModuleTest):
         from SAMIHSLib.metrics import dice
         from SAMIHSLib.phantom import make_head_phantom
 
-        import SAMIHSLogicCore as core
+        from SAMIHSSlicer import mrml_nodes as core
         from SAMIHSLib.interaction.regions import slice_with_most
 
         self.assertTrue(ensureDependencies(), "dependencies are needed for this test")

@@ -17,7 +17,7 @@ else
     "${pip[@]}" -e .
 fi
 # Slicer puts every module folder on sys.path; a .pth file does the same for SAMIHS/ in this
-# environment, so the web app and the tests import the module's MRML logic (SAMIHSLogicCore) as
+# environment, so the web app and the tests import the module's MRML logic (SAMIHSSlicer) as
 # Slicer does, with no sys.path edits in code.
 site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "$PWD/SAMIHS" > "$site/samihs-slicer-module.pth"

@@ -1,5 +1,5 @@
 """SAMIHS in a web browser: real Slicer views (trame-slicer) over a real MRML scene, driven by
-the same Qt-free logic as the Slicer module (SAMIHS/SAMIHSLogicCore.py).
+the same Qt-free logic as the Slicer module (SAMIHS/SAMIHSSlicer/mrml_logic.py).
 
 Open a CT (launch files, ``--data DIR``, or an upload), click the bleed in the axial view: SAMIHS
 segments that slice, propagates through the volume, and the hemorrhage appears in the slice views
@@ -33,7 +33,8 @@ from typing import Callable, List, Optional
 import numpy as np
 import slicer  # slicer-core: MRML without the desktop application
 import vtk
-from SAMIHSLogicCore import SAMIHSMRMLLogic, ensure_segmentation_converters, read_segment_mask, volume_node_from_ct
+from SAMIHSSlicer.mrml_logic import SAMIHSMRMLLogic
+from SAMIHSSlicer.mrml_nodes import ensure_segmentation_converters, read_segment_mask, volume_node_from_ct
 from trame.app import TrameApp, asynchronous
 from trame.app.file_upload import ClientFile
 from trame.widgets import client, html

@@ -19,9 +19,16 @@ def _cmake_list(variable: str) -> set:
 
 def test_every_module_python_file_is_in_module_python_scripts():
     listed = _cmake_list("MODULE_PYTHON_SCRIPTS")
-    present = {p.name for p in MODULE_DIR.glob("*.py")}
+    present = {str(p.relative_to(MODULE_DIR)) for p in MODULE_DIR.rglob("*.py")}
     assert present - listed == set(), f"missing from MODULE_PYTHON_SCRIPTS: {sorted(present - listed)}"
     assert listed - present == set(), f"listed but absent: {sorted(listed - present)}"
+
+
+def test_the_module_folder_holds_no_python_file_but_the_module():
+    """Slicer's module factory loads every .py in a module folder as a module ("class ... was not
+    found" at each start, and a helper's code run twice): helpers live in SAMIHSSlicer/."""
+    assert [p.name for p in MODULE_DIR.glob("*.py")] == ["SAMIHS.py"]
+    assert (MODULE_DIR / "SAMIHSSlicer" / "__init__.py").is_file()
 
 
 def test_every_samihslib_file_is_packaged_with_the_module():
@@ -99,7 +106,7 @@ class Python39Checker(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-SLICER_RUNS = sorted(MODULE_DIR.glob("*.py")) + sorted((REPO / "SAMIHSLib").rglob("*.py"))
+SLICER_RUNS = sorted(MODULE_DIR.rglob("*.py")) + sorted((REPO / "SAMIHSLib").rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", SLICER_RUNS, ids=[str(p.relative_to(REPO)) for p in SLICER_RUNS])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import SAMIHSDependencies as deps
+from SAMIHSSlicer import dependencies as deps
 
 
 def test_every_requirement_is_a_range_with_a_minimum():

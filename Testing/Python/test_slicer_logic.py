@@ -7,7 +7,8 @@ from conftest import require
 
 slicer = require("slicer", module_level=True)
 
-import SAMIHSLogicCore as core  # noqa: E402
+from SAMIHSSlicer import mrml_nodes as nodes  # noqa: E402
+from SAMIHSSlicer.mrml_logic import SAMIHSMRMLLogic  # noqa: E402
 
 from SAMIHSLib.metrics import dice  # noqa: E402
 from SAMIHSLib.phantom import oblique_direction  # noqa: E402
@@ -19,7 +20,7 @@ from mrml_files import load_segmentation, load_volume  # noqa: E402
 @pytest.fixture(scope="module")
 def logic(lite_model):
     # The test session's embedded model, loaded once for all tests.
-    return core.SAMIHSMRMLLogic(engine="torch", model_loader=lambda spec, device: lite_model)
+    return SAMIHSMRMLLogic(engine="torch", model_loader=lambda spec, device: lite_model)
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def add_points(scene, name, points):
 
 def test_click_fills_the_segment_other_segments_untouched_and_undo(scene_with_ct, logic, small_phantom):
     scene, volume_node, segmentation_node, volume = scene_with_ct
-    assert np.allclose(core.ijk_to_ras(volume_node), volume.ijk_to_ras_matrix(), atol=1e-4)
+    assert np.allclose(nodes.ijk_to_ras(volume_node), volume.ijk_to_ras_matrix(), atol=1e-4)
     # A segment the user drew by hand, overlapping the bleed.
     manual_id = segmentation_node.GetSegmentation().AddEmptySegment("manual", "Manual", (0.2, 0.8, 0.2))
     manual = np.zeros(small_phantom.volume_hu.shape, bool)
@@ -56,39 +57,39 @@ def test_click_fills_the_segment_other_segments_untouched_and_undo(scene_with_ct
     truth = small_phantom.bleed_mask(0)
     rows, cols = np.nonzero(truth[k])
     manual[k, rows.min():rows.min() + 4, :] = True
-    core.write_segment_region(segmentation_node, manual_id, volume_node, manual,
+    nodes.write_segment_region(segmentation_node, manual_id, volume_node, manual,
                               (slice(0, manual.shape[0]), slice(0, manual.shape[1]), slice(0, manual.shape[2])))
-    manual_before = core.read_segment_mask(segmentation_node, manual_id, volume_node)
+    manual_before = nodes.read_segment_mask(segmentation_node, manual_id, volume_node)
     assert np.array_equal(manual_before, manual)
 
     positive = add_points(scene, "positive", [ras])
     segment_id, update = logic.segment_from_points(volume_node, segmentation_node, positive)
-    mask = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    mask = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
     assert dice(mask, truth & ~manual) >= 0.85
     assert not (mask & manual).any(), "the hand-drawn segment lost voxels"
-    assert np.array_equal(core.read_segment_mask(segmentation_node, manual_id, volume_node), manual_before)
+    assert np.array_equal(nodes.read_segment_mask(segmentation_node, manual_id, volume_node), manual_before)
     assert update.volume_ml == pytest.approx(mask.sum() * 0.9 * 0.9 * 5.0 / 1000.0, rel=1e-6)
     assert update.extent is not None and mask[update.extent].sum() == mask.sum()  # a small written extent
 
     logic.undo(volume_node, segmentation_node, segment_id)
-    assert not core.read_segment_mask(segmentation_node, segment_id, volume_node).any()
+    assert not nodes.read_segment_mask(segmentation_node, segment_id, volume_node).any()
     logic.undo(volume_node, segmentation_node, segment_id, redo=True)
-    assert np.array_equal(core.read_segment_mask(segmentation_node, segment_id, volume_node), mask)
+    assert np.array_equal(nodes.read_segment_mask(segmentation_node, segment_id, volume_node), mask)
 
 
 def test_hand_edits_in_the_segment_are_respected(scene_with_ct, logic, small_phantom):
     scene, volume_node, segmentation_node, volume = scene_with_ct
     k, ras = click_ras(volume, small_phantom)
     segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, add_points(scene, "p", [ras]))
-    mask = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    mask = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
     edited_slice = k + 1
     assert mask[edited_slice].any()
     mask[edited_slice] = False
     mask[edited_slice, 5:9, 5:9] = True  # as if drawn in the Segment Editor
-    core.write_segment_region(segmentation_node, segment_id, volume_node, mask,
+    nodes.write_segment_region(segmentation_node, segment_id, volume_node, mask,
                               (slice(edited_slice, edited_slice + 1), slice(0, mask.shape[1]), slice(0, mask.shape[2])))
     logic.propagate(volume_node, segmentation_node, segment_id, slice_index=k)
-    after = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    after = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
     assert np.array_equal(after[edited_slice], mask[edited_slice])
 
 
@@ -97,7 +98,7 @@ def test_segmentation_saved_as_seg_nrrd_reloads_identical(tmp_path, scene_with_c
     _, ras = click_ras(volume, small_phantom)
     segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, add_points(scene, "p", [ras]),
                                               propagate=False)
-    expected = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    expected = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
     storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
     storage.SetFileName(str(tmp_path / "hemorrhage.seg.nrrd"))
     assert storage.WriteData(segmentation_node)
@@ -106,7 +107,7 @@ def test_segmentation_saved_as_seg_nrrd_reloads_identical(tmp_path, scene_with_c
     volume_again = load_volume(fresh, tmp_path / "head_ct.nrrd", "CT")
     reloaded = load_segmentation(fresh, tmp_path / "hemorrhage.seg.nrrd")
     reloaded_id = reloaded.GetSegmentation().GetSegmentIdBySegmentName("Hemorrhage")
-    assert np.array_equal(core.read_segment_mask(reloaded, reloaded_id, volume_again), expected)
+    assert np.array_equal(nodes.read_segment_mask(reloaded, reloaded_id, volume_again), expected)
 
 
 def test_segment_all_loaded_volumes_fills_one_segmentation_per_volume(tmp_path, logic, small_phantom):
@@ -118,12 +119,12 @@ def test_segment_all_loaded_volumes_fills_one_segmentation_per_volume(tmp_path, 
     results = logic.segment_all_loaded_volumes(scene, progress=lambda d, t, m: progress.append((d, t)))
     assert [r["error"] for r in results] == ["", ""]
     truth = small_phantom.bleed_labels > 0
-    for result, volume_node in zip(results, core._nodes_of_class(scene, "vtkMRMLScalarVolumeNode")):
+    for result, volume_node in zip(results, nodes.nodes_of_class(scene, "vtkMRMLScalarVolumeNode")):
         segmentation_node = result["segmentation"]
         segment_id = segmentation_node.GetSegmentation().GetNthSegmentID(0)
-        assert dice(core.read_segment_mask(segmentation_node, segment_id, volume_node), truth) >= 0.8
+        assert dice(nodes.read_segment_mask(segmentation_node, segment_id, volume_node), truth) >= 0.8
     assert progress[-1] == (2, 2)
-    assert len(core._nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 2
+    assert len(nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 2
 
 
 def test_bad_input_changes_nothing(scene_with_ct, logic):
@@ -153,7 +154,7 @@ def test_a_sagittally_acquired_volume_is_segmented_on_its_axial_slices(tmp_path,
     ras = tuple((sagittal.ijk_to_ras_matrix() @ ijk_sagittal)[:3])
     assert logic.click_at(node, ras) == (k, pytest.approx(y), pytest.approx(x))  # axial slice k, transposed in plane
     segment_id, update = logic.segment_from_points(node, segmentation, add_points(scene, "p", [ras]))
-    mask = core.read_segment_mask(segmentation, segment_id, node)  # (k, j, i) of the sagittal volume
+    mask = nodes.read_segment_mask(segmentation, segment_id, node)  # (k, j, i) of the sagittal volume
     truth_sagittal = np.transpose(truth_axial, (2, 0, 1))
     assert mask.shape == sagittal_array.shape
     assert dice(mask, truth_sagittal) >= 0.8
@@ -165,10 +166,10 @@ def test_applied_points_are_not_clicked_again_and_a_box_alone_segments(scene_wit
     _, ras = click_ras(volume, small_phantom)
     points = add_points(scene, "p", [ras])
     segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, points, propagate=False)
-    before = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    before = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
     with pytest.raises(ValueError, match="already applied"):  # the same marker again is no new click
         logic.segment_from_points(volume_node, segmentation_node, points, segment_id=segment_id, propagate=False)
-    assert np.array_equal(core.read_segment_mask(segmentation_node, segment_id, volume_node), before)
+    assert np.array_equal(nodes.read_segment_mask(segmentation_node, segment_id, volume_node), before)
     positive, negative = logic.clicks_ras(volume_node)
     assert len(positive) == 1 and np.allclose(positive[0], ras, atol=1e-3) and not negative
 
@@ -183,7 +184,7 @@ def test_applied_points_are_not_clicked_again_and_a_box_alone_segments(scene_wit
     roi.SetRadiusXYZ(*np.maximum((high - low) / 2.0, 1.0))
     logic.segment_from_points(volume_node, segmentation_node, None, segment_id=segment_id, roi_node=roi,
                               propagate=False)
-    after = core.read_segment_mask(segmentation_node, segment_id, volume_node)
+    after = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
     assert dice(after[k_b] & truth_b[k_b], truth_b[k_b]) >= 0.8  # the box's bleed added on its slice
     assert np.array_equal(after & before, before)  # the first bleed kept
 
@@ -192,6 +193,6 @@ def test_a_ct_volume_becomes_a_node_on_its_exact_geometry(small_phantom):
     scene = slicer.vtkMRMLScene()
     volume = CTVolume(small_phantom.volume_hu.astype(np.int16), (0.9, 0.8, 5.0), (-110.0, 95.0, -30.0),
                       oblique_direction(12.0))
-    node = core.volume_node_from_ct(scene, volume, "CT")
-    assert np.allclose(core.ijk_to_ras(node), volume.ijk_to_ras_matrix(), atol=1e-6)
-    assert np.array_equal(core.volume_array(node), volume.array_hu)
+    node = nodes.volume_node_from_ct(scene, volume, "CT")
+    assert np.allclose(nodes.ijk_to_ras(node), volume.ijk_to_ras_matrix(), atol=1e-6)
+    assert np.array_equal(nodes.volume_array(node), volume.array_hu)

@@ -181,7 +181,7 @@ def _read_back(segmentation_path: Path, ct_path: Path) -> np.ndarray:
     """The Hemorrhage segment of a downloaded .seg.nrrd, in a fresh MRML scene, on the CT's voxels."""
     import slicer
 
-    import SAMIHSLogicCore as core
+    from SAMIHSSlicer import mrml_nodes as core
     from mrml_files import load_segmentation, load_volume
 
     core.ensure_segmentation_converters()
