@@ -7,11 +7,8 @@
 - ``cli`` and ``batch``: the command line over all of it.
 
 Never imports Qt, ``slicer`` or ``training``: the Slicer module and the training package
-build on it, not the other way round.
+build on it, not the other way round. Importing it changes nothing in the process (the CPU
+tuning of ``cpu_tuning`` is applied only by programs that own their process).
 """
 
-from SAMIHSLib.cpu_tuning import shorten_openmp_spin
-
 __version__ = "0.1.0"
-
-shorten_openmp_spin()  # must precede the first ``import torch`` to take effect

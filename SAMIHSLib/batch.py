@@ -186,19 +186,26 @@ def auto_seed_clicks(stack: AxialStack) -> List[Click]:
 
 
 def segment_volume(predictor: SAMIHSPredictor, stack: AxialStack, prompts: VolumePrompts,
-                   cancel: Optional[threading.Event] = None) -> np.ndarray:
+                   cancel: Optional[threading.Event] = None,
+                   progress: Optional[Callable[[int, int, str], None]] = None) -> np.ndarray:
     """The joined mask (stack order: axial slice, row, column) of every positive click, each
-    clicked and propagated on its own; ``prompts`` are volume voxel positions."""
+    clicked and propagated on its own; ``prompts`` are volume voxel positions. ``progress(done,
+    total, message)`` is called before each seed and for every propagated slice."""
     if not prompts.positive:
         raise InputError("No hyperdense region found to seed from (no suspected hemorrhage).")
     predictor.set_volume(stack.array_hu, stack.spacing_zyx)
     joined = np.zeros(stack.array_hu.shape, dtype=bool)
     negatives_stack = [stack.click_to_stack(*click) for click in prompts.negative]
-    for click in prompts.positive:
+    seeds = len(prompts.positive)
+    for seed, click in enumerate(prompts.positive):
         k, x, y = stack.click_to_stack(*click)
+        if progress is not None:
+            progress(seed, seeds, f"seed {seed + 1} of {seeds} (slice {k})")
         session = HemorrhageSession(predictor)
         negatives = [(nx, ny) for nk, nx, ny in negatives_stack if nk == k]
-        session.click(k, [(x, y)], negatives, cancel=cancel)
+        slice_progress = None if progress is None else (
+            lambda done, total, message, seed=seed: progress(seed, seeds, f"seed {seed + 1} of {seeds}: {message}"))
+        session.click(k, [(x, y)], negatives, cancel=cancel, progress=slice_progress)
         joined |= session.mask
     return joined
 

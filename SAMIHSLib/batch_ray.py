@@ -24,6 +24,9 @@ class VolumeWorker:
     """A Ray actor's state: one predictor, loaded once, segmenting one volume per call."""
 
     def __init__(self, model_spec: str, device: str, engine: str, threads: int) -> None:
+        from SAMIHSLib.cpu_tuning import tune_process_for_inference
+
+        tune_process_for_inference()  # a Ray worker process is SAMIHS's own
         self.predictor = load_predictor(model_spec, device, engine, threads)
 
     def identity(self):

@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``samihs`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from SAMIHSLib.cpu_tuning import tune_process_for_inference
+
+    tune_process_for_inference()  # the command owns its process; before torch loads
     from SAMIHSLib.models.checkpoint import CheckpointError  # imports torch: only once there is work to do
 
     try:

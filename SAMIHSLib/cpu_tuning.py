@@ -1,4 +1,6 @@
-"""Process-level CPU tuning for inference.
+"""Process-level CPU tuning for inference, for programs that own their process (the CLI, the web
+app, training, benchmarks, Ray workers: :func:`tune_process_for_inference`). The library never
+applies it by itself: inside Slicer the process, its allocator and its environment are Slicer's.
 
 Measured here (2 cores, torch 2.13): LiteMedSAM's encoder spends about half its time in page
 faults because glibc returns its 64 MiB stage-0 buffers to the OS after every call and
@@ -47,8 +49,14 @@ def keep_large_buffers_in_heap() -> bool:
 
 def shorten_openmp_spin() -> bool:
     """Set ``GOMP_SPINCOUNT`` unless the user did; libgomp reads it when torch first loads it, so
-    this only works before ``import torch`` (SAMIHSLib's ``__init__`` calls it). True if set."""
+    this only works before ``import torch``. True if set."""
     if "torch" in sys.modules or "GOMP_SPINCOUNT" in os.environ:
         return False
     os.environ["GOMP_SPINCOUNT"] = OPENMP_SPIN_COUNT
     return True
+
+
+def tune_process_for_inference() -> None:
+    """Both settings, for a program that owns its process; call it first, before torch loads."""
+    shorten_openmp_spin()
+    keep_large_buffers_in_heap()

@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
+
+tune_process_for_inference()  # this program owns its process: before torch loads (cpu_tuning)
 import numpy as np
 import torch
 from timing import median_ms  # bench/ is on sys.path when a script here runs

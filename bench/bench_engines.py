@@ -7,7 +7,9 @@ background encoder finished), and mask Dice vs PyTorch on the real ct-ich slices
 Writes bench/results/engines.json.  Run: .venv/bin/python bench/bench_engines.py
 """
 
-import SAMIHSLib  # noqa: F401  (first: it shortens OpenMP spinning before torch loads, see cpu_tuning)
+from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
+
+tune_process_for_inference()  # this program owns its process: before torch loads (cpu_tuning)
 import json
 import platform
 import sys

@@ -10,7 +10,9 @@ Needs NNCF, which SAMIHS itself does not:  .venv/bin/pip install nncf
 Writes bench/results/int8_scopes.json.  Run: .venv/bin/python bench/bench_int8_scopes.py [variant ...]
 """
 
-import SAMIHSLib  # noqa: F401  (first: it shortens OpenMP spinning before torch loads, see cpu_tuning)
+from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
+
+tune_process_for_inference()  # this program owns its process: before torch loads (cpu_tuning)
 import json
 import sys
 import tempfile

@@ -11,6 +11,9 @@ import tempfile
 import types
 from pathlib import Path
 
+from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
+
+tune_process_for_inference()  # this program owns its process: before torch loads (cpu_tuning)
 import numpy as np
 import torch
 

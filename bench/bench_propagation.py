@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
+
+tune_process_for_inference()  # this program owns its process: before torch loads (cpu_tuning)
 import numpy as np
 
 from SAMIHSLib.interaction.background_encoder import BackgroundEncoder

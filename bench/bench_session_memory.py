@@ -7,6 +7,9 @@ import resource
 import sys
 from pathlib import Path
 
+from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
+
+tune_process_for_inference()  # this program owns its process: before torch loads (cpu_tuning)
 from SAMIHSLib.engines import make_engine
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom

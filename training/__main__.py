@@ -188,6 +188,9 @@ def run_clickeval(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    from SAMIHSLib.cpu_tuning import tune_process_for_inference
+
+    tune_process_for_inference()  # training owns its process
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)

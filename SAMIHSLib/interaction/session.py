@@ -247,6 +247,17 @@ class HemorrhageSession:
         return bool(self._redo)
 
     @property
+    def last_edit(self) -> Optional[MaskDiff]:
+        """The edit :meth:`undo` would revert (None when there is none): callers that attach state
+        to an edit (e.g. voxels taken from other segments) look it up by identity."""
+        return self._undo[-1] if self._undo else None
+
+    @property
+    def next_redo(self) -> Optional[MaskDiff]:
+        """The edit :meth:`redo` would re-apply, or None."""
+        return self._redo[-1] if self._redo else None
+
+    @property
     def history_lengths(self) -> Tuple[int, int]:
         """(edits that can be undone, edits that can be redone): what an app shows by its buttons."""
         return len(self._undo), len(self._redo)

@@ -12,7 +12,6 @@ from typing import Callable, Dict, Optional, Union
 
 import torch
 
-from SAMIHSLib.cpu_tuning import keep_large_buffers_in_heap
 from SAMIHSLib.device import resolve_device
 from SAMIHSLib.model_names import DEFAULT_MODEL, MODEL_SPECS
 from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, PreprocessingConfig
@@ -165,10 +164,7 @@ def load_model(spec: Union[str, Path] = DEFAULT_MODEL, device: str = "auto",
             _load_state(model, state, str(path), strict_base=True)
         if preprocessing is not None:
             model.config = dataclasses.replace(model.config, preprocessing=preprocessing)
-    target = resolve_device(device)
-    if target.type == "cpu":
-        keep_large_buffers_in_heap()
-    return model.to(target).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def trainable_state(model: SegmentAnythingModel) -> Dict[str, torch.Tensor]:

@@ -5,9 +5,13 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
-import numpy as np
-import pytest
-import torch
+from SAMIHSLib.cpu_tuning import tune_process_for_inference
+
+tune_process_for_inference()  # the test process is ours, as the CLI's is (before torch loads)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 REPO = Path(__file__).resolve().parents[2]
