@@ -13,8 +13,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from SAMIHSSlicer.mrml_nodes import (VoxelExtent, control_points_ras, ct_volume_from_node, ensure_segmentation_converters,
-                                     ijk_to_ras, nodes_of_class, other_segments_mask, ras_to_click, read_segment_mask,
-                                     write_segment_region)
+                                     give_back_to_other_segments, ijk_to_ras, nodes_of_class, other_segments_mask,
+                                     ras_to_click, read_segment_mask, take_from_other_segments, write_segment_region)
 
 HEMORRHAGE_SEGMENT_NAME = "Hemorrhage"
 HEMORRHAGE_COLOR = (0.85, 0.15, 0.15)
@@ -243,13 +243,13 @@ class SAMIHSMRMLLogic:
         mask = state.stack.mask_to_volume(state.session.mask)
 
         def write() -> None:
+            write_segment_region(segmentation_node, segment_id, volume_node, mask, extent)
             if overwrite_other_segments:
                 gained = mask & ~state.stack.mask_to_volume(before)
                 taken = take_from_other_segments(segmentation_node, segment_id, volume_node, gained, extent)
                 edit = state.session.last_edit
                 if taken and edit is not None and state.session.history_lengths[0] > edits_before:
                     state.taken[id(edit)] = (edit, taken)
-            write_segment_region(segmentation_node, segment_id, volume_node, mask, extent)
 
         self._on_main(write)
         return extent

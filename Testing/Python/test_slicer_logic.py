@@ -196,3 +196,126 @@ def test_a_ct_volume_becomes_a_node_on_its_exact_geometry(small_phantom):
     node = nodes.volume_node_from_ct(scene, volume, "CT")
     assert np.allclose(nodes.ijk_to_ras(node), volume.ijk_to_ras_matrix(), atol=1e-6)
     assert np.array_equal(nodes.volume_array(node), volume.array_hu)
+
+
+def _changed_slices(before: np.ndarray, after: np.ndarray) -> set:
+    return {int(k) for k in np.nonzero((before != after).any(axis=(1, 2)))[0]}
+
+
+def test_undo_rewrites_the_point_lists_so_an_undone_point_is_not_applied_again(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    k_a, ras_a = click_ras(volume, small_phantom, 0)
+    k_b, ras_b = click_ras(volume, small_phantom, 1)
+    positive = add_points(scene, "p", [ras_a])
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, positive, propagate=False)
+    positive.AddControlPoint(*ras_b)
+    logic.segment_from_points(volume_node, segmentation_node, positive, segment_id=segment_id, propagate=False)
+    logic.undo(volume_node, segmentation_node, segment_id, positive_node=positive)
+    assert positive.GetNumberOfControlPoints() == 1  # the undone point is gone from the list
+    shown = [0.0, 0.0, 0.0]
+    positive.GetNthControlPointPositionWorld(0, shown)
+    assert np.allclose(shown, ras_a, atol=1e-3)
+    history = logic.existing_session(volume_node).slice_clicks
+    assert sum(len(positive) for positive, _ in history.values()) == 1  # only the first click is left
+    with pytest.raises(ValueError, match="already applied"):  # nothing new: the undone click is not re-applied
+        logic.segment_from_points(volume_node, segmentation_node, positive, segment_id=segment_id, propagate=False)
+
+
+def test_a_negative_point_on_a_propagated_slice_corrects_that_slice_only(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    k, ras = click_ras(volume, small_phantom)
+    positive = add_points(scene, "p", [ras])
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, positive)
+    before = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
+    other = k + 1
+    assert before[other].any(), "the click did not propagate to the next slice"
+    x, y = deepest_point(before[other])
+    negative = add_points(scene, "n", [tuple((volume.ijk_to_ras_matrix() @ np.array([x, y, other, 1.0]))[:3])])
+    logic.segment_from_points(volume_node, segmentation_node, positive, negative, segment_id=segment_id)
+    after = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
+    assert not after[other, int(round(y)), int(round(x))]  # the negative point's slice was corrected there
+    assert np.array_equal(after[k], before[k])  # the clicked slice is untouched
+    assert logic.existing_session(volume_node).slice_clicks[other][1]  # recorded as that slice's negative
+
+
+def test_a_box_answers_the_slices_it_covers_once_and_its_first_corner_is_no_box(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    truth_b = small_phantom.bleed_mask(1)
+    k_b = slice_with_most(truth_b)
+    rows, cols = np.nonzero(truth_b[k_b])
+    corners = [(volume.ijk_to_ras_matrix() @ np.array([c, r, kk, 1.0]))[:3]
+               for c, r, kk in ((cols.min() - 3, rows.min() - 3, k_b - 1), (cols.max() + 3, rows.max() + 3, k_b + 1))]
+    low, high = np.minimum(*corners), np.maximum(*corners)
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    roi.SetXYZ(*((low + high) / 2.0))
+    roi.SetRadiusXYZ(0.0, 0.0, 0.0)  # the first corner of a placement: no area yet
+    assert not logic.box_is_drawn(volume_node, roi)
+    roi.SetRadiusXYZ(*((high - low) / 2.0))
+    covered = logic.roi_box(volume_node, roi).slices  # the RAS box on an oblique volume: a few more slices
+    assert k_b - 1 in covered and k_b + 1 in covered and len(covered) < small_phantom.volume_hu.shape[0] // 2
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, None, roi_node=roi)
+    mask = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
+    assert _changed_slices(np.zeros_like(mask), mask) <= set(covered)  # its own slices only
+    assert dice(mask[k_b], truth_b[k_b]) >= 0.8
+    with pytest.raises(ValueError, match="already applied"):  # the same box is one prompt, not one per click
+        logic.segment_from_points(volume_node, segmentation_node, None, segment_id=segment_id, roi_node=roi)
+
+
+def test_an_existing_segment_is_never_the_default_target(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    manual_id = segmentation_node.GetSegmentation().AddEmptySegment("manual", "Manual", (0.2, 0.8, 0.2))
+    _, ras = click_ras(volume, small_phantom)
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, add_points(scene, "p", [ras]),
+                                              propagate=False)
+    assert segment_id != manual_id
+    assert segmentation_node.GetSegmentation().GetSegment(segment_id).GetName() == "Hemorrhage"
+    assert not nodes.read_segment_mask(segmentation_node, manual_id, volume_node).any()
+
+
+def test_overwrite_other_segments_takes_their_voxels_and_undo_gives_them_back(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    k, ras = click_ras(volume, small_phantom)
+    truth = small_phantom.bleed_mask(0)
+    manual_id = segmentation_node.GetSegmentation().AddEmptySegment("manual", "Manual", (0.2, 0.8, 0.2))
+    manual = np.zeros(truth.shape, bool)
+    rows, cols = np.nonzero(truth[k])
+    manual[k, rows.min():rows.max() + 1, cols.min():(cols.min() + cols.max()) // 2] = True  # half the bleed, and more
+    full = (slice(0, manual.shape[0]), slice(0, manual.shape[1]), slice(0, manual.shape[2]))
+    nodes.write_segment_region(segmentation_node, manual_id, volume_node, manual, full)
+    segment_id, _ = logic.segment_from_points(volume_node, segmentation_node, add_points(scene, "p", [ras]),
+                                              propagate=False, overwrite_other_segments=True)
+    bleed = nodes.read_segment_mask(segmentation_node, segment_id, volume_node)
+    manual_after = nodes.read_segment_mask(segmentation_node, manual_id, volume_node)
+    overlap = bleed & manual
+    assert overlap.sum() > 100  # the bleed took the hand-drawn voxels over it
+    assert np.array_equal(manual_after, manual & ~bleed)  # exactly those, no more
+    logic.undo(volume_node, segmentation_node, segment_id)
+    assert np.array_equal(nodes.read_segment_mask(segmentation_node, manual_id, volume_node), manual)
+    logic.undo(volume_node, segmentation_node, segment_id, redo=True)
+    assert np.array_equal(nodes.read_segment_mask(segmentation_node, manual_id, volume_node), manual_after)
+
+
+def test_segment_all_reports_progress_within_a_volume_and_skips_what_is_not_ct(tmp_path, logic, small_phantom):
+    scene = slicer.vtkMRMLScene()
+    volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0.0, 0.0, 0.0), np.eye(3))
+    load_volume(scene, write_ct(tmp_path / "ct.nrrd", volume), "CT")
+    mr = CTVolume(np.full((4, 32, 32), 300, np.int16) + np.arange(32, dtype=np.int16), (1.0, 1.0, 5.0),
+                  (0.0, 0.0, 0.0), np.eye(3))
+    load_volume(scene, write_ct(tmp_path / "mr.nrrd", mr), "MR")
+    calls = []
+    results = logic.segment_all_loaded_volumes(scene, progress=lambda d, t, m: calls.append((d, m)))
+    by_name = {r["volume"]: r for r in results}
+    assert by_name["MR"]["skipped"] and by_name["MR"]["segmentation"] is None and not by_name["MR"]["error"]
+    assert by_name["CT"]["volume_ml"] > 1.0
+    within_ct = [m for d, m in calls if m.startswith("CT: ")]
+    assert len(within_ct) >= 3 and any("slice" in m for m in within_ct)  # per seed and per slice
+    assert len(nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 1
+
+
+def test_closing_the_scene_frees_every_volume_session(scene_with_ct, logic, small_phantom):
+    scene, volume_node, segmentation_node, volume = scene_with_ct
+    _, ras = click_ras(volume, small_phantom)
+    logic.segment_from_points(volume_node, segmentation_node, add_points(scene, "p", [ras]), propagate=False)
+    assert logic.existing_session(volume_node) is not None
+    logic.release_volumes()
+    assert logic.existing_session(volume_node) is None
