@@ -148,10 +148,11 @@ def install_missing(pip_install: Callable[[str], None], progress: Optional[Calla
     pip's own exception."""
     report = progress or (lambda message: None)
     missing = missing_packages(engine)
+    extension = _torch_extension() if TORCH_REQUIREMENT[0] in missing else None
     with constraints_file() as constraints:
-        if TORCH_REQUIREMENT[0] in missing and _torch_extension() is not None:
+        if extension is not None:
             report("Installing PyTorch (PyTorch extension)...")
-            _install_torch_with_extension(_torch_extension())
+            _install_torch_with_extension(extension)
             missing.remove(TORCH_REQUIREMENT[0])
         for what, arguments in pip_calls(missing, engine, constraints):
             report(f"Installing {what}...")

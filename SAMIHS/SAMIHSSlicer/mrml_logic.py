@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from SAMIHSSlicer.mrml_nodes import (VoxelExtent, control_points_ras, ct_volume_from_node, ensure_segmentation_converters,
+from SAMIHSSlicer.mrml_nodes import (TakenVoxels, VoxelExtent, control_points_ras, ct_volume_from_node, ensure_segmentation_converters,
                                      give_back_to_other_segments, ijk_to_ras, nodes_of_class, other_segments_mask,
                                      ras_to_click, read_segment_mask, take_from_other_segments, write_segment_region)
 
@@ -33,10 +33,6 @@ class SegmentUpdate:
     slice_iou: Dict[int, float] = field(default_factory=dict)
     stop_reasons: Dict[str, str] = field(default_factory=dict)
     message: str = ""
-
-
-# Voxels an edit took from other segments ("Overwrite other segments"): segment id -> (extent, taken).
-TakenVoxels = Dict[str, Tuple[VoxelExtent, np.ndarray]]
 
 
 @dataclass

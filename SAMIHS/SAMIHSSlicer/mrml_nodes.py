@@ -13,6 +13,8 @@ from vtk.util import numpy_support
 import slicer
 
 VoxelExtent = Tuple[slice, slice, slice]  # (k, j, i) slices of the volume's voxel array
+# Voxels taken from other segments ("Overwrite other segments"): segment id -> (extent, taken voxels).
+TakenVoxels = Dict[str, Tuple[VoxelExtent, np.ndarray]]
 
 _segmentations_logic = None
 
@@ -184,7 +186,7 @@ def write_segment_region(segmentation_node, segment_id: str, volume_node, mask: 
 
 
 def take_from_other_segments(segmentation_node, segment_id: str, volume_node, gained: np.ndarray,
-                             extent: VoxelExtent) -> Dict[str, Tuple[VoxelExtent, np.ndarray]]:
+                             extent: VoxelExtent) -> TakenVoxels:
     """Remove the voxels ``gained`` ((k, j, i) bool, inside ``extent``) from every other segment;
     returns segment id -> (extent, the voxels taken from it), for undo."""
     taken = {}
@@ -197,8 +199,7 @@ def take_from_other_segments(segmentation_node, segment_id: str, volume_node, ga
     return taken
 
 
-def give_back_to_other_segments(segmentation_node, volume_node, taken: Dict[str, Tuple[VoxelExtent, np.ndarray]],
-                                take: bool = False) -> None:
+def give_back_to_other_segments(segmentation_node, volume_node, taken: TakenVoxels, take: bool = False) -> None:
     """Return the voxels :func:`take_from_other_segments` took (``take``: take them again, for redo).
     A segment deleted since is skipped."""
     for other, (extent, voxels) in taken.items():

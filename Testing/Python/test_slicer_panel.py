@@ -36,6 +36,15 @@ def app(request):
 
 
 @pytest.fixture
+def a_package_missing(monkeypatch):
+    """One requirement that is not installed (and cannot be): the installer has work to do."""
+    from SAMIHSSlicer import dependencies
+
+    monkeypatch.setitem(dependencies.REQUIREMENTS, "samihs_no_such_module",
+                        ("samihs-no-such-package", "samihs-no-such-package>=1,<2"))
+
+
+@pytest.fixture
 def app_with_ct(app, tmp_path, small_phantom):
     volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (-110.0, 95.0, -30.0), np.eye(3))
     node = load_volume(app.scene, write_ct(tmp_path / "head_ct.nrrd", volume), "head CT")
@@ -148,12 +157,8 @@ def test_a_click_on_the_panel_loads_the_model_off_the_gui_thread_segments_and_un
     assert node.positivePoints.GetNumberOfControlPoints() == 0  # the undone point is gone from the list
 
 
-def test_install_runs_inside_the_busy_guard_and_a_pip_failure_is_shown_with_pip_output(app_with_ct, monkeypatch):
+def test_install_runs_inside_the_busy_guard_and_a_pip_failure_is_shown_with_pip_output(app_with_ct, a_package_missing):
     app, volume = app_with_ct
-    from SAMIHSSlicer import dependencies
-
-    monkeypatch.setitem(dependencies.REQUIREMENTS, "samihs_no_such_module",
-                        ("samihs-no-such-package", "samihs-no-such-package>=1,<2"))
     widget = open_panel(app)
     pip_calls = []
 
@@ -172,11 +177,7 @@ def test_install_runs_inside_the_busy_guard_and_a_pip_failure_is_shown_with_pip_
     assert not widget._busy and not widget.logic.model_loaded
 
 
-def test_the_self_test_does_not_install_packages(app, monkeypatch):
-    from SAMIHSSlicer import dependencies
-
-    monkeypatch.setitem(dependencies.REQUIREMENTS, "samihs_no_such_module",
-                        ("samihs-no-such-package", "samihs-no-such-package>=1,<2"))
+def test_the_self_test_does_not_install_packages(app, a_package_missing):
     app.slicer.util.pip_install = lambda arguments: pytest.fail("the self-test ran pip")
     with pytest.raises(unittest.SkipTest, match="samihs_no_such_module"):
         app.module.SAMIHSTest().test_PanelClickUndo()
