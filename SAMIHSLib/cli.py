@@ -100,9 +100,9 @@ def run_segment(args: argparse.Namespace) -> int:
         values = _parse_numbers(args.box, (4, 5), "--box")
         box_corners = clicks_to_slice_column_row([values[:2] + values[4:], values[2:4] + values[4:]], "ijk", volume)
     if volume.spacing_assumed:
-        print(f"samihs: warning: {args.input} does not record its voxel size; assuming "
-              f"{' x '.join(f'{s:g}' for s in volume.spacing_ijk)} mm (volumes in mL depend on it): "
-              "give --spacing SI,SJ,SK.", file=sys.stderr)
+        print(f"samihs: warning: {args.input}: {volume.spacing_note or 'the file records no voxel size'}; using "
+              f"{' x '.join(f'{s:.3g}' for s in volume.spacing_ijk)} mm (every mm rule and volume in mL depend on "
+              "it): give --spacing SI,SJ,SK if you know it.", file=sys.stderr)
     stack = AxialStack.of(volume)  # sagittal/coronal acquisitions are segmented on their axial slices
     positives = [stack.click_to_stack(*click) for click in positives]
     negatives = [stack.click_to_stack(*click) for click in negatives]
@@ -134,6 +134,7 @@ def run_segment(args: argparse.Namespace) -> int:
         "input": str(args.input), "output": str(output), "model": str(args.model),
         "device": str(predictor.model.device), "click_slice": k,
         "spacing_mm": list(volume.spacing_ijk), "spacing_assumed": volume.spacing_assumed,
+        "spacing_note": volume.spacing_note,
         "predicted_iou": {str(s): round(v, 4) for s, v in sorted(outcome.slice_iou.items())},
         "answered_by": {str(s): m for s, m in sorted(outcome.slice_methods.items())},
         "stop_reasons": outcome.stop_reasons, "message": outcome.message, "seconds": round(seconds, 2),
@@ -189,7 +190,7 @@ def run_demo(args: argparse.Namespace) -> int:
                                   title=f"SAMIHS demo: {measurements.volume_ml:.1f} mL, Dice {score:.3f}")
     report = {"dice_vs_truth": round(score, 4), "truth_volume_ml": round(truth_ml, 3), "seconds": round(seconds, 2),
               "device": str(predictor.model.device), "measurements": measurements.to_dict()}
-    (out / "demo_report.json").write_text(json.dumps(report, indent=2))
+    write_text_atomic(out / "demo_report.json", json.dumps(report, indent=2) + "\n")
     print(f"Wrote {ct_path}, {seg_path}, {png_path}")
     print(f"Dice vs phantom truth: {score:.3f}")
     print(f"Hemorrhage volume: {measurements.volume_ml:.2f} mL (truth {truth_ml:.2f} mL; ABC/2 "

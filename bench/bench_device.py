@@ -27,6 +27,7 @@ from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SliceEmbeddingCache
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import deepest_point, slice_with_most  # noqa: E402
 from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.io.atomic_write import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +75,7 @@ def main(device_name: str = "cuda", model_spec: str = "lite", out: str = "") -> 
               "one_click_3d_s_nothing_encoded": round(cold_s, 2), "one_click_3d_s_all_encoded": round(warm_s, 2),
               "segmented_ml": round(float(session.mask.sum()) * float(np.prod(phantom.spacing_zyx)) / 1000.0, 2)}
     path = Path(out) if out else REPO / "bench" / "results" / f"device_{device.type}.json"
-    path.write_text(json.dumps(result, indent=2))
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 

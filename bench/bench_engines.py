@@ -31,6 +31,7 @@ from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SliceEmbeddingCache
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
 from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.io.atomic_write import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def main(repeats: int = 6) -> dict:
     for name, engine in engines.items():
         if slices and name != "torch":
             result["engines"][name]["mask_dice_vs_torch_real_ct"] = agreement_summary(model, engine, slices)
-    (REPO / "bench" / "results" / "engines.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(REPO / "bench" / "results" / "engines.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 

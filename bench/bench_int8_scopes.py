@@ -31,6 +31,7 @@ from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
 from SAMIHSLib.interaction.preprocessing import normalize_slice
 from SAMIHSLib.interaction.transforms import SliceToModelTransform
+from SAMIHSLib.io.atomic_write import write_text_atomic
 
 # what stays in floating point, as ONNX node-name patterns of the TorchScript export
 STAGE0 = [r".*layers\.0/.*", r".*patch_embed.*"]  # MBConv at 256x256
@@ -101,7 +102,7 @@ def main(names) -> dict:
                                     "ratio_to_bf16": round(int8_ms / bf16_ms, 3), "quantize_s": round(quantize_s),
                                     "mask_dice_vs_torch_real_ct": agreement_summary(model, engine, slices)}
         print(name, result["variants"][name], flush=True)
-    (REPO / "bench" / "results" / "int8_scopes.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(REPO / "bench" / "results" / "int8_scopes.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

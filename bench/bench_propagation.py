@@ -25,6 +25,7 @@ from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SliceEmbeddingCache
 from SAMIHSLib.interaction.propagation import PROMPT_MODES, PropagationConfig
 from SAMIHSLib.interaction.regions import deepest_point, slice_with_most  # noqa: E402
 from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.io.atomic_write import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 BLEEDS = (BleedSpec("intraparenchymal", (24.0, -12.0, 2.0), (13.0, 10.0, 16.0), 66.0),
@@ -96,7 +97,7 @@ def main(model_spec: str = "lite-base") -> dict:
         "one_click_3d_seconds_all_encoded": round(warm_seconds, 2),
     }
     name = "propagation.json" if model_spec == "lite-base" else f"propagation_{Path(model_spec).stem}.json"
-    (REPO / "bench" / "results" / name).write_text(json.dumps(result, indent=2))
+    write_text_atomic(REPO / "bench" / "results" / name, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result
 

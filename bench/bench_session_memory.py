@@ -15,6 +15,7 @@ from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.prompts import SlicePrompt
+from SAMIHSLib.io.atomic_write import write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,7 @@ def main(engine_name: str = "torch") -> dict:
               "cache_mb": round(predictor.cache.nbytes / 2 ** 20, 1),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     out = REPO / "bench" / "results" / f"session_memory_{engine_name}.json"
-    out.write_text(json.dumps(result, indent=2))
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
     return result
 

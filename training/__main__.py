@@ -7,8 +7,12 @@
   python -m training ship --config CFG.json --dataset folder:../shared/data/ct-ich-slices --metrics DIR/summary.json -o FILE
   python -m training pack --dataset folder:../shared/data/ct-ich-slices@0.45 -o cases.npz
   python -m training folds --dataset shared_real:../shared/data --count 5 -o training/folds/real59_5fold.json
+  python -m training folds --extend training/folds/real59_5fold.json --dataset shared_real:../shared/data \
+      --dataset ct_ich_volumes:../shared/data/ct-ich-volumes -o training/folds/ct_ich_all_5fold.json
   python -m training foldtrain --config training/experiments/lite_paste_folds.json --dataset shared_real:../shared/data \
       --folds training/folds/real59_5fold.json --out runs/lite_paste_folds
+  python -m training volumeeval --dataset ct_ich_volumes:../shared/data/ct-ich-volumes \
+      --folds training/folds/ct_ich_all_5fold.json --method region --method lite-base --out training/results/volumes_5fold
   python -m training clickeval --dataset shared_real:../shared/data --folds training/folds/real59_5fold.json \
       --method region --method lite-base --method lite --out training/results/real59_5fold
 
@@ -31,7 +35,7 @@ from SAMIHSLib.cpu_info import cpu_description
 from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, method_settings, read_records_csv,
                              records_csv, results_tables, run_method, select_per_fold, summarize)
 from .datasets import Case, load_dataset, write_packed
-from .folds import make_scan_folds, read_folds, write_folds
+from .folds import extend_scan_folds, make_scan_folds, read_fold_scans, read_folds, write_folds
 from .evaluate import cross_validate, evaluate_cases, write_table
 from .trainer import (FoldTrainer, TrainingConfig, configured_phantoms, export_checkpoint, fold_config, train,
                       training_slices)
@@ -62,8 +66,8 @@ def run_crossval(args: argparse.Namespace) -> int:
     folds = "leave-one-patient-out" if args.folds <= 0 else f"{args.folds}-fold by patient"
     write_table(out / "table", table, f"{config.name}: {folds} on {', '.join(args.dataset)} "
                                       f"(+{config.phantom_cases} phantom scans in training)")
-    (out / "summary.json").write_text(json.dumps({"config": config.to_dict(), "folds": folds,
-                                                  "datasets": args.dataset, "results": table}, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps({"config": config.to_dict(), "folds": folds,
+                                                        "datasets": args.dataset, "results": table}, indent=2) + "\n")
     print((out / "table.md").read_text())
     return 0
 
@@ -123,9 +127,14 @@ def run_pack(args: argparse.Namespace) -> int:
 
 def run_folds(args: argparse.Namespace) -> int:
     cases = _cases(args.dataset)
-    folds = make_scan_folds(cases, args.count)
+    if args.extend:  # the scans already placed keep their folds
+        folds = extend_scan_folds(read_fold_scans(Path(args.extend)), cases)
+        how = f"{len(folds)} folds by scan: {args.extend}'s folds, extended with the scans of"
+    else:
+        folds = make_scan_folds(cases, args.count)
+        how = f"{args.count} folds by scan over"
     write_folds(Path(args.output), folds, cases,
-                f"{args.count} folds by scan over {', '.join(args.dataset)} ({len(cases)} cases, "
+                f"{how} {', '.join(args.dataset)} ({len(cases)} cases, "
                 f"{sum(len(f) for f in folds)} scans); `python -m training folds` made them")
     for index, fold in enumerate(folds):
         print(f"fold {index}: {len(fold)} scans")
@@ -187,6 +196,81 @@ def run_clickeval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_volumeeval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .volume_eval import (evaluation_volumes, per_volume_table, read_volume_records_csv, run_volume_method,
+                              selection_table, summarize_volumes, volume_method_settings, volume_records_csv,
+                              volume_tables)
+
+    if not args.method and not args.reuse and not args.auto:
+        raise SystemExit("volumeeval: name a --method to run, --auto, or a --reuse file to tabulate.")
+    cases = _cases(args.dataset)
+    folds = read_folds(Path(args.folds), cases)
+    volumes = [v for v in evaluation_volumes(cases, folds) if not args.only or v.name in args.only]
+    out = Path(args.out)
+    if args.auto:
+        return _volumeeval_auto(args, cases, folds, out)
+    methods, selected, selection, chosen = [], [], [], {}
+    for reused in args.reuse or ():  # records.csv of an earlier volumeeval on the same folds
+        for record in read_volume_records_csv(Path(reused).read_text()):
+            selected.append(record)
+            if record.method not in methods:
+                methods.append(record.method)
+    bar = tqdm(desc="volumes", unit="volume")
+    for spec in args.method:
+        name, settings = volume_method_settings(spec, args.engine)
+        bar.total = (bar.total or 0) + len(volumes) * (1 + (len(settings) > 1))
+        records, tried, chosen[name] = run_volume_method(name, settings, volumes, len(folds), progress=lambda text: (
+            bar.set_postfix_str(text[-40:]), bar.update(1)))
+        selected.extend(records)
+        selection.extend(tried)
+        methods.append(name)
+    bar.close()
+    caption = (f"Patient-level {len(folds)}-fold cross-validation in 3D on {', '.join(args.dataset)}: "
+               f"{len(volumes)} whole CTs with bleed of {len({v.scan for v in volumes})} patients (folds: "
+               f"{args.folds}). Settings chosen per fold on the other folds only. Engine {args.engine}; "
+               f"CPU: {cpu_description()}.")
+    report = volume_tables(selected, methods, caption)
+    if selection:
+        report += ("\nSettings tried (deepest first click, all volumes; each fold's choice saw only the "
+                   "other folds):\n\n" + selection_table(selection))
+    for method in methods:
+        report += f"\nPer volume, {method}:\n\n" + per_volume_table(selected, method)
+    write_text_atomic(out / "table.md", report)
+    write_text_atomic(out / "records.csv", volume_records_csv(selected))
+    write_text_atomic(out / "selection.csv", volume_records_csv(selection))
+    summary = {"command": " ".join(sys.argv), "folds_file": args.folds, "datasets": args.dataset,
+               "engine": args.engine, "cpu": cpu_description(), "chosen_settings_per_fold": chosen,
+               "results": {method: {f"{protocol}, {count} click(s)": summarize_volumes(
+                   [r for r in selected if r.method == method and r.protocol == protocol and r.clicks == count])
+                   for protocol in PROTOCOLS for count in REPORTED_CLICKS} for method in methods}}
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(report)
+    return 0
+
+
+def _volumeeval_auto(args: argparse.Namespace, cases, folds, out: Path) -> int:
+    """``samihs batch --prompts auto`` on every volume, bleed-free ones included."""
+    from tqdm import tqdm
+
+    from SAMIHSLib.interaction.predictor import load_predictor
+
+    from .volume_eval import auto_records_csv, auto_table, evaluation_volumes, run_auto_batch
+
+    volumes = [v for v in evaluation_volumes(cases, folds, with_bleed=False) if not args.only or v.name in args.only]
+    bar = tqdm(desc="auto batch", unit="volume", total=len(volumes))
+    records = run_auto_batch(volumes, load_predictor(args.auto, engine=args.engine),
+                             progress=lambda text: (bar.set_postfix_str(text), bar.update(1)))
+    bar.close()
+    report = auto_table(records, f"`samihs batch --prompts auto` ({args.auto}) on {len(volumes)} whole CTs of "
+                                 f"{', '.join(args.dataset)}; engine {args.engine}; CPU: {cpu_description()}.")
+    write_text_atomic(out / "auto_table.md", report)
+    write_text_atomic(out / "auto_records.csv", auto_records_csv(records))
+    print(report)
+    return 0
+
+
 def main(argv=None) -> int:
     from SAMIHSLib.cpu_tuning import tune_process_for_inference
 
@@ -224,6 +308,7 @@ def main(argv=None) -> int:
     p = commands.add_parser("folds", help="write fixed cross-validation folds by scan")
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("--count", type=int, default=5)
+    p.add_argument("--extend", help="a fold file whose scans keep their folds; the others are added to them")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=run_folds)
     p = commands.add_parser("foldtrain", help="train one model per fold on the other folds' scans")
@@ -244,6 +329,18 @@ def main(argv=None) -> int:
                    help="all_settings.csv of an earlier run on the same folds: its methods join the tables unrun")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_clickeval)
+    p = commands.add_parser("volumeeval", help="cross-validated one click -> 3D evaluation on whole CTs")
+    p.add_argument("--dataset", action="append", required=True, help="e.g. ct_ich_volumes:../shared/data/ct-ich-volumes")
+    p.add_argument("--folds", required=True, help="fold file covering the volumes' patients")
+    p.add_argument("--method", action="append", default=[],
+                   help="region | lite-base | lite | CHECKPOINT; SPEC:propagation=NAME,NAME tries those settings")
+    p.add_argument("--engine", default="auto", help="inference engine (exact fp32 engines give the same masks)")
+    p.add_argument("--reuse", action="append", help="records.csv of an earlier volumeeval on the same folds")
+    p.add_argument("--only", action="append", help="evaluate only this volume (e.g. 049), for a quick look")
+    p.add_argument("--auto", metavar="MODEL",
+                   help="run `samihs batch --prompts auto` with MODEL on every volume, bleed-free ones too")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=run_volumeeval)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -209,7 +209,8 @@ def run_method(method: str, settings: Dict[str, SettingFactory], slices: Sequenc
 def select_per_fold(records: Sequence[ClickRecord], folds: int) -> Tuple[List[ClickRecord], Dict[str, List[str]]]:
     """For each method and fold, the setting with the best mean clicked-bleed Dice on the *other*
     folds (first click, deepest point); returns that setting's records on the fold's own slices,
-    and the chosen setting per fold for each method."""
+    and the chosen setting per fold for each method. Any record with these fields will do (the 3D
+    evaluation's :class:`training.volume_eval.VolumeRecord` too)."""
     chosen_records: List[ClickRecord] = []
     chosen: Dict[str, List[str]] = {}
     protocol, count = SELECTION
@@ -240,7 +241,8 @@ def summarize(records: Sequence[ClickRecord]) -> Dict[str, float]:
             "fallback_answers": int(sum(bool(r.message) and not r.empty for r in records))}
 
 
-def _pick(records: Sequence[ClickRecord], **where) -> List[ClickRecord]:
+def pick_records(records: Sequence[ClickRecord], **where) -> List[ClickRecord]:
+    """The records whose fields equal ``where`` (any record type with those fields)."""
     return [r for r in records if all(getattr(r, key) == value for key, value in where.items())]
 
 
@@ -252,8 +254,8 @@ def results_tables(records: Sequence[ClickRecord], methods: Sequence[str], capti
              "random interior click: Dice clicked, 1 / 3 clicks |",
              "|---|---|---|---|---|---|---|---|---|"]
     for method in methods:
-        deep = {c: summarize(_pick(records, method=method, protocol="deepest", clicks=c)) for c in REPORTED_CLICKS}
-        rand = {c: summarize(_pick(records, method=method, protocol="random", clicks=c)) for c in (1, 3)}
+        deep = {c: summarize(pick_records(records, method=method, protocol="deepest", clicks=c)) for c in REPORTED_CLICKS}
+        rand = {c: summarize(pick_records(records, method=method, protocol="random", clicks=c)) for c in (1, 3)}
         one = deep[1]
         lines.append(f"| {method} | {one['dice_clicked']:.3f} | {deep[3]['dice_clicked']:.3f} | "
                      f"{deep[5]['dice_clicked']:.3f} | {one['dice_all']:.3f} | {one['hd95_clicked_mm']:.1f} | "
@@ -268,10 +270,10 @@ def results_tables(records: Sequence[ClickRecord], methods: Sequence[str], capti
         for value in values:
             cells = []
             for method in methods:
-                one = summarize(_pick(records, method=method, protocol="deepest", clicks=1, **{key: value}))
-                three = summarize(_pick(records, method=method, protocol="deepest", clicks=3, **{key: value}))
+                one = summarize(pick_records(records, method=method, protocol="deepest", clicks=1, **{key: value}))
+                three = summarize(pick_records(records, method=method, protocol="deepest", clicks=3, **{key: value}))
                 cells.append(f"{one['dice_clicked']:.3f} / {three['dice_clicked']:.3f}")
-            count = len(_pick(records, method=methods[0], protocol="deepest", clicks=1, **{key: value}))
+            count = len(pick_records(records, method=methods[0], protocol="deepest", clicks=1, **{key: value}))
             lines.append(f"| {value} | {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -9,6 +9,9 @@
 - ``shared_real``: the real slices of ../shared/data (``ct-ich-slices``, ``mbh-2024-slices`` with
   five-class masks, ``ct-ich-jpg-slices``): 59 slices of 35 patients/scans, patients named
   ``<dataset>/<id>`` so that no two datasets' patients are confused.
+- ``ct_ich_volumes``: the whole head CTs of ../shared/data/ct-ich-volumes (``images/NNN.nii.gz``,
+  ``masks/NNN.nii.gz``, per-slice subtype flags in ``slices.csv``): 57 patients named ``ct-ich/NNN``
+  like the ct-ich slices, so that folds by patient hold across both; volumes without bleed included.
 - ``phantom``: synthetic head CTs with random bleeds (SAMIHSLib.phantom).
 - ``packed``: one ``.npz`` written by ``write_packed`` (``python -m training pack``): any of the
   above in a single NumPy file, to move to a training machine that has no SimpleITK.
@@ -22,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
+from SAMIHSLib.io.atomic_write import atomic_output
 from SAMIHSLib.phantom import BLEED_KINDS, BleedSpec, make_head_phantom
 from SAMIHSLib.io.validation import InputError, validate_ct_volume
 from SAMIHSLib.io.volume_io import read_ct, read_png_slice
@@ -47,6 +51,8 @@ class Case:
     mask: np.ndarray
     spacing_zyx: Tuple[float, float, float]
     subtype_labels: Optional[np.ndarray] = None
+    # Per-slice subtype flags where the dataset gives them per slice, not per voxel: k -> names.
+    slice_subtypes: Optional[Dict[int, Tuple[str, ...]]] = None
 
     def hemorrhage_slices(self) -> List[int]:
         return [int(k) for k in np.nonzero(self.mask.any(axis=(1, 2)))[0]]
@@ -139,6 +145,42 @@ def read_shared_real(root: Path) -> List[Case]:
     return cases
 
 
+VOLUME_SUBTYPE_FLAGS = ("EDH", "IPH", "IVH", "SAH", "SDH")
+
+
+def _slice_subtype_flags(table: Path) -> Dict[str, Dict[int, Tuple[str, ...]]]:
+    """patient id -> {0-based slice index -> subtype flags set on it} from ct-ich's slices.csv
+    (its slice numbers count from 1)."""
+    import csv
+
+    if not table.is_file():
+        raise DatasetError(f"Expected the per-slice subtype table at {table}.")
+    flags: Dict[str, Dict[int, Tuple[str, ...]]] = {}
+    with table.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                names = tuple(name for name in VOLUME_SUBTYPE_FLAGS if row[name].strip() == "1")
+                flags.setdefault(row["patient"].strip(), {})[int(row["slice"]) - 1] = names
+            except (KeyError, ValueError) as error:
+                raise DatasetError(f"{table}: a row lacks patient, slice or a subtype flag ({error}).") from error
+    return flags
+
+
+def read_ct_ich_volumes(root: Path) -> List[Case]:
+    """Every whole head CT of ct-ich-volumes (with or without bleed), with per-slice subtype flags."""
+    root = Path(root)
+    pairs = _pairs(_require_dir(root / "images", "ct-ich-volumes images/"),
+                   _require_dir(root / "masks", "ct-ich-volumes masks/"), "*.nii*", lambda p: p.name)
+    flags = _slice_subtype_flags(root / "slices.csv")
+    cases = []
+    for image, mask in pairs:
+        patient = image.name.split(".")[0]
+        case = _case(image, mask, "ct-ich/" + patient)
+        case.slice_subtypes = flags.get(patient, {})
+        cases.append(case)
+    return cases
+
+
 def read_bcihm_jpg(root: Path, window_level_hu: float = 40.0, window_width_hu: float = 80.0) -> List[Case]:
     patients = _require_dir(Path(root) / "Patients_CT", "BCIHM Patients_CT/")
     cases = []
@@ -196,8 +238,8 @@ def write_packed(cases: List[Case], path: Path) -> Path:
         arrays[f"{index}/mask"] = case.mask.astype(bool)
         if case.subtype_labels is not None:
             arrays[f"{index}/subtype_labels"] = case.subtype_labels.astype(np.uint8)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
+    with atomic_output(Path(path)) as temporary:
+        np.savez_compressed(temporary, **arrays)
     return Path(path)
 
 
@@ -228,7 +270,7 @@ def read_packed(path: Path) -> List[Case]:
 
 READERS: Dict[str, Callable[..., List[Case]]] = {
     "bcihm": read_bcihm, "bcihm_jpg": read_bcihm_jpg, "instance": read_instance, "folder": read_folder,
-    "packed": read_packed, "shared_real": read_shared_real,
+    "packed": read_packed, "shared_real": read_shared_real, "ct_ich_volumes": read_ct_ich_volumes,
 }
 
 

@@ -2,6 +2,7 @@
 error in mL, and a table like the paper's Table 1 (Markdown + CSV)."""
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -9,6 +10,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
+from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.metrics import dice, hd95_mm, volume_error_ml
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.session import HemorrhageSession
@@ -87,18 +89,18 @@ def _summary(rows: Sequence[SliceResult], volume_dice: Sequence[float],
 def write_table(path_stem: Path, rows: Dict[str, Dict[str, float]], caption: str) -> None:
     """``rows``: method -> summary. Writes ``<stem>.md`` and ``<stem>.csv``."""
     columns = ["slices", "dice_slice", "dice_volume", "hd95_mm", "volume_error_ml"]
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
-    with open(path_stem.with_suffix(".csv"), "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method"] + columns)
-        for method, summary in rows.items():
-            writer.writerow([method] + [summary.get(c, "") for c in columns])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["method"] + columns)
+    for method, summary in rows.items():
+        writer.writerow([method] + [summary.get(c, "") for c in columns])
+    write_text_atomic(path_stem.with_suffix(".csv"), buffer.getvalue())
     lines = [caption, "", "| method | slices | Dice (slice) | Dice (volume) | HD95 (mm) | |vol. error| (mL) |",
              "|---|---|---|---|---|---|"]
     for method, s in rows.items():
         lines.append(f"| {method} | {s['slices']} | {s['dice_slice']:.3f} | {s['dice_volume']:.3f} | "
                      f"{s['hd95_mm']:.1f} | {s['volume_error_ml']:.3f} |")
-    path_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(path_stem.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 CLICK_MODES = {"clicks only": False, "clicks + intensity-guided boxes": True}

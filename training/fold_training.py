@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from SAMIHSLib.io.atomic_write import write_text_atomic
+
 from .datasets import Case
 from .distributed import SINGLE_PROCESS, ProcessGroup
 from .folds import fold_of_scan
@@ -59,6 +61,6 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
                                  f"{len(indices)} slices of the scans outside fold {fold}")
         written.append(path)
     if group.is_main:
-        (out / "folds_trained.json").write_text(json.dumps({"folds": [str(p) for p in written],
-                                                            "config": config.to_dict()}, indent=2))
+        write_text_atomic(out / "folds_trained.json", json.dumps({"folds": [str(p) for p in written],
+                                                                  "config": config.to_dict()}, indent=2) + "\n")
     return written

@@ -61,3 +61,22 @@ def region_box(slice_hu: np.ndarray, click: Point, pixel_mm: float, rng: np.rand
     if region.sum() < MIN_REGION_PIXELS:
         return None
     return box_around(region, int(round(config.box_margin_mm / pixel_mm)))
+
+
+def corrective_click_3d(prediction: np.ndarray, truth: np.ndarray) -> Optional[Tuple[Tuple[int, Point], bool]]:
+    """The next click a user makes on a 3D result: on the largest 3D error region (missed bleed,
+    or false area that is no bleed; components joined across diagonal neighbours, as thick slices
+    need), on that region's largest slice, at its deepest point; positive if it is missed bleed.
+    Returns ((slice k, (column, row)), positive), or None if there is no error."""
+    best: Optional[Tuple[int, np.ndarray, bool]] = None
+    for region, positive in ((truth & ~prediction, True), (prediction & ~truth, False)):
+        labels, count = ndi.label(region, structure=np.ones((3, 3, 3), bool))
+        if count:
+            sizes = np.bincount(labels.ravel())[1:]  # far faster than ndi.sum on a whole CT
+            if best is None or float(np.max(sizes)) > best[0]:
+                best = (float(np.max(sizes)), labels == int(np.argmax(sizes)) + 1, positive)
+    if best is None:
+        return None
+    _, largest, positive = best
+    k = int(np.argmax(largest.reshape(largest.shape[0], -1).sum(axis=1)))
+    return (k, deepest_point(largest[k])), positive

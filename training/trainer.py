@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
+from SAMIHSLib.io.atomic_write import atomic_output, write_text_atomic
 from SAMIHSLib.models import AdapterConfig, build_model, load_model, save_finetuned_checkpoint
 from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
@@ -291,7 +292,7 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
     out = Path(config.output_dir)
     if group.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     slices = bank.slices if bank is not None else slices if slices is not None else \
         training_slices(load_training_cases(config))
     if not slices:
@@ -391,9 +392,10 @@ def _elapsed_minutes(started: float, group: ProcessGroup) -> float:
 
 def _save_state(path: Path, model: SegmentAnythingModel, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, step: int, losses: List[float]) -> None:
-    """Everything ``train`` needs to resume."""
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "step": step, "losses": losses}, path)
+    """Everything ``train`` needs to resume (atomically: a run killed mid-save resumes from the last state)."""
+    with atomic_output(path) as temporary:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "step": step, "losses": losses}, temporary)
 
 
 def fold_config(config: TrainingConfig, name: str) -> TrainingConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 from SAMIHSLib.batch import find_volumes, volume_name
+from SAMIHSLib.io.atomic_write import write_bytes_atomic
 from SAMIHSLib.io.validation import InputError
 from SAMIHSLib.io.volume_io import VOLUME_SUFFIXES
 
@@ -49,7 +50,7 @@ class CTLibrary:
             raise InputError(f"{safe_name} is {len(content) / 1e9:.1f} GB; the limit is {MAX_UPLOAD_BYTES / 1e9:.0f} GB.")
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         target = self.upload_dir / safe_name
-        target.write_bytes(content)
+        write_bytes_atomic(target, content)
         if safe_name.lower().endswith(".zip"):
             target = unzip_dicom_series(target, self.upload_dir / safe_name[:-4])
         return self.add(target)
@@ -67,7 +68,7 @@ def unzip_dicom_series(archive: Path, folder: Path) -> Path:
             for index, member in enumerate(members):
                 name = Path(member.filename).name
                 name = name if name.lower().endswith(".dcm") else f"{index:05d}_{name}.dcm"
-                (folder / name).write_bytes(bundle.read(member))
+                write_bytes_atomic(folder / name, bundle.read(member))
     except zipfile.BadZipFile as error:
         raise InputError(f"{archive.name} is not a readable zip file: {error}") from error
     if not any(folder.glob("*.dcm")):

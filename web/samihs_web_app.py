@@ -46,7 +46,8 @@ from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 from ct_library import UPLOAD_SUFFIXES, CTLibrary
 from result_files import (SegmentationReport, slice_status_text, write_dicom_segmentation, write_report,
                           write_segmentation_nrrd)
-from web_security import LOOPBACK_NAMES, check_save_path, is_loopback, same_origin_guard
+from web_security import (LOOPBACK_NAMES, WILDCARD_HOSTS, check_save_path, is_loopback, reachable_host_names,
+                          same_origin_guard)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CT = REPO / "SAMIHS" / "Resources" / "SampleData" / "SAMIHSPhantomHeadCT.nrrd"
@@ -443,7 +444,7 @@ class SAMIHSWebApp(TrameApp):
             self.last_update = update
             self.state.samihs_status = (f"Hemorrhage: {update.volume_ml:.2f} mL" +
                                         (f". {update.message[0].upper()}{update.message[1:]}" if update.message else ""))
-            if self.save_path is not None and update.volume_ml > 0:
+            if self.save_path is not None:  # after every change, an emptied segmentation too
                 write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
         if self.volume_node is not None:
             self._show_markers()  # the session's click history, after every operation (a failed one too)
@@ -518,6 +519,8 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="a further host name clients may use to reach this server (e.g. behind a proxy)")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--engine", default=AUTO_ENGINE, choices=(AUTO_ENGINE,) + ENGINE_CHOICES)
     parser.add_argument("--save", help="write the segmentation here (.seg.nrrd) after every change")
@@ -540,15 +543,21 @@ def main(argv: Optional[list] = None) -> None:
                        data_dir=Path(args.data) if args.data else None)
     app.state.samihs_download_query = f"secret={token}"
     app.server.cli.set_defaults(authKey=token)  # wslink refuses a client without this secret
-    allowed = set(LOOPBACK_NAMES) | {args.host.lower()}
+    network_names = reachable_host_names(args.host) + [name.lower() for name in args.allow_host]
+    allowed = set(LOOPBACK_NAMES) | set(network_names)
 
     def on_bind(wslink_server) -> None:
         wslink_server.app.middlewares.append(same_origin_guard(allowed))
         wslink_server.app.router.add_get("/samihs/download/{kind}", download_route(app, token))
 
     app.server.controller.on_server_bind.add(on_bind)
-    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"SAMIHS web app: open http://{shown_host}:{args.port}/?secret={token}", flush=True)
+    if is_loopback(args.host):
+        shown = [args.host]
+    else:
+        shown = (["127.0.0.1"] if args.host in WILDCARD_HOSTS else []) + network_names
+    for host in shown:  # every name the guard lets through, so no URL printed here is refused
+        url_host = f"[{host}]" if ":" in host else host
+        print(f"SAMIHS web app: open http://{url_host}:{args.port}/?secret={token}", flush=True)
     app.server.start(port=args.port, host=args.host, open_browser=False, show_connection_info=False)
 
 

@@ -3,7 +3,7 @@ and a ``--save`` path that never replaces the input CT or an existing file."""
 
 import ipaddress
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, List
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -17,6 +17,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def reachable_host_names(bind_host: str) -> List[str]:
+    """The names and addresses by which other machines reach a server bound to ``bind_host``:
+    that host itself, or for a wildcard bind (0.0.0.0, ::) this machine's host name, its fully
+    qualified name and its addresses. A request for any other Host is refused (DNS rebinding)."""
+    import socket
+
+    if bind_host not in WILDCARD_HOSTS:
+        return [bind_host.lower()]
+    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
+    for name in list(names):
+        try:
+            names |= {info[4][0].lower() for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            pass  # a host name that does not resolve: the other names still serve
+    try:  # the address of the default route (no packet is sent for a UDP connect)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))
+            names.add(probe.getsockname()[0])
+    except OSError:
+        pass
+    return sorted(name for name in names if name and not is_loopback(name))
 
 
 def same_origin_guard(allowed_hosts: Iterable[str]):

@@ -1,11 +1,14 @@
 """Propagation of a slice mask up and down through the axial slices of a volume.
 
 Each next slice is prompted from the previous slice's mask: the box around it, and the box of
-the hyperdense (acute-blood HU) region that the previous mask seeds on the new slice; the
-answer the model is most confident in and that agrees best with that region wins. Only the
-components that touch the previous slice's mask (dilated by ``neighbourhood_mm``) are kept, so
-one click never reaches a separate bleed. Propagation in a direction stops at the first slice
-that fails a rule: empty/tiny mask, low predicted IoU, sudden area jump, or leaving the region.
+the region of the bleed's own HU that the previous mask seeds on the new slice; the answer the
+model is most confident in and that agrees best with that region wins. With ``learn_appearance``
+the band is learned on the seed slice (:mod:`SAMIHSLib.interaction.appearance`), so that a
+hypodense or isodense collection propagates like an acute clot; the default holds every bleed to
+the acute bands, which the 3D evaluation's training folds chose (README, Accuracy in 3D). Only the components that touch the previous slice's
+mask (dilated by ``neighbourhood_mm``) are kept, so one click never reaches a separate bleed.
+Propagation in a direction stops at the first slice that fails a rule: empty/tiny mask, a mask
+mostly outside the bleed's band, low predicted IoU, sudden area jump, or leaving the region.
 """
 
 import threading
@@ -16,6 +19,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from SAMIHSLib.metrics import dice
+from SAMIHSLib.interaction.appearance import AppearanceConfig, BleedAppearance, contrast_hu, learn_appearance
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_whole_px
@@ -43,10 +47,24 @@ class PropagationConfig:
     max_area_growth: float = 2.2
     neighbourhood_mm: float = 4.0
     min_inside_fraction: float = 0.6
-    # Acute blood is hyperdense: a slice whose mask is mostly not in the blood HU band is past the bleed.
+    # A slice whose mask is mostly outside the bleed's HU band is past the bleed.
     min_blood_fraction: float = 0.5
+    # True: the band reaches the seed mask's own HU spread (with the rules below); False (chosen on
+    # the training folds of the 3D evaluation): every bleed is held to the acute blood bands.
+    learn_appearance: bool = False
+    appearance: AppearanceConfig = AppearanceConfig()
+    # A propagated mask keeps the clicked bleed's contrast with the tissue around it: at least this
+    # many HU and this share of the seed's, with its sign (a chronic collection is darker than brain,
+    # every other bleed denser; a seed with no clear contrast is held to "denser"). None: no rule.
+    min_contrast_hu: Optional[float] = None
+    min_contrast_fraction: float = 0.1
     box_margin_mm: float = 1.35
     region_tolerance_mm: float = 0.9
+    # The seeded region stays within this distance of the previous slice's mask: a bleed's outline
+    # moves a few mm between slices, and a band that reaches brain must not flood the slice.
+    region_reach_mm: Optional[float] = None
+    # A seeded region larger than the area-growth limit allows has run into brain: not used.
+    drop_flooding_region: bool = False
     # "box": the previous mask's box; "box+mask": plus that mask as a dense prompt; "box+region":
     # plus the box of the hyperdense region it seeds (measured best: bench/bench_propagation.py).
     prompt_mode: str = "box+region"
@@ -57,13 +75,15 @@ class PropagationConfig:
 class PropagationResult:
     """``mask`` (k, j, i) bool; ``slice_iou`` predicted IoU per filled slice; ``stop_reasons``
     per direction ("up" = increasing k, "down" = decreasing k); ``slice_methods`` the slices
-    answered by a fallback and how; ``message`` what the user must be told ("" if nothing)."""
+    answered by a fallback and how; ``message`` what the user must be told ("" if nothing);
+    ``appearance`` the bleed's HU band the slices were held to (None if nothing propagated)."""
 
     mask: np.ndarray
     slice_iou: Dict[int, float] = field(default_factory=dict)
     stop_reasons: Dict[str, str] = field(default_factory=dict)
     slice_methods: Dict[int, str] = field(default_factory=dict)
     message: str = ""
+    appearance: Optional[BleedAppearance] = None  # the band propagation held the slices to
 
 
 class SlicePropagator:
@@ -80,38 +100,41 @@ class SlicePropagator:
     def _px(self, mm: float) -> int:
         return mm_to_whole_px(mm, self.predictor.spacing_zyx)
 
-    def next_slice(self, k: int, previous: np.ndarray) -> Tuple[SlicePrediction, np.ndarray, str]:
-        """Predict slice ``k`` from the neighbouring slice's mask ``previous``.
+    def appearance_of(self, k: int, mask: np.ndarray) -> BleedAppearance:
+        """The HU band slices propagated from ``mask`` on slice ``k`` are held to."""
+        if not self.config.learn_appearance:
+            return BleedAppearance(BLOOD_HU.propagation_band[0], BLOOD_HU.propagation_band[1],
+                                   float(np.mean(BLOOD_HU.propagation_band)))
+        return learn_appearance(self.predictor.denoised_slice(k), mask, self.predictor.spacing_zyx,
+                                self.config.appearance)
 
-        Returns (prediction, kept mask, "" if accepted else the stop reason).
-        """
-        prediction, kept, reason, _ = self._next_slice(k, previous)
-        return prediction, kept, reason
-
-    def _next_slice(self, k: int, previous: np.ndarray) -> Tuple[SlicePrediction, np.ndarray, str, str]:
-        """As :meth:`next_slice`, plus which fallback answered ("" for the model's own answer).
+    def _next_slice(self, k: int, previous: np.ndarray,
+                    appearance: BleedAppearance) -> Tuple[SlicePrediction, np.ndarray, str, str]:
+        """Predict slice ``k`` from the neighbouring slice's mask ``previous``: (prediction, kept
+        mask, "" if accepted else the stop reason, which fallback answered or "" for the model).
 
         Before a slice is dropped as empty, the previous mask as a dense prompt with its box, then
-        the hyperdense region it seeds, are tried under the same stop rules."""
-        prediction, kept, reason = self._next_slice_from_model(k, previous)
+        the region of the bleed's HU it seeds, are tried under the same stop rules."""
+        prediction, kept, reason = self._next_slice_from_model(k, previous, appearance)
         if reason != EMPTY_REASON:
             return prediction, kept, reason, ""
         margin = self._px(self.config.box_margin_mm)
-        region = self._seeded_region(k, previous)
+        region = self._seeded_region(k, previous, appearance)
         attempts = [("previous mask as prompt", lambda: self.predictor.predict(
             k, SlicePrompt(box=box_around(previous, margin), mask_input=previous)))]
         if region.any():  # the region stands in for the model: hold it to the same IoU floor
-            attempts.append(("hyperdense region", lambda: replace(prediction, mask=region, predicted_iou=max(
+            attempts.append(("region of the bleed's HU", lambda: replace(prediction, mask=region, predicted_iou=max(
                 prediction.predicted_iou, self.config.min_predicted_iou))))
         for method, attempt in attempts:
             answer = attempt()
             kept = keep_components_near(answer.mask, previous, self._px(self.config.neighbourhood_mm))
-            if not self._stop_reason(k, answer, kept, previous):
+            if not self._stop_reason(k, answer, kept, previous, appearance):
                 return answer, kept, "", method
         tried = ", ".join(method for method, _ in attempts)
         return prediction, np.zeros_like(previous), f"{reason} (also tried: {tried})", ""
 
-    def _next_slice_from_model(self, k: int, previous: np.ndarray) -> Tuple[SlicePrediction, np.ndarray, str]:
+    def _next_slice_from_model(self, k: int, previous: np.ndarray,
+                               appearance: BleedAppearance) -> Tuple[SlicePrediction, np.ndarray, str]:
         margin = self._px(self.config.box_margin_mm)
         if self.config.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {self.config.prompt_mode!r}; use one of {PROMPT_MODES}.")
@@ -119,7 +142,7 @@ class SlicePropagator:
         prompts = [SlicePrompt(box=box_around(previous, margin), mask_input=dense)]
         region = np.zeros_like(previous)
         if self.config.prompt_mode == "box+region":
-            region = self._seeded_region(k, previous)
+            region = self._seeded_region(k, previous, appearance)
             if region.sum() * self._pixel_area_mm2 >= self.config.min_area_mm2:
                 prompts.append(SlicePrompt(box=box_around(region, margin)))
         best: Optional[Tuple[float, SlicePrediction]] = None
@@ -135,28 +158,43 @@ class SlicePropagator:
             constrained, _ = constrain_to_region(prediction.mask, region, self._px(self.config.region_tolerance_mm))
             prediction = replace(prediction, mask=constrained)
         kept = keep_components_near(prediction.mask, previous, self._px(self.config.neighbourhood_mm))
-        return prediction, kept, self._stop_reason(k, prediction, kept, previous)
+        return prediction, kept, self._stop_reason(k, prediction, kept, previous, appearance)
 
-    def _seeded_region(self, k: int, previous: np.ndarray) -> np.ndarray:
-        """Hyperdense region on slice ``k`` grown from the previous mask's interior."""
+    def _seeded_region(self, k: int, previous: np.ndarray, appearance: BleedAppearance) -> np.ndarray:
+        """The region of the bleed's HU band on slice ``k`` grown from the previous mask's interior."""
         slice_hu = self.predictor.denoised_slice(k)
         interior = ndi.binary_erosion(previous, iterations=2)
         seeds = interior if interior.any() else previous
         rows, cols = np.nonzero(seeds)
         centre = np.argmin((rows - rows.mean()) ** 2 + (cols - cols.mean()) ** 2)
-        region = hyperdense_region(slice_hu, (float(cols[centre]), float(rows[centre])), BLOOD_HU.propagation_band,
+        region = hyperdense_region(slice_hu, (float(cols[centre]), float(rows[centre])), appearance.band,
                                    max(1, self._px(0.9)), self._px(3.0))
-        return keep_components_near(region, previous, self._px(self.config.neighbourhood_mm))
+        if self.config.region_reach_mm is not None:
+            region &= ndi.binary_dilation(previous, iterations=max(1, self._px(self.config.region_reach_mm)))
+        region = keep_components_near(region, previous, self._px(self.config.neighbourhood_mm))
+        if self.config.drop_flooding_region and region.sum() > self.config.max_area_growth * previous.sum():
+            return np.zeros_like(region)  # the band ran into brain: it says nothing of the bleed's outline
+        return region
 
-    def _stop_reason(self, k: int, prediction: SlicePrediction, kept: np.ndarray, previous: np.ndarray) -> str:
+    def _stop_reason(self, k: int, prediction: SlicePrediction, kept: np.ndarray, previous: np.ndarray,
+                     appearance: BleedAppearance) -> str:
         area = kept.sum() * self._pixel_area_mm2
         if area < self.config.min_area_mm2:
             return EMPTY_REASON
-        smoothed = self.predictor.denoised_slice(k)[kept]
-        low, high = BLOOD_HU.check_band
-        blood = np.mean((smoothed >= low) & (smoothed <= high))
+        if not self.config.learn_appearance:
+            appearance = BleedAppearance(*BLOOD_HU.check_band, float(np.mean(BLOOD_HU.check_band)))
+        slice_hu = self.predictor.denoised_slice(k)
+        blood = appearance.fraction_in_band(slice_hu[kept])
         if blood < self.config.min_blood_fraction:
-            return f"not hyperdense ({blood:.0%} of the mask in {low:.0f}-{high:.0f} HU)"
+            return f"unlike the clicked bleed ({blood:.0%} of the mask in its {appearance.describe()})"
+        if self.config.min_contrast_hu is not None:
+            seed = appearance.contrast_hu
+            sign = -1.0 if seed <= -self.config.min_contrast_hu else 1.0
+            here = contrast_hu(slice_hu, kept, self.predictor.spacing_zyx, self.config.appearance.ring_mm)
+            needed = max(self.config.min_contrast_hu, self.config.min_contrast_fraction * abs(seed))
+            if sign * here < needed:
+                return (f"no contrast with the tissue around it ({here:+.0f} HU against the clicked bleed's "
+                        f"{seed:+.0f} HU)")
         if prediction.predicted_iou < self.config.min_predicted_iou:
             return f"low predicted IoU {prediction.predicted_iou:.2f}"
         if kept.sum() > self.config.max_area_growth * max(1, previous.sum()):
@@ -171,8 +209,12 @@ class SlicePropagator:
                   locked_slices: Optional[Set[int]] = None, base_mask: Optional[np.ndarray] = None,
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[threading.Event] = None,
-                  until_unchanged: Optional[np.ndarray] = None) -> PropagationResult:
+                  until_unchanged: Optional[np.ndarray] = None,
+                  stop_slices: Optional[Set[int]] = None) -> PropagationResult:
         """Propagate ``seed_mask`` on ``seed_slice`` in ``directions`` (+1 up, -1 down).
+
+        ``stop_slices`` (slices the user fixed with clicks) end a direction: they and the slices
+        beyond keep what they have.
 
         ``until_unchanged``: the object's previous 3D mask; a direction stops at the first slice
         whose new mask matches it (Dice >= UNCHANGED_DICE), and the slices beyond keep it.
@@ -188,6 +230,8 @@ class SlicePropagator:
         if base_mask is None and seed_slice not in locked:
             mask[seed_slice] = seed_mask
         result = PropagationResult(mask)
+        appearance = self.appearance_of(seed_slice, seed_mask)
+        result.appearance = appearance
         limit = self.config.max_slices_each_way or num_slices
         total = sum(min(limit, (num_slices - 1 - seed_slice) if d > 0 else seed_slice) for d in directions)
         done = 0
@@ -199,10 +243,13 @@ class SlicePropagator:
                 if cancel is not None and cancel.is_set():
                     result.stop_reasons[name] = "cancelled"
                     raise PropagationCancelled(result)
+                if stop_slices and k in stop_slices:
+                    result.stop_reasons[name] = f"slice {k}: fixed by your clicks there"
+                    break
                 if k in locked:
                     kept, reason = mask[k], "" if mask[k].any() else "locked empty slice"
                 else:
-                    prediction, kept, reason, method = self._next_slice(k, previous)
+                    prediction, kept, reason, method = self._next_slice(k, previous, appearance)
                     if method:
                         result.slice_methods[k] = method
                     if not reason:

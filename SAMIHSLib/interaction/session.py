@@ -16,8 +16,8 @@ from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig, Cl
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback, SlicePropagator
 from SAMIHSLib.interaction.prompts import Point
-from SAMIHSLib.interaction.regions import (PixelBox, disc_around, keep_components_near, mm_to_px, mm_to_whole_px, points_mask,
-                      remove_nearest_to_negatives)
+from SAMIHSLib.interaction.regions import (PixelBox, deepest_point, disc_around, keep_components_near, mm_to_px,
+                                           mm_to_whole_px, points_mask, remove_nearest_to_negatives)
 from SAMIHSLib.io.validation import validate_point_in_slice, validate_slice_index
 
 # Clicks placed on each slice: slice -> (positive, negative), pixel (column, row).
@@ -98,6 +98,11 @@ class HemorrhageSession:
         On a slice that already has a mask, positive clicks add to it and negative clicks remove
         from it; untouched parts stay. Locked slices are left as they are. The result's
         ``message`` says in words when the answer came from a fallback or is empty.
+
+        With ``propagate``, a new bleed spreads in ``directions``; a correction of an existing one
+        re-propagates only away from the slices of it the user already clicked (those were
+        checked), replacing what it had there, until a slice comes out as it was. A direction
+        ends at any slice the user clicked. Click and propagation are one undo step.
         """
         slice_index = self._slice(slice_index)
         if slice_index in self.locked_slices:
@@ -134,7 +139,10 @@ class HemorrhageSession:
                 predicted = target | self._local_addition(predicted & ~target, target, positive)
         if target.any():
             obj = (target | predicted) if positive or box_only else target
-            obj = remove_nearest_to_negatives(obj, history[0], history[1], self.clicks.negative_reach_px) \
+            # On a slice propagation filled there is no positive click: the part that continues the
+            # bleed from the slices next to it stands for one, so a cut takes the leak, not the slice.
+            keep = history[0] or self._continuing_core(slice_index, target)
+            obj = remove_nearest_to_negatives(obj, keep, history[1], self.clicks.negative_reach_px) \
                 if negative else obj
         else:
             obj = predicted
@@ -142,10 +150,17 @@ class HemorrhageSession:
         new_mask[slice_index] = (current & ~target) | obj
         self.slice_iou[slice_index] = result.prediction.predicted_iou
         label = f"click on slice {slice_index}"
-        if propagate and obj.any():
+        fixed = set(self.slice_clicks) - {slice_index}
+        old_object = self._object_through(slice_index, target | obj)
+        if propagate and target.any():  # a correction: not back towards slices the user already fixed
+            directions = [d for d in directions if not self._fixed_beyond(slice_index, d, old_object, fixed)]
+            new_mask = self._cleared_beyond(new_mask, slice_index, directions, old_object, fixed)
+        if propagate and obj.any() and directions:
             try:
                 outcome = self.propagator.propagate(slice_index, obj, directions, self.locked_slices,
-                                                    base_mask=new_mask, progress=progress, cancel=cancel)
+                                                    base_mask=new_mask, progress=progress, cancel=cancel,
+                                                    until_unchanged=old_object if old_object.any() else None,
+                                                    stop_slices=fixed)
             except PropagationCancelled as cancelled:
                 outcome = cancelled.partial
             new_mask = outcome.mask
@@ -160,6 +175,53 @@ class HemorrhageSession:
             outcome.message = "no bleed found at the click"
         self._commit(new_mask, self.locked_slices, label, clicks_after)
         return outcome
+
+    def _object_through(self, slice_index: int, anchor: np.ndarray) -> np.ndarray:
+        """The 3D object of the current mask at ``anchor`` on slice ``slice_index``: its
+        components (diagonal neighbours joined, as thick slices need) that touch ``anchor`` on that
+        slice or, where none does (a bleed missed on this slice), its neighbourhood on the slices
+        next to it."""
+        if not anchor.any():
+            return np.zeros_like(self.mask)
+        labels, _ = ndi.label(self.mask, structure=np.ones((3, 3, 3), bool))
+        touching = np.unique(labels[slice_index][anchor])
+        if not touching.any() and self.mask.shape[0] > 1:
+            reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx, minimum=1)
+            near = ndi.binary_dilation(anchor, iterations=reach)
+            ks = [k for k in (slice_index - 1, slice_index + 1) if 0 <= k < self.mask.shape[0]]
+            touching = np.unique(np.concatenate([labels[k][near] for k in ks]))
+        return np.isin(labels, touching[touching > 0])
+
+    def _continuing_core(self, slice_index: int, target: np.ndarray) -> List[Point]:
+        """The deepest point of the part of ``target`` that the neighbouring slices' masks also
+        cover (none when nothing continues there)."""
+        neighbours = [self.mask[k] for k in (slice_index - 1, slice_index + 1) if 0 <= k < self.mask.shape[0]]
+        if not neighbours:  # a single slice
+            return []
+        core = target & np.logical_or.reduce(neighbours)
+        return [deepest_point(core)] if core.any() else []
+
+    @staticmethod
+    def _slices_towards(slice_index: int, direction: int, num_slices: int) -> range:
+        return range(slice_index + direction, num_slices if direction > 0 else -1, direction)
+
+    def _fixed_beyond(self, slice_index: int, direction: int, old_object: np.ndarray, fixed: Set[int]) -> bool:
+        """Whether the user clicked a slice of ``old_object`` in ``direction`` from ``slice_index``."""
+        return any(k in fixed and old_object[k].any()
+                   for k in self._slices_towards(slice_index, direction, self.mask.shape[0]))
+
+    def _cleared_beyond(self, mask: np.ndarray, slice_index: int, directions: Sequence[int],
+                        old_object: np.ndarray, fixed: Set[int]) -> np.ndarray:
+        """``mask`` without ``old_object`` on the slices a correction re-derives: in each
+        direction up to the first fixed slice, hand-edited (locked) slices kept."""
+        cleared = mask.copy()
+        for direction in directions:
+            for k in self._slices_towards(slice_index, direction, mask.shape[0]):
+                if k in fixed:
+                    break
+                if k not in self.locked_slices:
+                    cleared[k] &= ~old_object[k]
+        return cleared
 
     def _local_addition(self, added: np.ndarray, target: np.ndarray, positive: Sequence[Point]) -> np.ndarray:
         """What a corrective positive click may add to ``target``: the new part within reach of
@@ -195,26 +257,23 @@ class HemorrhageSession:
     def repropagate(self, slice_index: int, directions: Sequence[int] = (1, -1),
                     progress: Optional[ProgressCallback] = None,
                     cancel: Optional[threading.Event] = None, until_unchanged: bool = True) -> PropagationResult:
-        """Re-run propagation from slice ``slice_index``'s current mask (locked slices kept).
+        """Re-run propagation from slice ``slice_index``'s current mask (locked slices kept; a
+        direction ends at a slice the user clicked, which keeps its mask).
 
         ``until_unchanged``: stop in each direction once a slice comes out as it was before."""
         slice_index = self._slice(slice_index)
         seed = self.mask[slice_index]
         if not seed.any():
             raise ValueError(f"Slice {slice_index} has no mask to propagate from.")
-        # Recompute the 3D object grown from this slice (not other bleeds), except locked slices.
-        labels, _ = ndi.label(self.mask, structure=np.ones((3, 3, 3), bool))
-        grown = np.isin(labels, np.unique(labels[slice_index][seed]))
-        cleared = self.mask.copy()
-        for direction in directions:
-            ks = range(slice_index + direction, self.mask.shape[0] if direction > 0 else -1, direction)
-            for k in ks:
-                if k not in self.locked_slices:
-                    cleared[k] &= ~grown[k]
+        # Recompute the 3D object grown from this slice (not other bleeds), except locked and clicked slices.
+        grown = self._object_through(slice_index, seed)
+        fixed = set(self.slice_clicks) - {slice_index}
+        cleared = self._cleared_beyond(self.mask, slice_index, directions, grown, fixed)
         try:
             outcome = self.propagator.propagate(slice_index, seed, directions, self.locked_slices | {slice_index},
                                                 base_mask=cleared, progress=progress, cancel=cancel,
-                                                until_unchanged=(grown & self.mask) if until_unchanged else None)
+                                                until_unchanged=grown if until_unchanged else None,
+                                                stop_slices=fixed)
         except PropagationCancelled as cancelled:
             outcome = cancelled.partial
         self.slice_iou.update(outcome.slice_iou)

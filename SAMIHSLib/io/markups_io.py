@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Tuple
 
+from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.io.validation import InputError
 
 Point3 = Tuple[float, float, float]
@@ -61,5 +62,4 @@ def write_markups_clicks(path: Path, positive_ras: List[Point3], name: str = "SA
             ],
         }],
     }
-    Path(path).write_text(json.dumps(document, indent=2))
-    return Path(path)
+    return write_text_atomic(Path(path), json.dumps(document, indent=2) + "\n")

@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 
 from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, normalize_slice
+from SAMIHSLib.io.atomic_write import atomic_output
 
 OUTLINE_RGB = (255, 40, 40)
 CLICK_RGB = (40, 255, 40)
@@ -52,6 +53,6 @@ def write_overview_png(path: Path, volume_hu: np.ndarray, mask: np.ndarray, slic
         x += panel.width
     if title:
         ImageDraw.Draw(sheet).text((6, 4), title, fill=(255, 255, 255))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    with atomic_output(Path(path)) as temporary:  # a crash never leaves half a picture
+        sheet.save(temporary, format="PNG")
     return Path(path)

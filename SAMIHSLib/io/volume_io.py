@@ -46,6 +46,8 @@ class CTVolume:
     # True when the file does not record its voxel size (secondary-capture DICOM, PNG): the
     # spacing is a guess, so volumes in mL are too; say so wherever a volume is reported.
     spacing_assumed: bool = False
+    # How an unrecorded spacing was filled in, in words ("" when the file records it).
+    spacing_note: str = ""
     # The DICOM files of a series input, in slice (k) order: what a DICOM SEG output references.
     dicom_files: Tuple[str, ...] = ()
 
@@ -174,7 +176,23 @@ def read_ct(path: Path, spacing_override_ijk: Optional[Sequence[float]] = None) 
     if spacing_override_ijk is not None:
         volume.spacing_ijk = tuple(float(s) for s in spacing_override_ijk)  # type: ignore[assignment]
         volume.spacing_assumed = False
+    elif volume.spacing_assumed:
+        _estimate_missing_spacing(volume)
     return volume
+
+
+def _estimate_missing_spacing(volume: CTVolume) -> None:
+    """Fill in an unrecorded in-plane spacing from the head's width, and say so."""
+    from SAMIHSLib.io.spacing_estimate import HEAD_WIDTH_MM, estimate_pixel_spacing_mm
+
+    pixel_mm = estimate_pixel_spacing_mm(volume.array_hu)
+    if pixel_mm is None:
+        volume.spacing_note = ("the file records no pixel size and no head was found to estimate one from: "
+                               f"{volume.spacing_ijk[0]:g} mm assumed")
+        return
+    volume.spacing_ijk = (pixel_mm, pixel_mm, volume.spacing_ijk[2])
+    volume.spacing_note = (f"the file records no pixel size: {pixel_mm:.3f} mm estimated from the head's width "
+                           f"(taken as {HEAD_WIDTH_MM:.0f} mm across)")
 
 
 CLICK_COORDINATES = ("ijk", "ras", "lps")

@@ -20,6 +20,8 @@ from typing import Dict, Mapping, Optional
 
 import torch
 
+from SAMIHSLib.io.atomic_write import atomic_output
+
 FORMAT_VERSION = 1
 LITE_MEDSAM_FILENAME = "lite_medsam.pth"
 LITE_MEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
@@ -146,11 +148,9 @@ def write_samihs_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], mod
         "tensors_sha256": sha256_tensors(tensors),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"samihs_checkpoint": FORMAT_VERSION, "header_json": json.dumps(header, sort_keys=True),
-                "tensors": tensors}, tmp)
-    tmp.replace(path)
+    with atomic_output(path) as temporary:  # fsynced, and never a fixed ".tmp" name two writers share
+        torch.save({"samihs_checkpoint": FORMAT_VERSION, "header_json": json.dumps(header, sort_keys=True),
+                    "tensors": tensors}, temporary)
     return path
 
 

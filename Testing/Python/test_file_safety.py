@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
 import SimpleITK as sitk
 
 from SAMIHSLib.io.atomic_write import atomic_output, check_writable, write_text_atomic
@@ -136,3 +138,81 @@ def test_atomic_writes_keep_normal_permissions(tmp_path):
     existing.chmod(0o640)
     write_text_atomic(existing, "new")
     assert existing.stat().st_mode & 0o777 == 0o640 and existing.read_text() == "new"
+
+
+# Writes that need not be atomic, and why: an append-only training log (a killed run leaves the rows
+# it wrote, each whole), files written inside a folder that is renamed into place as a whole, and
+# the installer's temporary requirements file.
+NOT_ATOMIC_ON_PURPOSE = {
+    ("training/trainer.py", "open"): "train_log.csv is appended row by row while training runs",
+    ("SAMIHSLib/engines/onnx_graphs.py", "write_text"): "written into a staging folder renamed into place whole",
+    ("SAMIHS/SAMIHSSlicer/dependencies.py", "fdopen"): "a temporary constraints file for pip, removed after",
+}
+WRITE_CALLS = {"write_text", "write_bytes", "save", "savez", "savez_compressed", "open", "fdopen"}
+
+
+def _unguarded_writes():
+    """(file, call, line) of every call in shipped code that writes a file outside an
+    ``atomic_output`` block and outside the helpers of atomic_write.py."""
+    import ast
+
+    found = []
+    for folder in ("SAMIHSLib", "SAMIHS", "web", "training", "bench"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            relative = path.relative_to(REPO).as_posix()
+            if relative == "SAMIHSLib/io/atomic_write.py":
+                continue
+            tree = ast.parse(path.read_text())
+            guarded = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.With) and any("atomic_output" in ast.unparse(item.context_expr)
+                                                      for item in node.items):
+                    guarded |= {id(inner) for inner in ast.walk(node)}
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call) or id(node) in guarded:
+                    continue
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if name not in WRITE_CALLS:
+                    continue
+                modes = node.args[1:] + [k.value for k in node.keywords if k.arg == "mode"]
+                if name in ("open", "fdopen") and not any(
+                        isinstance(c, ast.Constant) and isinstance(c.value, str) and set(c.value) & set("wax")
+                        for mode in modes for c in ast.walk(mode)):
+                    continue  # reading
+                if name == "save" and not ast.unparse(node.func).startswith(("torch.", "np.", "numpy.")) \
+                        and "sheet" not in ast.unparse(node.func) and "image" not in ast.unparse(node.func):
+                    continue  # e.g. a Qt settings or MRML save, not a file write by us
+                if (relative, name) in NOT_ATOMIC_ON_PURPOSE:
+                    continue
+                found.append((relative, name, node.lineno))
+    return found
+
+
+def test_every_writer_of_a_user_visible_file_goes_through_atomic_output():
+    assert _unguarded_writes() == []
+
+
+def test_a_real_result_writer_killed_mid_write_leaves_the_previous_result(tmp_path):
+    """SAMIHS's own .seg.nrrd writer, on a volume large enough to take a while, killed (SIGKILL)
+    once its temporary file is being written: the previous result is intact."""
+    target = tmp_path / "result.seg.nrrd"
+    target.write_bytes(b"previous valid result")
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from SAMIHSLib.io.volume_io import CTVolume, write_seg_nrrd
+        rng = np.random.default_rng(0)
+        volume = CTVolume(np.zeros((300, 512, 512), np.int16), (0.45, 0.45, 1.0), (0, 0, 0), np.eye(3))
+        print("writing", flush=True)
+        write_seg_nrrd({str(target)!r}, {{"Hemorrhage": rng.random((300, 512, 512)) > 0.5}}, volume)
+        print("done", flush=True)
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert writer.stdout.readline().strip() == "writing"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".result.seg.nrrd.") and p.stat().st_size > 0
+                                             for p in tmp_path.iterdir()):
+        assert writer.poll() is None, "the writer finished before it could be caught writing"
+        time.sleep(0.01)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    assert target.read_bytes() == b"previous valid result"

@@ -38,6 +38,41 @@ def test_negative_click_changes_only_its_slice_and_undo_restores_exactly(session
     assert list(np.nonzero((session.mask != before).any(axis=(1, 2)))[0]) == [k]
 
 
+def test_a_correction_on_a_propagated_slice_changes_only_the_slices_beyond_it(session, small_phantom):
+    """A negative click on a slice that propagation filled re-propagates away from the clicked
+    slice only (the slices between were answered from the user's own click) and is one undo step."""
+    k = _first_click(session, small_phantom)
+    before = session.mask.copy()
+    above = k + 1
+    assert before[above].any() and before[above + 1].any()
+    rows, cols = np.nonzero(before[above])
+    edge = int(np.argmax(cols))  # the rightmost pixel: a cut at the edge of the propagated mask
+    steps = session.history_lengths[0]
+    outcome = session.click(above, [], [(float(cols[edge]), float(rows[edge]))])
+    changed = np.nonzero((session.mask != before).any(axis=(1, 2)))[0]
+    assert above in changed and all(c >= above for c in changed), changed
+    # The cut takes the edge, not the slice: the part that continues the bleed stays.
+    assert 0.5 * before[above].sum() < session.mask[above].sum() < before[above].sum()
+    assert "down" not in outcome.stop_reasons  # nothing went back towards the clicked slice
+    assert session.history_lengths[0] == steps + 1
+    session.undo()
+    assert np.array_equal(session.mask, before)
+
+
+def test_a_click_on_a_missed_slice_fills_it_and_stops_at_the_slices_already_there(session, small_phantom):
+    """A positive click beyond where propagation stopped answers that slice and spreads only until
+    a slice comes out as it was; a slice the user clicked is never re-derived."""
+    truth = small_phantom.bleed_mask(0)
+    k = _first_click(session, small_phantom)
+    last = int(np.nonzero(session.mask.any(axis=(1, 2)))[0].max())
+    session.set_slice_mask(last, np.zeros_like(session.mask[last]), lock=False)  # as if propagation stopped short
+    before = session.mask.copy()
+    session.click(last, [deepest_point(truth[last])])
+    assert session.mask[last].any()
+    assert np.array_equal(session.mask[k], before[k])  # the user's first slice is kept as it was
+    assert (session.mask[last] & truth[last]).sum() > 0.6 * truth[last].sum()
+
+
 def test_a_corrective_click_at_the_edge_moves_the_edge_and_a_far_one_reaches_its_miss(session):
     """The reach of a corrective positive click: near the object's edge a few mm (no blob of brain
     as large as the bleed), farther out in proportion to the gap it bridges."""

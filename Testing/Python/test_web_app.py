@@ -299,6 +299,12 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
         dicom_path = app.download("dicom", tmp_path / "result_seg.dcm")
         report = json.loads(app.download("json", tmp_path / "report.json").read_text())
         csv_text = app.download("csv", tmp_path / "report.csv").read_text()
+        saved_after_change = _read_back(tmp_path / "saved.seg.nrrd", nrrd)
+        # Undone to nothing, the --save file says so too (it is written after every change).
+        while not page.is_disabled("#samihs-undo"):
+            page.click("#samihs-undo")
+            app.wait_done()
+        saved_when_empty = _read_back(tmp_path / "saved.seg.nrrd", nrrd)
         browser.close()
 
     mask = _read_back(seg_path, nrrd)
@@ -308,7 +314,8 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
     from SAMIHSLib.io.dicom_seg import read_dicom_seg_mask
 
     assert np.array_equal(read_dicom_seg_mask(dicom_path, volume.dicom_files), mask)  # DICOM SEG: the same voxels
-    assert np.array_equal(_read_back(tmp_path / "saved.seg.nrrd", nrrd), mask)  # --save follows every change
+    assert np.array_equal(saved_after_change, mask)  # --save follows every change
+    assert saved_when_empty.shape == mask.shape and not saved_when_empty.any()
     assert report["measurements"]["volume_ml"] == pytest.approx(shown, abs=0.01)
     assert report["filled_axial_slices"] == [int(k) for k in np.nonzero(mask.any(axis=(1, 2)))[0]]
     assert csv_text.count("\n") == 1 + len(report["filled_axial_slices"])

@@ -102,3 +102,50 @@ def test_save_never_overwrites_the_ct_or_an_existing_file(tmp_path, small_phanto
                               text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr, done.stderr
     assert existing.read_bytes() == b"earlier result"
+
+
+def test_a_server_on_every_interface_serves_the_network_names_it_prints(tmp_path, small_phantom):
+    """``--host 0.0.0.0`` is for other machines: a request for this machine's own name or address
+    is served, each URL printed is one the guard lets through, and a foreign name is still refused."""
+    import importlib.util
+    import socket
+
+    spec = importlib.util.spec_from_file_location("web_security", REPO / "web" / "web_security.py")
+    web_security = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(web_security)  # the app's own module, as the app loads it (a sibling file)
+    reachable_host_names = web_security.reachable_host_names
+
+    names = reachable_host_names("0.0.0.0")
+    assert names and socket.gethostname().lower() in names
+    ct_path = write_ct(tmp_path / "ct.nrrd", CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0, 0, 0), np.eye(3)))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, str(APP), str(ct_path), "--port", str(port), "--host", "0.0.0.0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        urls = []
+        deadline = time.time() + 120
+        while time.time() < deadline and len(urls) < 1 + len(names):
+            line = process.stdout.readline()
+            if "open http" in line:
+                urls.append(line.split("open ", 1)[1].strip())
+            elif process.poll() is not None:
+                raise RuntimeError(f"the web app exited with {process.returncode}")
+        printed = {url.split("//", 1)[1].rsplit(":", 1)[0].strip("[]") for url in urls}
+        assert printed == {"127.0.0.1"} | set(names)
+        token = urls[0].split("secret=", 1)[1]
+        ws = f"ws://127.0.0.1:{port}/ws"
+        status = ""
+        deadline = time.time() + 60
+        while time.time() < deadline and status != "reply":  # the server binds right after printing
+            try:
+                status = _hello(ws, token, {"Host": f"{names[0]}:{port}", "Origin": f"http://{names[0]}:{port}"})[0]
+            except OSError:
+                time.sleep(0.2)
+        assert status == "reply"  # a network client naming this machine
+        assert _hello(ws, token, {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"})[0] == \
+            "http 403"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,0 +1,25 @@
+"""Named propagation settings the 3D evaluation chooses among on training folds
+(``python -m training volumeeval --method lite-base:propagation=NAME,NAME``)."""
+
+from dataclasses import replace
+from typing import Dict
+
+from SAMIHSLib.interaction.appearance import AppearanceConfig
+from SAMIHSLib.interaction.propagation import PropagationConfig
+
+# The learned propagation: the clicked bleed's own band (joined with the acute band), the seeded
+# region kept within 4 mm of the previous mask and dropped when it floods, and a contrast rule.
+LEARNED = PropagationConfig(learn_appearance=True, region_reach_mm=4.0, drop_flooding_region=True,
+                            min_contrast_hu=2.0, min_contrast_fraction=0.1)
+
+PROPAGATION_CANDIDATES: Dict[str, PropagationConfig] = {
+    "as shipped": PropagationConfig(),  # the acute bands (chosen on the training folds)
+    "learned band": LEARNED,
+    # Measured and not kept (training/results/volumes_5fold_candidates, volumes_5fold_lite_base):
+    "contrast >= 2 HU only": replace(LEARNED, min_contrast_fraction=0.0),
+    "flooding region kept": replace(LEARNED, min_contrast_fraction=0.0, drop_flooding_region=False),
+    "contrast >= a quarter of the seed's": replace(LEARNED, min_contrast_fraction=0.25),
+    "no contrast rule": replace(LEARNED, min_contrast_hu=None),
+    "unbounded region": replace(LEARNED, region_reach_mm=None),
+    "own band only (no acute band)": replace(LEARNED, appearance=AppearanceConfig(include_acute_band=False)),
+}
