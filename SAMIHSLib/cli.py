@@ -155,6 +155,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     from SAMIHSLib.interaction.measurements import measure_hemorrhage
+    from SAMIHSLib.io.atomic_write import write_text_atomic
     from SAMIHSLib.metrics import dice
     from SAMIHSLib.io.overview_png import write_overview_png
     from SAMIHSLib.phantom import make_head_phantom
