@@ -5,8 +5,9 @@ the region of the bleed's own HU that the previous mask seeds on the new slice; 
 model is most confident in and that agrees best with that region wins. With ``learn_appearance``
 the band is learned on the seed slice (:mod:`SAMIHSLib.interaction.appearance`), so that a
 hypodense or isodense collection propagates like an acute clot; the default holds every bleed to
-the acute bands, which the 3D evaluation's training folds chose (README, Accuracy in 3D). Only the components that touch the previous slice's
-mask (dilated by ``neighbourhood_mm``) are kept, so one click never reaches a separate bleed.
+the acute bands, which the 3D evaluation's training folds chose (README, Accuracy in 3D). Only
+the components that touch the previous slice's mask (dilated by ``neighbourhood_mm``) are kept,
+so one click never reaches a separate bleed.
 Propagation in a direction stops at the first slice that fails a rule: empty/tiny mask, a mask
 mostly outside the bleed's band, low predicted IoU, sudden area jump, or leaving the region.
 """
@@ -19,7 +20,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from SAMIHSLib.metrics import dice
-from SAMIHSLib.interaction.appearance import AppearanceConfig, BleedAppearance, contrast_hu, learn_appearance
+from SAMIHSLib.interaction.appearance import (ACUTE_APPEARANCE, AppearanceConfig, BleedAppearance, contrast_hu,
+                                              learn_appearance)
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_whole_px
@@ -181,8 +183,8 @@ class SlicePropagator:
         area = kept.sum() * self._pixel_area_mm2
         if area < self.config.min_area_mm2:
             return EMPTY_REASON
-        if not self.config.learn_appearance:
-            appearance = BleedAppearance(*BLOOD_HU.check_band, float(np.mean(BLOOD_HU.check_band)))
+        if not self.config.learn_appearance:  # seeded with the narrower acute band, checked with the wider
+            appearance = ACUTE_APPEARANCE
         slice_hu = self.predictor.denoised_slice(k)
         blood = appearance.fraction_in_band(slice_hu[kept])
         if blood < self.config.min_blood_fraction:
