@@ -385,9 +385,12 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return True
         if self.logic.model_loaded and self.logic.existing_session(node.inputVolume) is not None:
             return True
-        return runWithProgressDialog(lambda: self.logic.prepare_volume(node.inputVolume),
-                                     _("Loading the SAMIHS model and the volume (the first use exports the "
-                                       "model for this CPU: about a minute)..."))
+        ready = runWithProgressDialog(lambda: self.logic.prepare_volume(node.inputVolume),
+                                      _("Loading the SAMIHS model and the volume (the first use exports the "
+                                        "model for this CPU: about a minute)..."))
+        if ready:
+            self.ui.statusLabel.text = _("Model ready: {engine}").format(engine=self.logic.engine_description())
+        return ready
 
     def onProgress(self, done: int, total: int, message: str) -> None:
         self.ui.progressBar.maximum = max(total, 1)

@@ -33,7 +33,7 @@ from SAMIHSLib.io.volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, AxialStack, C
 
 REPORT_NAME = "samihs_batch_report.csv"
 REPORT_COLUMNS = ("volume", "status", "reason", "segmentation", "bleeds_clicked", "volume_ml", "abc_over_2_ml",
-                  "max_axial_area_mm2", "first_slice", "last_slice", "num_slices", "seconds")
+                  "max_axial_area_mm2", "first_slice", "last_slice", "num_slices", "seconds", "engine")
 
 MANIFEST_SUFFIX = ".samihs.json"
 
@@ -339,6 +339,7 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
         measured = measure_hemorrhage(mask, stack.spacing_zyx)
         return {"volume": job.name, "status": "ok", "reason": "", "segmentation": job.seg_path.name,
                 "bleeds_clicked": str(len(prompts.positive)), "seconds": f"{time.perf_counter() - started:.1f}",
+                "engine": predictor.engine_description,
                 **{key: (f"{value:.3f}" if isinstance(value, float) else str(value))
                    for key, value in measured.to_dict().items()}}
     except (InputError, ValueError, RuntimeError, OSError) as error:

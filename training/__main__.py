@@ -15,6 +15,8 @@
       --folds training/folds/ct_ich_all_5fold.json --method region --method lite-base --out training/results/volumes_5fold
   python -m training clickeval --dataset shared_real:../shared/data --folds training/folds/real59_5fold.json \
       --method region --method lite-base --method lite --out training/results/real59_5fold
+  python -m training precision --model lite-base --out training/results/precision \
+      --table 2D training/results/precision/real59_5fold_openvino training/results/precision/real59_5fold_openvino-bf16
 
 Datasets are KIND:ROOT[@PIXEL_MM]; ``packed:cases.npz`` reads what ``pack`` wrote.
 """
@@ -271,6 +273,18 @@ def _volumeeval_auto(args: argparse.Namespace, cases, folds, out: Path) -> int:
     return 0
 
 
+def run_precision(args: argparse.Namespace) -> int:
+    from .precision_comparison import compare_records, write_comparison
+
+    rows, sources = [], {}
+    for name, fp32_dir, bf16_dir in args.table:
+        rows += compare_records(name, Path(fp32_dir) / "records.csv", Path(bf16_dir) / "records.csv")
+        sources[f"{name} fp32"], sources[f"{name} bf16"] = fp32_dir, bf16_dir
+    result = write_comparison(rows, Path(args.out), args.model, sources)
+    print((Path(args.out) / "comparison.md").read_text())
+    return 0 if result["rows"] else 1
+
+
 def main(argv=None) -> int:
     from SAMIHSLib.cpu_tuning import tune_process_for_inference
 
@@ -341,6 +355,12 @@ def main(argv=None) -> int:
                    help="run `samihs batch --prompts auto` with MODEL on every volume, bleed-free ones too")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_volumeeval)
+    p = commands.add_parser("precision", help="bf16 against fp32 on every row of evaluation tables")
+    p.add_argument("--model", required=True, help="the model both runs evaluated (named in the report)")
+    p.add_argument("--table", nargs=3, action="append", required=True, metavar=("NAME", "FP32_RUN", "BF16_RUN"),
+                   help="a table's name and the --out folders of its fp32 and bf16 runs (repeatable)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=run_precision)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

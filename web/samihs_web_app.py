@@ -482,7 +482,8 @@ class SAMIHSWebApp(TrameApp):
         if summary is None:
             raise ValueError("Nothing segmented yet.")
         measured, filled = summary
-        return SegmentationReport(self.state.samihs_ct, self.model_name, self.engine_name, measured.to_dict(), filled,
+        return SegmentationReport(self.state.samihs_ct, self.model_name, self.logic.engine_description(),
+                                  measured.to_dict(), filled,
                                   dict(session.slice_iou), dict(session.last_stop_reasons),
                                   getattr(self.last_update, "message", ""))
 

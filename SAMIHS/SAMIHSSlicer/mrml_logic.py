@@ -128,6 +128,10 @@ class SAMIHSMRMLLogic:
     def device_name(self) -> str:
         return str(self.model.device)
 
+    def engine_description(self) -> str:
+        """The engine that runs the model, with its precision and device (loads the model)."""
+        return self.new_predictor().engine_description
+
     def start_background_encoding(self, volume_node, slice_index: int, on_encoded=None):
         """Encode the volume's slices outward from ``slice_index`` on one worker thread.
 

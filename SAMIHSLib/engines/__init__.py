@@ -41,12 +41,20 @@ def installed_engines() -> List[str]:
     return [name for name, spec in ENGINES.items() if importlib.util.find_spec(spec.needs_module) is not None]
 
 
-def resolve_engine_name(name: str, device: str = "cpu") -> str:
-    """``auto`` -> the fastest exact engine installed (PyTorch on a GPU); other names are checked."""
+def resolve_engine_name(name: str, device: str = "cpu", model=None) -> str:
+    """``auto`` -> PyTorch on a GPU; on a CPU, OpenVINO bf16 where the CPU has native bf16 and
+    ``model``'s bf16 accuracy was checked (:mod:`SAMIHSLib.engines.precision`), else the fastest
+    exact engine installed. Other names are checked."""
     if name == AUTO_ENGINE:
         if device not in ("cpu", "auto"):
             return "torch"
-        exact = [n for n in installed_engines() if ENGINES[n].exact]
+        installed = installed_engines()
+        if model is not None and "openvino-bf16" in installed:
+            from SAMIHSLib.engines.precision import auto_runs_bf16
+
+            if auto_runs_bf16(model):
+                return "openvino-bf16"
+        exact = [n for n in installed if ENGINES[n].exact]
         return min(exact, key=lambda n: ENGINES[n].cpu_rank)
     if name not in ENGINES:
         raise ValueError(f"Unknown engine {name!r}; use one of {(AUTO_ENGINE,) + ENGINE_CHOICES}.")
@@ -56,8 +64,8 @@ def resolve_engine_name(name: str, device: str = "cpu") -> str:
 def make_engine(model, name: str = "torch", cache_dir=None, threads=None):
     """An engine of ``name`` for ``model`` (exports and verifies ONNX graphs on first use);
     ``threads``: CPU threads of the ONNX Runtime / OpenVINO engines (default: torch's, i.e. the
-    physical cores). ``auto`` picks the fastest exact engine installed (torch on a GPU)."""
-    name = resolve_engine_name(name, model.device.type if hasattr(model, "device") else "cpu")
+    physical cores). ``auto``: see :func:`resolve_engine_name`."""
+    name = resolve_engine_name(name, model.device.type if hasattr(model, "device") else "cpu", model)
     if name == "torch":
         from SAMIHSLib.engines.torch_engine import TorchEngine
 

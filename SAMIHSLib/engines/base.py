@@ -1,15 +1,8 @@
 """The interface every inference engine implements."""
 
-from typing import Optional, Tuple
+from typing import Optional, Protocol, Tuple
 
 import torch
-
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8
-    Protocol = object  # type: ignore[assignment,misc]
-
-
 
 
 class InferenceEngine(Protocol):
@@ -17,6 +10,8 @@ class InferenceEngine(Protocol):
     ``decode``: embedding + prompts in model-input coordinates -> (low-res logits, IoU)."""
 
     name: str
+    precision: str  # "fp32" or "bf16": what reports say ran
+    device: torch.device
 
     def encode(self, image01: torch.Tensor) -> torch.Tensor:
         ...

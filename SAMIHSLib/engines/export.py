@@ -37,10 +37,16 @@ def fold_adapters(model: SegmentAnythingModel) -> SegmentAnythingModel:
     return folded
 
 
-def model_fingerprint(model: SegmentAnythingModel) -> str:
-    """Identity of a model's weights + config + exporter: the key of cached graphs."""
+def weights_identity(model: SegmentAnythingModel) -> str:
+    """Identity of a model's weights + config, whatever exports it or runs it."""
     digest = hashlib.sha256(sha256_tensors(model.state_dict()).encode())
     digest.update(repr(model.config.to_dict()).encode())
+    return digest.hexdigest()[:24]
+
+
+def model_fingerprint(model: SegmentAnythingModel) -> str:
+    """Identity of a model's weights + config + exporter: the key of cached graphs."""
+    digest = hashlib.sha256(weights_identity(model).encode())
     digest.update(f"export{EXPORT_VERSION}|torch{torch.__version__}".encode())
     return digest.hexdigest()[:24]
 

@@ -6,11 +6,13 @@ from typing import Optional, Tuple
 import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.engines.onnx_graphs import cached_onnx_graphs, decoder_inputs, float32_array, verify_against_torch
+from SAMIHSLib.engines.onnx_graphs import (cached_onnx_graphs, decoder_inputs, engine_identity, float32_array,
+                                           verify_against_torch, verify_once)
 
 
 class OnnxRuntimeEngine:
     name = "onnxruntime"
+    precision = "fp32"
 
     def __init__(self, encoder_path: Path, decoder_path: Path, threads: Optional[int] = None) -> None:
         import onnxruntime as ort
@@ -28,9 +30,14 @@ class OnnxRuntimeEngine:
     def from_model(cls, model: SegmentAnythingModel, cache_dir: Optional[Path] = None,
                    threads: Optional[int] = None) -> "OnnxRuntimeEngine":
         """Load cached graphs for ``model`` or export, verify and cache them."""
+        import onnxruntime as ort
+
         encoder, decoder = cached_onnx_graphs(model, cache_dir,
                                               lambda e, d: verify_against_torch(cls(e, d, threads), model))
-        return cls(encoder, decoder, threads)
+        engine = cls(encoder, decoder, threads)
+        verify_once(encoder.parent, engine_identity(cls.name, f"onnxruntime {ort.__version__}"),
+                    lambda: verify_against_torch(engine, model))
+        return engine
 
     def encode(self, image01: torch.Tensor) -> torch.Tensor:
         (embedding,) = self.encoder.run(None, {"image": float32_array(image01)})

@@ -9,6 +9,7 @@ from SAMIHSLib.models.sam import SegmentAnythingModel
 
 class TorchEngine:
     name = "torch"
+    precision = "fp32"  # the predictor adds autocast on a GPU (SAMIHSPredictor.precision)
 
     def __init__(self, model: SegmentAnythingModel) -> None:
         self.model = model.eval()

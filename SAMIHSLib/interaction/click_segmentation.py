@@ -20,7 +20,7 @@ from SAMIHSLib.metrics import dice
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
 from SAMIHSLib.interaction.prompts import Point, SlicePrompt
 from SAMIHSLib.interaction.regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
-                      fills_the_head, head_area_px, hyperdense_region, mm_to_px, mm_to_whole_px, NEGATIVE_REACH_MM,
+                      fills_the_head, hyperdense_region, mm_to_px, mm_to_whole_px, NEGATIVE_REACH_MM,
                       remove_nearest_to_negatives)
 from SAMIHSLib.io.validation import validate_point_in_slice
 
@@ -92,11 +92,13 @@ class ClickSegmenter:
     def _whole_px(self, mm: float) -> int:
         return mm_to_whole_px(mm, self.predictor.spacing_zyx)
 
-    def candidate_regions(self, slice_hu: np.ndarray, click: Point) -> List[np.ndarray]:
-        """Distinct hyperdense regions around ``click``, one per (band, opening) setting."""
+    def candidate_regions(self, slice_index: int, click: Point) -> List[np.ndarray]:
+        """Distinct hyperdense regions around ``click`` on slice ``slice_index``, one per (band,
+        opening) setting."""
+        slice_hu = self.predictor.denoised_slice(slice_index)
         regions: List[np.ndarray] = []
         seed_search = self._mm_to_px(self.config.seed_search_mm)
-        head_px = head_area_px(slice_hu)
+        head_px = self.predictor.head_area_px(slice_index)
         for band in self.config.hu_bands:
             for radius_mm in self.config.opening_radii_mm:
                 opening = max(1, self._whole_px(radius_mm))
@@ -120,8 +122,7 @@ class ClickSegmenter:
         if not self._guided() or box is not None or not positive:
             result = ClickResult(self.predictor.predict(slice_index, prompt), box, "prompt")
         else:
-            slice_hu = self.predictor.denoised_slice(slice_index)
-            result = self._from_intensity(slice_index, slice_hu, prompt) or self._from_box_sizes(slice_index, prompt)
+            result = self._from_intensity(slice_index, prompt) or self._from_box_sizes(slice_index, prompt)
         result = self._apply_negatives(result, negative, positive)
         if positive and self.config.answer_missed_clicks:
             if not contains_any(result.prediction.mask, positive[-1:]):  # the newest click must be answered
@@ -150,7 +151,7 @@ class ClickSegmenter:
         slice_hu = self.predictor.denoised_slice(slice_index)
         negative, positive = prompt.negative_points, prompt.positive_points
         if missed.method == "prompt" and prompt.box is None:
-            guided = self._from_intensity(slice_index, slice_hu, prompt)
+            guided = self._from_intensity(slice_index, prompt)
             if guided is not None:
                 guided = self._apply_negatives(guided, negative, positive)
                 if contains_any(guided.prediction.mask, positive[-1:]):
@@ -172,8 +173,8 @@ class ClickSegmenter:
         return replace(result, message=f"the model's answer missed the click; answered by the {result.method} "
                                        f"(HU {click_hu:.0f} at the click)")
 
-    def _from_intensity(self, slice_index: int, slice_hu: np.ndarray, prompt: SlicePrompt) -> Optional[ClickResult]:
-        per_click = [self.candidate_regions(slice_hu, click) for click in prompt.positive_points]
+    def _from_intensity(self, slice_index: int, prompt: SlicePrompt) -> Optional[ClickResult]:
+        per_click = [self.candidate_regions(slice_index, click) for click in prompt.positive_points]
         if not per_click[0]:
             return None
         margin = self._whole_px(self.config.box_margin_mm)
@@ -199,7 +200,7 @@ class ClickSegmenter:
     def _from_box_sizes(self, slice_index: int, prompt: SlicePrompt) -> ClickResult:
         x, y = prompt.positive_points[0]
         h, w = self.predictor.slice_shape
-        head_px = head_area_px(self.predictor.denoised_slice(slice_index))
+        head_px = self.predictor.head_area_px(slice_index)
         best: Optional[ClickResult] = None
         for side_mm in FALLBACK_BOX_SIDES_MM:
             half = self._mm_to_px(side_mm) / 2.0

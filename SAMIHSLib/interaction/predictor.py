@@ -16,6 +16,7 @@ import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.interaction.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.interaction.regions import head_area_px
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.transforms import SliceToModelTransform
 from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
@@ -23,6 +24,10 @@ from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_poi
 # A binary mask used as a dense prompt becomes logits of this magnitude (SAM was trained on its
 # own low-res logits, which sit around +-10 inside/outside a confident mask).
 BINARY_MASK_LOGIT = 8.0
+# Answers remembered per predictor: the click handling and propagation ask the same prompt of a
+# slice more than once (candidate regions with one box, a re-click, undo and click again); the
+# engine is deterministic, so a remembered answer is the answer. ~0.5 MB each at 512x512.
+REMEMBERED_ANSWERS = 64
 
 
 @dataclass
@@ -103,7 +108,11 @@ class SAMIHSPredictor:
         self._fingerprint = ""
         self._model_lock = threading.RLock()  # one model, many callers (UI + background encoder)
         self._denoised: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._head_area: dict = {}
+        self._answers: "OrderedDict[Hashable, SlicePrediction]" = OrderedDict()
+        self.remembered_answers = REMEMBERED_ANSWERS  # 0: ask the engine every time
         self.encoder_calls = 0
+        self.decoder_calls = 0
 
     # -- the volume ---------------------------------------------------------------------------
     def set_volume(self, volume_hu: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
@@ -118,6 +127,7 @@ class SAMIHSPredictor:
         self.spacing_zyx = tuple(float(s) for s in spacing_zyx)  # type: ignore[assignment]
         self._fingerprint = volume_fingerprint(volume)
         self._denoised = OrderedDict()
+        self._head_area = {}
 
     def denoised_slice(self, slice_index: int) -> np.ndarray:
         """Slice ``slice_index`` in HU after a 3x3 median (cached for the last 64 slices used)."""
@@ -127,6 +137,13 @@ class SAMIHSPredictor:
             while len(self._denoised) > 64:
                 self._denoised.popitem(last=False)
         return self._denoised[index]
+
+    def head_area_px(self, slice_index: int) -> int:
+        """Pixels of the head's cross-section on slice ``slice_index`` (computed once per slice)."""
+        index = validate_slice_index(slice_index, self.num_slices)
+        if index not in self._head_area:
+            self._head_area[index] = head_area_px(self.denoised_slice(index))
+        return self._head_area[index]
 
     @property
     def num_slices(self) -> int:
@@ -175,9 +192,24 @@ class SAMIHSPredictor:
     def _autocast(self):
         device = self.model.device
         if device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
+            return torch.autocast("cuda", dtype=self._gpu_dtype())
         return torch.autocast(device.type, enabled=False)
+
+    @staticmethod
+    def _gpu_dtype() -> torch.dtype:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the model runs in: "fp32", "bf16" or "fp16" (what reports say)."""
+        if self.model.device.type == "cuda":
+            return "bf16" if self._gpu_dtype() == torch.bfloat16 else "fp16"
+        return getattr(self.engine, "precision", "fp32")
+
+    @property
+    def engine_description(self) -> str:
+        """Engine, precision and device in words, e.g. "openvino-bf16 (bf16 on cpu)"."""
+        return f"{getattr(self.engine, 'name', 'torch')} ({self.precision} on {self.model.device.type})"
 
     # -- the cheap half -------------------------------------------------------------------------
     def predict(self, slice_index: int, prompt: SlicePrompt) -> SlicePrediction:
@@ -189,6 +221,19 @@ class SAMIHSPredictor:
             validate_point_in_slice(x, y, self.slice_shape)
         if prompt.box is not None:
             self._validate_box(prompt.box)
+        key = (self.cache_key(slice_index), prompt.signature())
+        remembered = self._answers.get(key)
+        if remembered is None:
+            remembered = self._decode(embedding, prompt)
+            self._answers[key] = remembered
+            while len(self._answers) > self.remembered_answers:
+                self._answers.popitem(last=False)
+        else:
+            self._answers.move_to_end(key)
+        # copies: callers may edit the arrays they get
+        return SlicePrediction(remembered.mask.copy(), remembered.predicted_iou, remembered.lowres_logits.copy())
+
+    def _decode(self, embedding: torch.Tensor, prompt: SlicePrompt) -> SlicePrediction:
         transform, device = self.transform, self.engine.device
         points = boxes = mask_input = None
         if prompt.has_points:
@@ -201,6 +246,7 @@ class SAMIHSPredictor:
             mask_input = self._dense_prompt(prompt.mask_input).to(device)
         with self._model_lock, torch.inference_mode(), self._autocast():
             lowres, iou = self.engine.decode(embedding.to(self.engine.device), points, boxes, mask_input)
+            self.decoder_calls += 1
         logits = transform.lowres_logits_to_original(lowres)[0, 0]
         return SlicePrediction(mask=(logits > 0).cpu().numpy(), predicted_iou=float(iou[0, 0]),
                                lowres_logits=lowres[0, 0].float().cpu().numpy())
@@ -232,7 +278,7 @@ def check_threads(threads: int, name: str = "threads") -> None:
 def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", threads: int = 0,
                    announce: Optional[Callable[[str], None]] = None) -> SAMIHSPredictor:
     """A predictor for ``model_spec`` (a model name or checkpoint path) on ``device`` with
-    ``engine`` (``auto``: the fastest exact one installed) and ``threads`` CPU threads (0: all
+    ``engine`` (``auto``: :func:`SAMIHSLib.engines.resolve_engine_name`) and ``threads`` CPU threads (0: all
     physical cores). ``announce`` hears about a one-time ONNX export. The CLI, the batch and
     its Ray workers all make their predictor here."""
     from SAMIHSLib.engines import make_engine, resolve_engine_name
@@ -242,7 +288,11 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
     if threads:
         torch.set_num_threads(threads)
     model = load_model(model_spec, device=device)
-    name = resolve_engine_name(engine, model.device.type)
+    name = resolve_engine_name(engine, model.device.type, model)
     if name != "torch" and announce is not None:
         announce(f"engine {name} (the model is exported to ONNX once and cached; the first run takes longer)")
-    return SAMIHSPredictor(model, engine=make_engine(model, name, threads=threads or None))
+    predictor = SAMIHSPredictor(model, engine=make_engine(model, name, threads=threads or None))
+    if name.endswith("bf16") and announce is not None:
+        announce("bf16 arithmetic (this CPU has native bf16; its answers match fp32 on the accuracy tables for "
+                 "this model; --engine openvino for exact fp32)" if engine == "auto" else "bf16 arithmetic")
+    return predictor

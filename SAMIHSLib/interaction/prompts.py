@@ -1,7 +1,8 @@
 """Prompts on one slice, in that slice's pixel coordinates (x = column, y = row)."""
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -33,3 +34,13 @@ class SlicePrompt:
 
     def all_points(self) -> Sequence[Point]:
         return list(self.positive_points) + list(self.negative_points)
+
+    def signature(self) -> Hashable:
+        """Equal for prompts that ask the model the same thing (a key for remembering answers)."""
+        mask = None
+        if self.mask_input is not None:
+            array = np.ascontiguousarray(self.mask_input)
+            mask = (array.shape, array.dtype.str, hashlib.sha1(array.data).hexdigest())
+        return (tuple((float(x), float(y)) for x, y in self.positive_points),
+                tuple((float(x), float(y)) for x, y in self.negative_points),
+                None if self.box is None else tuple(float(v) for v in self.box), mask)

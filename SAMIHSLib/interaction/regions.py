@@ -148,15 +148,37 @@ def hyperdense_region(slice_hu: np.ndarray, seed_xy: Point, band_hu: Tuple[float
     (column, row) after an opening of ``opening_px`` iterations; empty if no in-band pixel lies
     within ``seed_search_px``."""
     in_band = (slice_hu >= band_hu[0]) & (slice_hu <= band_hu[1])
+    col, row = int(round(seed_xy[0])), int(round(seed_xy[1]))
+    reach = int(np.floor(seed_search_px))
+    window = (slice(max(0, row - reach), row + reach + 1), slice(max(0, col - reach), col + reach + 1))
+    # The opened region lies inside the in-band components that reach the search window, and an
+    # opening of r iterations reads 2r pixels around each pixel: on that crop, padded, the answer
+    # is the whole slice's, pixel for pixel, at a fraction of the cost of opening the whole slice.
+    components, _ = ndi.label(in_band)
+    touching = np.unique(components[window])
+    touching = touching[touching > 0]
+    if touching.size == 0:
+        return np.zeros_like(in_band)
+    crop = _padded_extent(np.isin(components, touching), pad=2 * opening_px + 2)
+    region = np.zeros_like(in_band)
+    region[crop] = _opened_region_at(in_band[crop], (col - crop[1].start, row - crop[0].start), opening_px,
+                                     seed_search_px)
+    return region
+
+
+def _opened_region_at(in_band: np.ndarray, seed_xy: Tuple[int, int], opening_px: int,
+                      seed_search_px: float) -> np.ndarray:
+    """:func:`hyperdense_region` on an in-band image, the seed given in its pixels."""
     if opening_px > 0:
         in_band = ndi.binary_opening(in_band, ndi.generate_binary_structure(2, 1), iterations=opening_px)
     labels, _ = ndi.label(in_band)
-    col, row = int(round(seed_xy[0])), int(round(seed_xy[1]))
-    label = labels[row, col]
+    col, row = seed_xy
+    inside = 0 <= row < labels.shape[0] and 0 <= col < labels.shape[1]
+    label = labels[row, col] if inside else 0
     if label == 0:  # the nearest in-band pixel within the search radius, if any
         reach = int(np.floor(seed_search_px))
         r0, c0 = max(0, row - reach), max(0, col - reach)
-        window = labels[r0:row + reach + 1, c0:col + reach + 1]
+        window = labels[r0:max(0, row + reach + 1), c0:max(0, col + reach + 1)]
         rows, cols = np.nonzero(window)
         if rows.size == 0:
             return np.zeros_like(in_band)

@@ -5,7 +5,11 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
-from SAMIHSLib.cpu_tuning import tune_process_for_inference
+# Exported engines go to a cache of the test runs' own (kept between runs, never the user's
+# ~/.cache/samihs): set before SAMIHSLib reads it, inherited by the CLI subprocesses.
+os.environ.setdefault("SAMIHS_ENGINE_CACHE", str(Path(__file__).resolve().parents[2] / ".pytest_cache" / "samihs-engines"))
+
+from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
 
 tune_process_for_inference()  # the test process is ours, as the CLI's is (before torch loads)
 
