@@ -217,7 +217,8 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _describeMenuItems(self) -> None:
         for index, name in enumerate(ENGINE_MENU):
-            label = ENGINES[name].label if name in ENGINES else _("the fastest exact engine installed")
+            label = ENGINES[name].label if name in ENGINES else _("the fastest exact engine installed, or bf16 where it "
+                                                                   "was shown to match fp32 for the model")
             self.ui.engineComboBox.setItemData(index, label, qt.Qt.ToolTipRole)
         for index, (name, (width, level)) in enumerate(WINDOW_PRESETS.items()):
             tip = _("Display window {width:g} HU wide, centred at {level:g} HU").format(width=width, level=level)

@@ -59,7 +59,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="Where the model runs: auto (CUDA, then Apple MPS, then CPU), or one of them.")
     parser.add_argument("--engine", default=AUTO_ENGINE, choices=(AUTO_ENGINE,) + ENGINE_CHOICES,
                         help="Inference backend. auto (default): the fastest exact engine installed (OpenVINO, "
-                             "then ONNX Runtime, then PyTorch; PyTorch on a GPU); " +
+                             "then ONNX Runtime, then PyTorch; PyTorch on a GPU), or OpenVINO bf16 on a CPU with "
+                             "native bf16 for a model whose bf16 answers matched fp32 on the accuracy tables; " +
                              "; ".join(f"{name}: {spec.label}" for name, spec in ENGINES.items()) + ".")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for inference (default 0: all physical cores).")
@@ -139,7 +140,7 @@ def run_segment(args: argparse.Namespace) -> int:
         "predicted_iou": {str(s): round(v, 4) for s, v in sorted(outcome.slice_iou.items())},
         "answered_by": {str(s): m for s, m in sorted(outcome.slice_methods.items())},
         "stop_reasons": outcome.stop_reasons, "message": outcome.message, "seconds": round(seconds, 2),
-        "measurements": measurements.to_dict(),
+        "encoded_slices": predictor.encoder_calls, "measurements": measurements.to_dict(),
     }
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2))

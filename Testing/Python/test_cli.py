@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+import torch
 
 from SAMIHSLib.cli import main
 from SAMIHSLib.phantom import oblique_direction
@@ -95,11 +96,15 @@ def test_openvino_engine_with_one_thread_matches_the_default(tmp_path, oblique_n
     path, _ = oblique_nrrd
     i, j, k = _click_ijk(small_phantom)
     masks = []
-    for name, extra in (("torch.nii.gz", ["--engine", "torch"]),
-                        ("openvino.nii.gz", ["--engine", "openvino", "--threads", "1"])):
-        assert main(["segment", str(path), "--point", f"{i},{j},{k}", "--no-propagate", "-o", str(tmp_path / name),
-                     "--device", "cpu"] + extra) == 0
-        masks.append(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name))) > 0)
+    threads = torch.get_num_threads()
+    try:
+        for name, extra in (("torch.nii.gz", ["--engine", "torch"]),
+                            ("openvino.nii.gz", ["--engine", "openvino", "--threads", "1"])):
+            assert main(["segment", str(path), "--point", f"{i},{j},{k}", "--no-propagate", "-o",
+                         str(tmp_path / name), "--device", "cpu"] + extra) == 0
+            masks.append(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name))) > 0)
+    finally:  # --threads sets the process's torch threads (the CLI owns its process; this test does not)
+        torch.set_num_threads(threads)
     overlap = 2 * (masks[0] & masks[1]).sum() / (masks[0].sum() + masks[1].sum())
     assert masks[0].sum() > 50 and overlap >= 0.99
 

@@ -44,6 +44,20 @@ def _hello(ws_url: str, secret: str, headers=None):
     return asyncio.run(run())
 
 
+def _wait_until_listening(port: int, deadline: float) -> None:
+    """Returns once a TCP connection to ``port`` on loopback is accepted (fails at ``deadline``)."""
+    import socket
+
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)  # a poll interval, not a wait for the server
+
+
 @pytest.fixture(scope="module")
 def running_app(tmp_path_factory, small_phantom):
     import socket
@@ -64,7 +78,7 @@ def running_app(tmp_path_factory, small_phantom):
         elif process.poll() is not None:
             raise RuntimeError(f"the web app exited with {process.returncode}")
     assert url, "the app never printed its URL"
-    time.sleep(3)  # the server binds right after printing
+    _wait_until_listening(port, deadline)  # the server binds right after printing
     yield port, url
     process.terminate()
     process.wait(timeout=30)

@@ -1,0 +1,137 @@
+"""How the cost of one click -> 3D grows, as a user meets it: the `samihs` command itself (process
+start, model load from warm caches, reading the CT, the click, propagation, writing the result),
+one process per run, wall seconds and peak memory (the child's own maximum RSS).
+
+(a) `samihs segment` on real whole CTs whose largest bleed spans 1 to 19 slices (ct-ich volumes of
+    ../shared/data, 36-52 slices of 512x512 at 5 mm), one click at the deepest point of the bleed's
+    largest slice; (b) `samihs batch` with that click on one real CT restacked to thinner slices
+    (5, 2.5, 1.25 and 0.625 mm: 36 to 288 slices, linear interpolation between slices), the thinnest
+    as a thin-slice scanner sends it. Each run with the exact default engine (`auto`) and, on a CPU
+    with native bf16, `openvino-bf16`, alternately, so both see the same machine.
+Writes bench/results/scaling.json.  Run: .venv/bin/python bench/bench_scaling.py [--quick]
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import SimpleITK as sitk
+
+from SAMIHSLib.cpu_info import cpu_info
+from SAMIHSLib.engines.precision import cpu_has_native_bf16
+from SAMIHSLib.interaction.regions import deepest_point, largest_component, slice_with_most
+from SAMIHSLib.io.atomic_write import write_text_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+VOLUMES = REPO.parent / "shared" / "data" / "ct-ich-volumes"
+# Patients whose largest bleed spans 1, 2, 4, 5, 6, 9, 10, 11, 12, 16 and 19 slices.
+BLEED_SERIES = ("079", "058", "084", "067", "073", "049", "053", "078", "050", "075", "051")
+RESTACKED = "075"  # 36 slices, a 16-slice bleed
+SLICE_MM = (5.0, 2.5, 1.25, 0.625)
+SAMIHS = [str(Path(sys.executable).parent / "samihs")]  # the installed command, as users run it
+
+
+def run_measured(command: Sequence[str]) -> Dict[str, float]:
+    """Wall seconds and peak RSS (MB) of one child process; its output is kept if it fails."""
+    started = time.perf_counter()
+    process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = process.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output.decode(errors='replace')[-2000:]}")
+    return {"wall_s": round(time.perf_counter() - started, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024.0)}
+
+
+def clicked_bleed(patient: str):
+    """(image path, click (i, j, k), slices of the largest 3D bleed)."""
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(VOLUMES / "masks" / f"{patient}.nii.gz"))) > 0
+    bleed = largest_component(mask)
+    k = slice_with_most(bleed)
+    x, y = deepest_point(bleed[k])
+    return VOLUMES / "images" / f"{patient}.nii.gz", (int(x), int(y), k), int(bleed.any(axis=(1, 2)).sum())
+
+
+def restack(patient: str, slice_mm: float, folder: Path):
+    """The patient's CT linearly resampled to ``slice_mm`` slices; (path, click, slices)."""
+    image = sitk.ReadImage(str(VOLUMES / "images" / f"{patient}.nii.gz"))
+    path, (i, j, k), _ = clicked_bleed(patient)
+    spacing = image.GetSpacing()
+    size = (image.GetSize()[0], image.GetSize()[1], int(round((image.GetSize()[2] - 1) * spacing[2] / slice_mm)) + 1)
+    resampled = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
+                              (spacing[0], spacing[1], slice_mm), image.GetDirection(), -1000, sitk.sitkInt16)
+    name = f"{patient}_z{slice_mm:g}mm"
+    out = folder / name / f"{name}.nii.gz"
+    out.parent.mkdir(parents=True)
+    sitk.WriteImage(resampled, str(out))
+    return out, (i, j, int(round(k * spacing[2] / slice_mm))), size[2]
+
+
+def engines_to_compare() -> List[str]:
+    return ["auto", "openvino-bf16"] if cpu_has_native_bf16() else ["auto"]
+
+
+def main(quick: bool = False) -> dict:
+    engines = engines_to_compare()
+    work = Path(tempfile.mkdtemp(prefix="samihs-scaling-"))
+    series = BLEED_SERIES[:2] if quick else BLEED_SERIES
+    first_path, first_click, _ = clicked_bleed(series[0])
+    warmup = {}
+    for engine in engines:  # exports/compiles once per engine: every timed run starts from warm caches
+        warmup[engine] = run_measured(SAMIHS + ["segment", str(first_path), "--point", ",".join(map(str, first_click)),
+                                                "--engine", engine, "-o", str(work / "warm.seg.nrrd")])
+    segment_runs = []
+    for patient in series:
+        path, click, bleed_slices = clicked_bleed(patient)
+        for engine in engines:
+            report = work / f"{patient}_{engine}.json"
+            measured = run_measured(SAMIHS + ["segment", str(path), "--point", ",".join(map(str, click)),
+                                              "--engine", engine, "-o", str(work / f"{patient}.seg.nrrd"),
+                                              "--report", str(report)])
+            written = json.loads(report.read_text())
+            segment_runs.append({"patient": patient, "slices": int(sitk.ReadImage(str(path)).GetSize()[2]),
+                                 "bleed_slices": bleed_slices, "engine": written["engine"],
+                                 "precision": written["precision"], **measured,
+                                 "segmenting_s": written["seconds"], "encoded_slices": written["encoded_slices"],
+                                 "segmented_slices": written["measurements"]["num_slices"]})
+            print(json.dumps(segment_runs[-1]), flush=True)
+    batch_runs = []
+    for slice_mm in (SLICE_MM[:2] if quick else SLICE_MM):
+        path, (i, j, k), slices = restack(RESTACKED, slice_mm, work)
+        prompts = path.parent / "clicks.json"
+        prompts.write_text(json.dumps({path.name[:-len(".nii.gz")]: {"points": [[i, j, k]]}}))
+        for engine in engines:
+            out = work / f"batch_{slice_mm:g}_{engine}"
+            measured = run_measured(SAMIHS + ["batch", str(path), "--prompts", str(prompts), "--engine", engine,
+                                              "-o", str(out)])
+            with open(out / "samihs_batch_report.csv", newline="") as handle:
+                (row,) = list(csv.DictReader(handle))
+            batch_runs.append({"slice_mm": slice_mm, "slices": slices, "engine": row["engine"], **measured,
+                               "segmenting_s": float(row["seconds"]), "segmented_slices": int(row["num_slices"] or 0),
+                               "volume_ml": float(row["volume_ml"] or 0.0)})
+            print(json.dumps(batch_runs[-1]), flush=True)
+    import openvino
+    import torch
+
+    return {"machine": {**cpu_info(), "python_platform": platform.machine(), "torch": torch.__version__,
+                        "openvino": openvino.get_version()},
+            "what": "wall seconds and peak RSS of the samihs process itself, model load from warm caches included",
+            "first_run_per_engine": warmup, "one_click_3d": segment_runs, "batch_by_scan_length": batch_runs}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="two volumes and two scan lengths (a check, not a result)")
+    arguments = parser.parse_args()
+    result = main(arguments.quick)
+    if not arguments.quick:
+        write_text_atomic(REPO / "bench" / "results" / "scaling.json", json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
