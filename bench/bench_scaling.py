@@ -107,7 +107,7 @@ def main(quick: bool = False) -> dict:
     for slice_mm in (SLICE_MM[:2] if quick else SLICE_MM):
         path, (i, j, k), slices = restack(RESTACKED, slice_mm, work)
         prompts = path.parent / "clicks.json"
-        prompts.write_text(json.dumps({path.name[:-len(".nii.gz")]: {"points": [[i, j, k]]}}))
+        write_text_atomic(prompts, json.dumps({path.name[:-len(".nii.gz")]: {"points": [[i, j, k]]}}))
         for engine in engines:
             out = work / f"batch_{slice_mm:g}_{engine}"
             measured = run_measured(SAMIHS + ["batch", str(path), "--prompts", str(prompts), "--engine", engine,
