@@ -14,30 +14,28 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
-
-import numpy as np
+from typing import Dict, List, Optional, Sequence
 
 from SAMIHSLib import __version__
 from SAMIHSLib.io.atomic_write import write_text_atomic
-from SAMIHSLib.interaction.auto_seeds import AutoSeedConfig, find_seed_clicks
+from SAMIHSLib.interaction.auto_seeds import AutoSeedConfig
 from SAMIHSLib.io.markups_io import read_markups_clicks
 from SAMIHSLib.interaction.measurements import measure_hemorrhage
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSLib.io.validation import InputError
-from SAMIHSLib.io.volume_io import (PNG_SUFFIXES, VOLUME_SUFFIXES, AxialStack, CTVolume, clicks_to_slice_column_row, read_ct,
-                        write_seg_nrrd)
+from SAMIHSLib.progress import ProgressCallback
+from SAMIHSLib.io.volume_files import find_volumes, volume_name
+from SAMIHSLib.volume.segmentation import VolumePrompts, auto_seed_clicks, segment_volume
+from SAMIHSLib.io.volume_io import AxialStack, CTVolume, clicks_to_slice_column_row, read_ct, write_seg_nrrd
 
 REPORT_NAME = "samihs_batch_report.csv"
 REPORT_COLUMNS = ("volume", "status", "reason", "segmentation", "bleeds_clicked", "volume_ml", "abc_over_2_ml",
                   "max_axial_area_mm2", "first_slice", "last_slice", "num_slices", "seconds", "engine")
 
 MANIFEST_SUFFIX = ".samihs.json"
-
-Click = Tuple[int, float, float]  # (slice k, column x, row y)
 
 # The prompts file: {volume name: entry}; an entry is a markups file path, or an object.
 PROMPT_ENTRY_KEYS = {"points": "positive clicks, a list of [x, y, z]",
@@ -87,38 +85,6 @@ def validate_prompt_table(table: object, source: str) -> Dict[str, object]:
         if not isinstance(coords, str) or coords.lower() not in ("ijk", "ras", "lps"):
             raise InputError(f"{where}.coords is {coords!r}; use 'ijk', 'ras' or 'lps'.")
     return table
-
-
-@dataclass
-class VolumePrompts:
-    """Clicks for one volume, as (slice k, column i, row j) voxel positions of the volume."""
-
-    positive: List[Click] = field(default_factory=list)
-    negative: List[Click] = field(default_factory=list)
-
-
-def volume_name(path: Path) -> str:
-    """The file name without its (possibly double) image suffix: ``ct01.nii.gz`` -> ``ct01``."""
-    name = path.name
-    for suffix in sorted(VOLUME_SUFFIXES + PNG_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def find_volumes(inputs: Sequence[Path]) -> List[Path]:
-    """Expand folders: image files inside, or the folder itself if it is a DICOM series."""
-    found: List[Path] = []
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            files = sorted(p for p in item.iterdir() if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES)
-                           and not p.name.lower().endswith(".dcm"))
-            dicom_dirs = sorted(p for p in item.iterdir() if p.is_dir() and any(p.glob("*.dcm")))
-            found.extend(files + dicom_dirs if (files or dicom_dirs) else [item])
-        else:
-            found.append(item)
-    return found
 
 
 class PromptSource:
@@ -180,36 +146,6 @@ class PromptSource:
                              clicks_to_slice_column_row(clicks.negative_ras, "ras", volume))
 
 
-def auto_seed_clicks(stack: AxialStack) -> List[Click]:
-    """Automatic seeds (hyperdense regions inside the skull) as volume voxel positions."""
-    return [stack.click_to_volume(*seed) for seed in find_seed_clicks(stack.array_hu, stack.spacing_zyx)]
-
-
-def segment_volume(predictor: SAMIHSPredictor, stack: AxialStack, prompts: VolumePrompts,
-                   cancel: Optional[threading.Event] = None,
-                   progress: Optional[Callable[[int, int, str], None]] = None) -> np.ndarray:
-    """The joined mask (stack order: axial slice, row, column) of every positive click, each
-    clicked and propagated on its own; ``prompts`` are volume voxel positions. ``progress(done,
-    total, message)`` is called before each seed and for every propagated slice."""
-    if not prompts.positive:
-        raise InputError("No hyperdense region found to seed from (no suspected hemorrhage).")
-    predictor.set_volume(stack.array_hu, stack.spacing_zyx)
-    joined = np.zeros(stack.array_hu.shape, dtype=bool)
-    negatives_stack = [stack.click_to_stack(*click) for click in prompts.negative]
-    seeds = len(prompts.positive)
-    for seed, click in enumerate(prompts.positive):
-        k, x, y = stack.click_to_stack(*click)
-        if progress is not None:
-            progress(seed, seeds, f"seed {seed + 1} of {seeds} (slice {k})")
-        session = HemorrhageSession(predictor)
-        negatives = [(nx, ny) for nk, nx, ny in negatives_stack if nk == k]
-        slice_progress = None if progress is None else (
-            lambda done, total, message, seed=seed: progress(seed, seeds, f"seed {seed + 1} of {seeds}: {message}"))
-        session.click(k, [(x, y)], negatives, cancel=cancel, progress=slice_progress)
-        joined |= session.mask
-    return joined
-
-
 def input_fingerprint(path: Path) -> str:
     """SHA-256 of an input file, or of every file (names and bytes) of a DICOM folder."""
     digest = hashlib.sha256()
@@ -222,7 +158,7 @@ def input_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_fingerprint(predictor: SAMIHSPredictor) -> str:
+def weights_sha256(predictor: SAMIHSPredictor) -> str:
     """SHA-256 of the model's weights (adapters included)."""
     from SAMIHSLib.models.checkpoint import sha256_tensors
 
@@ -236,7 +172,8 @@ def _read_report(path: Path) -> Dict[str, Dict[str, str]]:
         return {row["volume"]: row for row in csv.DictReader(handle)}
 
 
-def _write_report(path: Path, rows: Dict[str, Dict[str, str]]) -> None:
+def write_report(path: Path, rows: Dict[str, Dict[str, str]]) -> None:
+    """The batch CSV (``REPORT_COLUMNS``, one row per volume, sorted by name), written atomically."""
     import io
 
     buffer = io.StringIO()
@@ -330,7 +267,7 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
         stack = AxialStack.of(volume)
         prompts = job.prompts.clicks_for(job.path, volume)
         mask = segment_volume(predictor, stack, prompts, cancel)
-        write_seg_nrrd(job.seg_path, {"Hemorrhage": stack.mask_to_volume(mask)}, volume)
+        write_seg_nrrd(job.seg_path, {SEGMENT_NAME: stack.mask_to_volume(mask)}, volume)
         if job.dicom_seg and volume.dicom_files:
             from SAMIHSLib.io.dicom_seg import write_dicom_seg
 
@@ -351,14 +288,14 @@ def engine_name_of(predictor: SAMIHSPredictor) -> str:
 
 
 def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,
-              progress: Optional[Callable[[int, int, str], None]] = None,
+              progress: Optional[ProgressCallback] = None,
               cancel: Optional[threading.Event] = None, dicom_seg: bool = False) -> Dict[str, Dict[str, str]]:
     """Segment every volume of ``inputs``; returns the report rows keyed by volume name.
     ``dicom_seg``: also write ``<volume>.seg.dcm`` (DICOM SEG) for each DICOM series input."""
-    plan = plan_batch(inputs, prompt_spec, out_dir, model_fingerprint(predictor), engine_name_of(predictor),
+    plan = plan_batch(inputs, prompt_spec, out_dir, weights_sha256(predictor), engine_name_of(predictor),
                       dicom_seg)
     rows = plan.rows
-    _write_report(plan.report_path, rows)
+    write_report(plan.report_path, rows)
     done = plan.total - len(plan.jobs)
     for job in plan.jobs:
         if cancel is not None and cancel.is_set():
@@ -366,7 +303,7 @@ def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor
         if progress is not None:
             progress(done, plan.total, job.name)
         rows[job.name] = process_volume(job, predictor, cancel)
-        _write_report(plan.report_path, rows)
+        write_report(plan.report_path, rows)
         done += 1
     if progress is not None:
         progress(plan.total, plan.total, "done")

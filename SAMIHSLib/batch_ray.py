@@ -10,11 +10,12 @@ installed and the inputs and output folder on a shared file system.
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from SAMIHSLib.batch import (BatchPlan, VolumeJob, _write_report, engine_name_of, model_fingerprint, plan_batch,
+from SAMIHSLib.batch import (BatchPlan, VolumeJob, write_report, engine_name_of, plan_batch, weights_sha256,
                              process_volume)
 from SAMIHSLib.interaction.predictor import load_predictor
+from SAMIHSLib.progress import ProgressCallback
 
 LOCAL = "local"  # --ray local: start a Ray instance on this machine
 AUTO = "auto"    # --ray auto: the running cluster (RAY_ADDRESS or this node's), else a local instance
@@ -31,7 +32,7 @@ class VolumeWorker:
 
     def identity(self):
         """(model weights SHA-256, engine name): what the manifests record."""
-        return model_fingerprint(self.predictor), engine_name_of(self.predictor)
+        return weights_sha256(self.predictor), engine_name_of(self.predictor)
 
     def process(self, job: VolumeJob) -> Dict[str, str]:
         return process_volume(job, self.predictor)
@@ -76,7 +77,7 @@ def worker_count(ray, requested: int, cpus_per_worker: float, gpus_per_worker: f
 def run_batch_on_ray(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, model_spec: str,
                      device: str = "auto", engine: str = "auto", address: str = AUTO, workers: int = 0,
                      cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
-                     progress: Optional[Callable[[int, int, str], None]] = None,
+                     progress: Optional[ProgressCallback] = None,
                      dicom_seg: bool = False) -> Dict[str, Dict[str, str]]:
     """``run_batch`` with the volumes spread over Ray workers; returns the report rows."""
     ray = _import_ray()
@@ -105,7 +106,7 @@ def _schedule(ray, plan: BatchPlan, actors: List, new_worker, progress) -> Dict[
     from ray.exceptions import RayActorError, RayTaskError
 
     rows = plan.rows
-    _write_report(plan.report_path, rows)
+    write_report(plan.report_path, rows)
     queue, idle, pending = list(plan.jobs), list(actors), {}
     done = plan.total - len(plan.jobs)
     if progress is not None:
@@ -126,7 +127,7 @@ def _schedule(ray, plan: BatchPlan, actors: List, new_worker, progress) -> Dict[
         except RayTaskError as error:
             rows[job.name] = {"volume": job.name, "status": "failed", "reason": str(error.cause).splitlines()[0]}
             idle.append(actor)
-        _write_report(plan.report_path, rows)
+        write_report(plan.report_path, rows)
         done += 1
         if progress is not None:
             progress(done, plan.total, job.name)

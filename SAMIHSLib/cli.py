@@ -163,6 +163,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from SAMIHSLib.phantom import make_head_phantom
     from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
     from SAMIHSLib.interaction.session import HemorrhageSession
+    from SAMIHSLib.io.segment_terms import SEGMENT_NAME
     from SAMIHSLib.io.volume_io import CTVolume, write_ct, write_seg_nrrd
 
     out = Path(args.out)
@@ -185,7 +186,7 @@ def run_demo(args: argparse.Namespace) -> int:
         progress.close()
     seconds = time.perf_counter() - started
     ct_path = write_ct(out / "demo_head_ct.nrrd", volume)
-    seg_path = write_seg_nrrd(out / "demo_hemorrhage.seg.nrrd", {"Hemorrhage": session.mask}, volume)
+    seg_path = write_seg_nrrd(out / "demo_hemorrhage.seg.nrrd", {SEGMENT_NAME: session.mask}, volume)
     measurements = measure_hemorrhage(session.mask, phantom.spacing_zyx)
     truth_ml = measure_hemorrhage(truth, phantom.spacing_zyx).volume_ml
     score = dice(session.mask, truth)

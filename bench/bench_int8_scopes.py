@@ -29,8 +29,8 @@ from SAMIHSLib.engines.onnx_graphs import cached_onnx_graphs, verify_against_tor
 from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 from SAMIHSLib.models import load_model
 from SAMIHSLib.phantom import make_head_phantom
-from SAMIHSLib.interaction.preprocessing import normalize_slice
-from SAMIHSLib.interaction.transforms import SliceToModelTransform
+from SAMIHSLib.imaging.preprocessing import normalize_slice
+from SAMIHSLib.imaging.transforms import SliceToModelTransform
 from SAMIHSLib.io.atomic_write import write_text_atomic
 
 # what stays in floating point, as ONNX node-name patterns of the TorchScript export

@@ -25,7 +25,7 @@ from SAMIHSLib.cpu_info import cpu_info  # noqa: E402
 from SAMIHSLib.models import load_model  # noqa: E402
 from SAMIHSLib.phantom import make_head_phantom  # noqa: E402
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor  # noqa: E402
-from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, normalize_slice  # noqa: E402
+from SAMIHSLib.imaging.preprocessing import BRAIN_WINDOW, normalize_slice  # noqa: E402
 from SAMIHSLib.interaction.prompts import SlicePrompt  # noqa: E402
 from SAMIHSLib.io.atomic_write import write_text_atomic
 

@@ -25,7 +25,7 @@ def agreement_summary(model, engine, slices) -> dict:
     empty where there are no slices (../shared absent)."""
     if not slices:
         return {}
-    from SAMIHSLib.engine_agreement import mask_agreements
+    from SAMIHSLib.interaction.engine_agreement import mask_agreements
 
     agreements = mask_agreements(model, engine, slices, SPACING_ZYX)
     return {"mean": round(float(np.mean(agreements)), 4), "min": round(float(np.min(agreements)), 4),

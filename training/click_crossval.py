@@ -27,8 +27,9 @@ import numpy as np
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.preprocessing import PreprocessingConfig, denoise_slice
-from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, Point, component_at, deepest_point, hyperdense_region, mm_to_px,
+from SAMIHSLib.imaging.preprocessing import PreprocessingConfig, denoise_slice
+from SAMIHSLib.interaction.prompts import Point
+from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, component_at, deepest_point, hyperdense_region, mm_to_px,
                                random_interior_point, remove_nearest_to_negatives)
 from SAMIHSLib.interaction.session import HemorrhageSession
 

@@ -6,7 +6,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from SAMIHSLib.interaction.click_segmentation import MIN_REGION_PIXELS, ClickSegmentationConfig
-from SAMIHSLib.interaction.regions import Point, box_around, deepest_point, hyperdense_region
+from SAMIHSLib.interaction.prompts import Point
+from SAMIHSLib.interaction.regions import box_around, deepest_point, hyperdense_region
 
 
 def random_foreground_click(mask: np.ndarray, rng: np.random.Generator) -> Point:

@@ -26,9 +26,9 @@ from SAMIHSLib.io.atomic_write import atomic_output, write_text_atomic
 from SAMIHSLib.models import AdapterConfig, build_model, load_model, save_finetuned_checkpoint
 from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.interaction.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
 from SAMIHSLib.interaction.regions import component_at
-from SAMIHSLib.interaction.transforms import SliceToModelTransform
+from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
 from .augment import AugmentConfig, augment_slice
 from .bleed_paste import paste_bleed

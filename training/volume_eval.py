@@ -25,8 +25,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from SAMIHSLib.interaction.measurements import measure_hemorrhage
-from SAMIHSLib.interaction.preprocessing import denoise_slice
-from SAMIHSLib.interaction.regions import NEGATIVE_REACH_MM, Point, mm_to_px, remove_nearest_to_negatives, slice_with_most
+from SAMIHSLib.imaging.preprocessing import denoise_slice
+from SAMIHSLib.interaction.prompts import Point
+from SAMIHSLib.interaction.regions import NEGATIVE_REACH_MM, mm_to_px, remove_nearest_to_negatives, slice_with_most
 from SAMIHSLib.metrics import dice, hd95_mm, volume_ml
 
 from .click_crossval import PROTOCOLS, REPORTED_CLICKS, SELECTION, first_click, pick_records, select_per_fold
@@ -491,7 +492,7 @@ def run_auto_batch(volumes: Sequence[EvalVolume], predictor,
     """The batch's automatic mode (seeds from :mod:`SAMIHSLib.interaction.auto_seeds`, each
     clicked and propagated by the batch's own ``segment_volume``) on every volume, bleed-free
     ones included: a bleed-free head is a result (mL found where there is nothing)."""
-    from SAMIHSLib.batch import VolumePrompts, auto_seed_clicks, segment_volume
+    from SAMIHSLib.volume.segmentation import VolumePrompts, auto_seed_clicks, segment_volume
     from SAMIHSLib.io.volume_io import AxialStack, CTVolume
 
     records = []

@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
-from SAMIHSLib.batch import find_volumes, volume_name
+from SAMIHSLib.io.volume_files import find_volumes, volume_name
 from SAMIHSLib.io.atomic_write import write_bytes_atomic
 from SAMIHSLib.io.validation import InputError
 from SAMIHSLib.io.volume_io import VOLUME_SUFFIXES

@@ -33,6 +33,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import slicer  # slicer-core: MRML without the desktop application
 import vtk
+from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSSlicer.mrml_logic import SAMIHSMRMLLogic
 from SAMIHSSlicer.mrml_nodes import ensure_segmentation_converters, read_segment_mask, volume_node_from_ct
 from trame.app import TrameApp, asynchronous
@@ -222,7 +223,7 @@ class SAMIHSWebApp(TrameApp):
         for node in self._nodes("vtkMRMLSegmentationNode"):
             node.GetDisplayNode().SetVisibility(node is segmentation)
         self.segmentation_node = segmentation
-        segment = segmentation.GetSegmentation().GetSegmentIdBySegmentName("Hemorrhage")
+        segment = segmentation.GetSegmentation().GetSegmentIdBySegmentName(SEGMENT_NAME)
         self.segment_id = segment or ""
         self.slicer_app.display_manager.show_volume_in_slice_background(self.volume_node)
         self.set_window(self.state.samihs_window)

@@ -12,13 +12,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from SAMIHSLib.io.segment_terms import SEGMENT_COLOR, SEGMENT_NAME
+from SAMIHSLib.progress import ProgressCallback
 from SAMIHSSlicer.mrml_nodes import (TakenVoxels, VoxelExtent, control_points_ras, ct_volume_from_node, ensure_segmentation_converters,
                                      give_back_to_other_segments, ijk_to_ras, nodes_of_class, other_segments_mask,
                                      ras_to_click, read_segment_mask, take_from_other_segments, write_segment_region)
 
-HEMORRHAGE_SEGMENT_NAME = "Hemorrhage"
-HEMORRHAGE_COLOR = (0.85, 0.15, 0.15)
-ProgressCallback = Callable[[int, int, str], None]
 # (model spec, device) -> a loaded SAMIHSLib model; the default loads it with SAMIHSLib.models.
 ModelLoader = Callable[[str, str], object]
 
@@ -211,7 +210,7 @@ class SAMIHSMRMLLogic:
             return segment_id
         if segmentation.GetNumberOfSegments() == 0:
             segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-        new_id = segmentation.AddEmptySegment(segment_id or "", HEMORRHAGE_SEGMENT_NAME, HEMORRHAGE_COLOR)
+        new_id = segmentation.AddEmptySegment(segment_id or "", SEGMENT_NAME, SEGMENT_COLOR)
         return new_id
 
     def _prepare(self, state: _VolumeState, segmentation_node, segment_id: str, volume_node,
@@ -418,7 +417,7 @@ class SAMIHSMRMLLogic:
         volume. A volume that is not CT in HU is skipped with its reason; one that fails is
         reported; the others go on. ``progress`` is called for every seed and slice, so a caller
         can keep its window responsive and its Cancel button clickable within a volume."""
-        from SAMIHSLib.batch import VolumePrompts, auto_seed_clicks, segment_volume
+        from SAMIHSLib.volume.segmentation import VolumePrompts, auto_seed_clicks, segment_volume
         from SAMIHSLib.metrics import volume_ml
         from SAMIHSLib.interaction.session import changed_extent
         from SAMIHSLib.io.validation import validate_ct_volume

@@ -140,8 +140,8 @@ def verification_case(model: SegmentAnythingModel, seed: int = 0):
     """A synthetic head-CT slice with a bleed, as the model sees it, and prompts on the bleed
     (its box; a click inside plus a negative click outside), in model coordinates."""
     from SAMIHSLib.phantom import make_head_phantom
-    from SAMIHSLib.interaction.preprocessing import normalize_slice
-    from SAMIHSLib.interaction.transforms import SliceToModelTransform
+    from SAMIHSLib.imaging.preprocessing import normalize_slice
+    from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
     phantom = make_head_phantom(shape=(1, 512, 512), seed=seed)
     bleed = phantom.bleed_mask(0)[0]

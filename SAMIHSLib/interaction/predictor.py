@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.interaction.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
 from SAMIHSLib.interaction.regions import head_area_px
 from SAMIHSLib.interaction.prompts import SlicePrompt
-from SAMIHSLib.interaction.transforms import SliceToModelTransform
+from SAMIHSLib.imaging.transforms import SliceToModelTransform
 from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
 
 # A binary mask used as a dense prompt becomes logits of this magnitude (SAM was trained on its

@@ -14,19 +14,19 @@ mostly outside the bleed's band, low predicted IoU, sudden area jump, or leaving
 
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, Iterable, Optional, Set, Tuple
+from typing import Dict, Iterable, Optional, Set, Tuple
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from SAMIHSLib.metrics import dice
+from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.interaction.appearance import (ACUTE_APPEARANCE, AppearanceConfig, BleedAppearance, contrast_hu,
                                               learn_appearance)
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import BLOOD_HU, box_around, constrain_to_region, hyperdense_region, keep_components_near, mm_to_whole_px
 
-ProgressCallback = Callable[[int, int, str], None]
 PROMPT_MODES = ("box", "box+mask", "box+region")
 UNCHANGED_DICE = 0.98
 EMPTY_REASON = "empty or tiny mask"

@@ -10,7 +10,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-Point = Tuple[float, float]
+from SAMIHSLib.interaction.prompts import Point
+
 PixelBox = Tuple[float, float, float, float]  # (x0, y0, x1, y1), pixels, inclusive
 
 

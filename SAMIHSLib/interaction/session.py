@@ -14,8 +14,9 @@ from scipy import ndimage as ndi
 
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig, ClickSegmenter
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, PropagationResult, ProgressCallback, SlicePropagator
+from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, PropagationResult, SlicePropagator
 from SAMIHSLib.interaction.prompts import Point
+from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.interaction.regions import (PixelBox, deepest_point, disc_around, keep_components_near, mm_to_px,
                                            mm_to_whole_px, points_mask, remove_nearest_to_negatives)
 from SAMIHSLib.io.validation import validate_point_in_slice, validate_slice_index
@@ -71,7 +72,7 @@ class HemorrhageSession:
                  click_config: ClickSegmentationConfig = ClickSegmentationConfig(),
                  propagation_config: PropagationConfig = PropagationConfig()) -> None:
         self.predictor = predictor
-        self.clicks = ClickSegmenter(predictor, click_config)
+        self.click_segmenter = ClickSegmenter(predictor, click_config)
         self.propagator = SlicePropagator(predictor, propagation_config)
         self.mask = np.zeros((predictor.num_slices,) + predictor.slice_shape, dtype=bool)
         self.locked_slices: Set[int] = set()
@@ -126,7 +127,7 @@ class HemorrhageSession:
         # A correction is answered from every click on the object so far (as SAM refines), the
         # current mask as the dense prompt; a fresh bleed from the new clicks alone.
         prompt_clicks = (history if target.any() else (tuple(positive), tuple(negative)))
-        result = self.clicks.segment(slice_index, list(prompt_clicks[0]) if positive else [], list(prompt_clicks[1]),
+        result = self.click_segmenter.segment(slice_index, list(prompt_clicks[0]) if positive else [], list(prompt_clicks[1]),
                                      box, mask_input=target if target.any() else None)
         predicted = result.prediction.mask
         if positive:  # keep what the new clicks point at, never a distant bleed on the same slice
@@ -142,7 +143,7 @@ class HemorrhageSession:
             # On a slice propagation filled there is no positive click: the part that continues the
             # bleed from the slices next to it stands for one, so a cut takes the leak, not the slice.
             keep = history[0] or self._continuing_core(slice_index, target)
-            obj = remove_nearest_to_negatives(obj, keep, history[1], self.clicks.negative_reach_px) \
+            obj = remove_nearest_to_negatives(obj, keep, history[1], self.click_segmenter.negative_reach_px) \
                 if negative else obj
         else:
             obj = predicted

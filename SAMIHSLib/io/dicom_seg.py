@@ -7,12 +7,9 @@ from typing import Sequence
 
 import numpy as np
 
+from SAMIHSLib.io.segment_terms import ABNORMAL_STRUCTURE_CODE, HEMORRHAGE_CODE, SEGMENT_NAME
 from SAMIHSLib.io.validation import InputError
 
-# SNOMED CT 50960005 "Hemorrhage" in the category 49755003 "Morphologically Abnormal Structure",
-# as pydicom's code dictionary (codes.SCT) spells them.
-HEMORRHAGE_CODE = ("50960005", "SCT", "Hemorrhage")
-ABNORMAL_STRUCTURE_CODE = ("49755003", "SCT", "Morphologically Abnormal Structure")
 AI_ALGORITHM_FAMILY_CODE = ("123110", "DCM", "Artificial Intelligence")  # CID 7162
 
 
@@ -35,7 +32,7 @@ def write_dicom_seg(path: Path, mask_kji: np.ndarray, source_files: Sequence[str
     algorithm = hd.AlgorithmIdentificationSequence(name="SAMIHS", version=__version__,
                                                    family=hd.sr.CodedConcept(*AI_ALGORITHM_FAMILY_CODE))
     description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="Hemorrhage",
+        segment_number=1, segment_label=SEGMENT_NAME,
         segmented_property_category=hd.sr.CodedConcept(*ABNORMAL_STRUCTURE_CODE),
         segmented_property_type=hd.sr.CodedConcept(*HEMORRHAGE_CODE),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 
-from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, normalize_slice
+from SAMIHSLib.imaging.preprocessing import BRAIN_WINDOW, normalize_slice
 from SAMIHSLib.io.atomic_write import atomic_output
 
 OUTLINE_RGB = (255, 40, 40)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from SAMIHSLib.io.atomic_write import atomic_output
 from SAMIHSLib.io.image_file_checks import check_declared_size, check_nifti_complete, check_series_spacing
+from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_point_in_slice
 
 if TYPE_CHECKING:  # SimpleITK is imported where files are read or written: a training machine
@@ -298,7 +299,7 @@ def check_mask_output(path: Path) -> Path:
     return check_writable(path, "output")
 
 
-def write_mask(path: Path, mask: np.ndarray, reference: CTVolume, segment_name: str = "Hemorrhage") -> Path:
+def write_mask(path: Path, mask: np.ndarray, reference: CTVolume, segment_name: str = SEGMENT_NAME) -> Path:
     """Write ``mask`` as a .seg.nrrd segmentation or a label map, chosen by the file name."""
     if str(path).lower().endswith(SEG_NRRD_SUFFIX):
         return write_seg_nrrd(path, {segment_name: mask}, reference)

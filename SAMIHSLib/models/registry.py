@@ -3,8 +3,8 @@ one function that turns a model spec (``"lite"``, ``"lite-base"``, ``"vit_b"`` o
 path) into a ready model.
 
 Backbones are named for their architecture (``tiny_vit``: LiteMedSAM's TinyViT at 256x256;
-``vit_b``: SAM ViT-B at 1024x1024); shipped models for what they are (``lite``: the default
-SAMIHS model; ``lite-base``: LiteMedSAM as released)."""
+``vit_b``: SAM ViT-B at 1024x1024); shipped models for what they are (``lite``: the click-trained
+SAMIHS checkpoint; ``lite-base``: LiteMedSAM as released, the default, ``model_names.DEFAULT_MODEL``)."""
 
 import dataclasses
 from pathlib import Path
@@ -14,7 +14,7 @@ import torch
 
 from SAMIHSLib.device import resolve_device
 from SAMIHSLib.model_names import DEFAULT_MODEL, MODEL_SPECS
-from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, PreprocessingConfig
+from SAMIHSLib.imaging.preprocessing import BRAIN_WINDOW, PreprocessingConfig
 from SAMIHSLib.models.adapters import AdapterConfig, adapter_parameter_names
 from SAMIHSLib.models.checkpoint import (
     LITE_MEDSAM_SHA256,

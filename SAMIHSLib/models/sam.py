@@ -7,7 +7,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW, PreprocessingConfig
+from SAMIHSLib.imaging.preprocessing import BRAIN_WINDOW, PreprocessingConfig
 from SAMIHSLib.models.adapters import AdapterConfig, NO_ADAPTERS
 from SAMIHSLib.models.mask_decoder import MaskDecoder
 from SAMIHSLib.models.prompt_encoder import PromptEncoder

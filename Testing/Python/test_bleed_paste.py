@@ -53,7 +53,7 @@ def test_fold_training_pastes_only_bleeds_of_the_same_fold():
 
     class NoModel:  # image_and_target needs only the model's preprocessing and input size
         class config:
-            from SAMIHSLib.interaction.preprocessing import BRAIN_WINDOW as preprocessing
+            from SAMIHSLib.imaging.preprocessing import BRAIN_WINDOW as preprocessing
             image_size = 256
 
     seen = []

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, unavailable
 from SAMIHSLib.interaction.click_segmentation import ClickSegmenter
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.preprocessing import denoise_slice
+from SAMIHSLib.imaging.preprocessing import denoise_slice
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import (_opened_region_at, box_around, deepest_point, hyperdense_region,
                                            slice_with_most)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from SAMIHSLib.engines import make_engine
-from SAMIHSLib.engine_agreement import mask_agreements
+from SAMIHSLib.interaction.engine_agreement import mask_agreements
 from SAMIHSLib.models import load_model
 
 from conftest import SHARED_PIXEL_SPACING_MM, require

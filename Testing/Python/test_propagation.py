@@ -97,7 +97,7 @@ def test_cancel_keeps_the_partial_result(predictor, phantom):
     import threading
 
     k, click = click_on(phantom, 0)
-    seed = HemorrhageSession(predictor).clicks.segment(k, [click]).prediction.mask
+    seed = HemorrhageSession(predictor).click_segmenter.segment(k, [click]).prediction.mask
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(PropagationCancelled) as raised:
