@@ -12,6 +12,7 @@ from SAMIHSLib.cli import main
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_ct
 from SAMIHSLib.interaction.regions import slice_with_most
+from SAMIHSLib.metrics import dice
 
 
 @pytest.fixture
@@ -39,6 +40,8 @@ def test_segment_keeps_oblique_geometry_and_writes_slicer_segmentation(tmp_path,
     assert np.allclose(written.GetSpacing(), volume.spacing_ijk, atol=1e-6)
     mask = sitk.GetArrayFromImage(written) > 0
     assert mask[k].sum() > 50 and mask.sum() == mask[k].sum()  # clicked slice only
+    truth = small_phantom.bleed_mask(0)[k]
+    assert dice(mask[k], truth) >= 0.8 and dice(mask[k].T, truth) < 0.5  # on the bleed, rows and columns not swapped
     written_report = json.loads(report.read_text())
     assert written_report["measurements"]["volume_ml"] > 0
     # auto runs lite-base exactly: bf16 moved its accuracy table (training/results/precision)

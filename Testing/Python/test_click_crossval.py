@@ -152,7 +152,7 @@ def test_a_click_whose_hu_band_floods_the_brain_answers_the_bleed_not_the_head(s
     head_px = head_area_px(predictor.denoised_slice(0))
     assert answer[int(click[1]), int(click[0])]
     assert answer.sum() < 0.05 * head_px < MAX_HEAD_FRACTION * head_px  # was ~65 % of the head
-    assert dice(answer, component_at(case.mask[0], click)) > 0.3
+    assert dice(answer, component_at(case.mask[0], click)) > 0.5  # measured 0.531
 
 
 def test_a_positive_correction_never_gives_back_what_negative_clicks_took(shared_cases, lite_model):

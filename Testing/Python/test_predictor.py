@@ -94,14 +94,15 @@ def test_tight_box_on_real_ct_slices(lite_model, real_slices):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_single_click_on_real_ct_slices(lite_model, real_slices):
-    """One click at the deepest point of the largest bleed component; measured mean 0.795."""
+    """One click at the deepest point of the largest bleed component; measured mean 0.795 (a fall of
+    0.015, a few slices' worth, fails it)."""
     predictor = SAMIHSPredictor(lite_model)
     clicks = ClickSegmenter(predictor)
     scores = []
     for _, image, truth in real_slices:
         predictor.set_volume(image, (5.0, SHARED_PIXEL_SPACING_MM, SHARED_PIXEL_SPACING_MM))
         scores.append(dice(clicks.segment(0, [deepest_point(truth)]).prediction.mask, truth))
-    assert np.mean(scores) >= 0.65, scores
+    assert np.mean(scores) >= 0.78, scores
 
 
 @pytest.mark.slow
