@@ -128,3 +128,12 @@ def test_the_python_3_9_check_catches_3_10_code():
     assert len(checker.problems) == 3
     with pytest.raises(SyntaxError):
         ast.parse("match x:\n    case 1:\n        pass\n", feature_version=(3, 9))
+
+
+def test_every_samihslib_folder_with_python_is_a_package_pip_installs():
+    """setuptools installs only folders with an __init__.py: a folder without one works from the
+    checkout and is missing from the installed wheel."""
+    from setuptools import find_packages
+
+    folders = {str(p.parent.relative_to(REPO)).replace("/", ".") for p in (REPO / "SAMIHSLib").rglob("*.py")}
+    assert folders <= set(find_packages(str(REPO), include=["SAMIHSLib*"]))
