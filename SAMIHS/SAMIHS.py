@@ -27,19 +27,15 @@ from slicer.util import VTKObservationMixin
 from SAMIHSSlicer.mrml_logic import SAMIHSMRMLLogic
 from SAMIHSLib.device import DEVICE_CHOICES
 from SAMIHSLib.engines import AUTO_ENGINE, ENGINE_CHOICES, ENGINES  # torch-free: the one engine registry
+from SAMIHSLib.imaging.display_windows import DISPLAY_WINDOWS
 
 SAMPLE_NAME = "SAMIHSPhantomHeadCT"
 SAMPLE_FILE = "SAMIHSPhantomHeadCT.nrrd"
 SAMPLE_SHA256 = "53a0c8a17a97dade619639dbf54f4d604c672e4571560d0a8675b15aeb59b0e8"
 POSITIVE_COLOR = (0.1, 0.85, 0.2)
 NEGATIVE_COLOR = (0.95, 0.15, 0.15)
-# Display window presets: (width, level) in HU.
-WINDOW_PRESETS: Dict[str, tuple] = {
-    "Brain (W80 L40)": (80.0, 40.0),
-    "Subdural (W200 L75)": (200.0, 75.0),
-    "Stroke (W40 L40)": (40.0, 40.0),
-    "Bone (W2800 L600)": (2800.0, 600.0),
-}
+# Display window presets by their menu label: (width, level) in HU.
+WINDOW_PRESETS: Dict[str, tuple] = {window.label: (window.width, window.level) for window in DISPLAY_WINDOWS}
 ENGINE_MENU = (AUTO_ENGINE,) + ENGINE_CHOICES
 # While the background encoder runs, a main-thread timer sleeps this long every tick: PythonQt
 # holds the GIL while Slicer's event loop is idle, so a Python worker thread runs only then.
@@ -96,7 +92,7 @@ class SAMIHSParameterNode:
     checkpointPath: str = ""
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     engine: Annotated[str, Choice(list(ENGINE_MENU))] = AUTO_ENGINE
-    windowPreset: Annotated[str, Choice(list(WINDOW_PRESETS))] = "Brain (W80 L40)"
+    windowPreset: Annotated[str, Choice(list(WINDOW_PRESETS))] = DISPLAY_WINDOWS[0].label
     propagateOnClick: bool = True
     overwriteOtherSegments: bool = False
 

@@ -33,6 +33,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import slicer  # slicer-core: MRML without the desktop application
 import vtk
+from SAMIHSLib.imaging.display_windows import DISPLAY_WINDOWS
 from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSSlicer.mrml_logic import SAMIHSMRMLLogic
 from SAMIHSSlicer.mrml_nodes import ensure_segmentation_converters, read_segment_mask, volume_node_from_ct
@@ -52,8 +53,8 @@ from web_security import (LOOPBACK_NAMES, WILDCARD_HOSTS, check_save_path, is_lo
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CT = REPO / "SAMIHS" / "Resources" / "SampleData" / "SAMIHSPhantomHeadCT.nrrd"
-# (width, level) in HU: where acute blood, thin subdural blood against bone, and fractures show.
-WINDOW_PRESETS = {"brain": (80.0, 40.0), "subdural": (200.0, 80.0), "bone": (2800.0, 600.0)}
+# (width, level) in HU by key, the same windows as the Slicer panel's.
+WINDOW_PRESETS = {window.key: (window.width, window.level) for window in DISPLAY_WINDOWS}
 VIEW_LABELS = {"Red": "Axial: click here", "Yellow": "Sagittal", "Green": "Coronal"}
 DOWNLOADS = {"seg": ("result.seg.nrrd", "Segmentation (.seg.nrrd)"), "dicom": ("result_seg.dcm", "DICOM SEG"),
              "json": ("report.json", "Report (JSON)"), "csv": ("report.csv", "Report (CSV)")}
