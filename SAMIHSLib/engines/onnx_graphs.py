@@ -19,7 +19,7 @@ from SAMIHSLib.engines.export import export_onnx, model_fingerprint
 DEFAULT_CACHE = Path(os.environ.get("SAMIHS_ENGINE_CACHE", Path.home() / ".cache" / "samihs" / "engines"))
 MAX_EMBEDDING_DIFFERENCE = 1e-3
 MIN_MASK_AGREEMENT = 0.99
-# bf16 is judged by its accuracy on the cross-validation tables (bench/results/bf16_accuracy.json);
+# bf16 is judged by its accuracy on the cross-validation tables (training/results/precision/);
 # on the one synthetic slice checked at build time it only has to be a working graph.
 MIN_REDUCED_PRECISION_AGREEMENT = 0.95
 

@@ -1,10 +1,10 @@
 """The OpenVINO engine: the cached ONNX graphs compiled for the CPU, in exact fp32 or, where the
 CPU has native bf16 (AVX-512 BF16 / AMX), in bf16.
 
-Precision policy: fp32 unless asked; bf16 only on CPUs that report it, and checked against
-PyTorch fp32 masks on a synthetic head-CT slice whenever it is built (a model that disagrees is
-refused). Its agreement on real CT (>= 0.99 mean Dice of fp32 masks) is asserted by a test on the
-shared ct-ich slices.
+Precision policy: fp32 unless asked (``auto``'s choice: :mod:`SAMIHSLib.engines.precision`);
+bf16 only on CPUs that report it, checked once per runtime and CPU against PyTorch fp32 masks on a
+synthetic head-CT slice (a graph that does not work is refused). Its agreement on real CT is
+asserted by a test on the shared ct-ich slices, and its accuracy judged on the tables.
 """
 
 import hashlib
@@ -16,7 +16,7 @@ import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.engines.errors import EngineError
-from SAMIHSLib.engines.precision import cpu_has_native_bf16 as cpu_supports_bf16
+from SAMIHSLib.engines.precision import cpu_has_native_bf16
 from SAMIHSLib.engines.onnx_graphs import (MIN_REDUCED_PRECISION_AGREEMENT, EngineVerificationError, cached_onnx_graphs,
                                            decoder_inputs, engine_identity, float32_array, verify_against_torch,
                                            verify_once)
@@ -34,8 +34,6 @@ def openvino_version() -> str:
 
 class PrecisionNotSupportedError(EngineError):
     """The CPU cannot run the requested precision natively."""
-
-
 
 
 def compile_or_import(core, graph: Path, settings: Dict[str, object]):
@@ -70,7 +68,7 @@ class OpenVinoEngine:
 
         if precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {precision!r}; use one of {PRECISIONS}.")
-        if precision == "bf16" and not cpu_supports_bf16():
+        if precision == "bf16" and not cpu_has_native_bf16():
             raise PrecisionNotSupportedError("This CPU has no native bf16 (AVX-512 BF16 or AMX); use the "
                                              "'openvino' (fp32) or 'onnxruntime' engine.")
         self.name = "openvino" if precision == "f32" else f"openvino-{precision}"

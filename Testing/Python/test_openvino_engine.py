@@ -11,7 +11,8 @@ from SAMIHSLib.models import load_model
 from conftest import SHARED_PIXEL_SPACING_MM, require
 
 require("openvino", module_level=True)  # every test here runs OpenVINO
-from SAMIHSLib.engines.openvino_engine import OpenVinoEngine, PrecisionNotSupportedError, cpu_supports_bf16  # noqa: E402
+from SAMIHSLib.engines.openvino_engine import OpenVinoEngine, PrecisionNotSupportedError  # noqa: E402
+from SAMIHSLib.engines.precision import cpu_has_native_bf16  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_openvino_fp32_reproduces_pytorch_on_real_ct(shipped_model, real_slices,
 
 
 def test_openvino_bf16_is_refused_on_a_cpu_without_native_bf16(shipped_model, tmp_path):
-    if cpu_supports_bf16():
+    if cpu_has_native_bf16():
         pytest.skip("this CPU has native bf16 (AVX512-BF16/AMX): the refusal is checked on CPUs without it")
     with pytest.raises(PrecisionNotSupportedError):  # AVX2-only CPUs: refused, never emulated
         make_engine(shipped_model, "openvino-bf16", cache_dir=tmp_path)
@@ -42,7 +43,7 @@ def test_openvino_bf16_is_refused_on_a_cpu_without_native_bf16(shipped_model, tm
 
 @pytest.mark.real_data
 def test_openvino_bf16_masks_stay_within_policy_on_real_ct(shipped_model, real_slices, tmp_path):
-    if not cpu_supports_bf16():  # a hardware capability, not a missing package: shown as a skip
+    if not cpu_has_native_bf16():  # a hardware capability, not a missing package: shown as a skip
         pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX): bf16 masks are checked where it has")
     engine = make_engine(shipped_model, "openvino-bf16", cache_dir=tmp_path)
     agreements = _agreements(shipped_model, engine, real_slices)
