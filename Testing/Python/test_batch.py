@@ -10,6 +10,7 @@ import slicerio
 
 from SAMIHSLib.interaction.auto_seeds import find_seed_clicks
 from SAMIHSLib.batch import REPORT_NAME, run_batch
+from SAMIHSLib.models import load_model
 from SAMIHSLib.cli import main
 from SAMIHSLib.io.markups_io import read_markups_clicks, write_markups_clicks
 from SAMIHSLib.phantom import oblique_direction
@@ -63,7 +64,14 @@ def test_batch_reports_failures_and_reruns_idempotently(tmp_path, lite_model, ba
     again = run_batch([folder], "auto", out, predictor)
     assert (out / "patient_a.seg.nrrd").stat().st_mtime_ns == stamp
     assert predictor.encoder_calls == encoder_calls  # finished volumes were skipped
-    assert {n: r["status"] for n, r in again.items()} == {n: r["status"] for n, r in _rows(out).items()}
+    written = _rows(out)
+    assert {n: r["status"] for n, r in again.items()} == {n: r["status"] for n, r in written.items()}
+    for name, row in written.items():  # the CSV says what the files on disk hold
+        seg = out / f"{name}.seg.nrrd"
+        assert seg.exists() == (row["status"] == "ok")
+        if seg.exists():
+            voxels = np.asarray(slicerio.read_segmentation(str(seg))["voxels"]) > 0
+            assert float(row["volume_ml"]) == pytest.approx(voxels.sum() * 0.9 * 0.9 * 5.0 / 1000.0, abs=0.001)
 
 
 def test_markups_in_lps_and_ras_give_the_same_clicks(tmp_path):
@@ -157,3 +165,8 @@ def test_same_named_inputs_are_refused_and_a_changed_prompt_or_model_is_redone(t
     run_batch([folder / "patient_b.nii.gz"], str(prompts), out, predictor)
     assert (out / "patient_b.seg.nrrd").stat().st_mtime_ns != stamp  # other prompts: redone
     assert _rows(out)["patient_b"]["bleeds_clicked"] == "2"
+
+    stamp = (out / "patient_b.seg.nrrd").stat().st_mtime_ns
+    run_batch([folder / "patient_b.nii.gz"], str(prompts), out, SAMIHSPredictor(load_model("lite", device="cpu")))
+    assert (out / "patient_b.seg.nrrd").stat().st_mtime_ns != stamp  # another model, same prompts: redone
+    assert json.loads((out / "patient_b.samihs.json").read_text())["model_sha256"] != manifest["model_sha256"]

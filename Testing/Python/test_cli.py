@@ -167,6 +167,7 @@ def test_corrupt_checkpoint_is_one_line_without_unsafe_advice(tmp_path, capsys, 
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and "corrupt or not a PyTorch weights file" in error, error
         assert "weights_only=False" not in error
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["code.pth", "corrupt.pth", "oblique_ct.nrrd"]  # no output
 
 
 def test_a_click_on_no_bleed_is_said_in_words_and_box_alone_works(tmp_path, capsys, oblique_nrrd, small_phantom):

@@ -76,6 +76,26 @@ def test_clicks_are_inside_the_clicked_bleed_and_corrections_follow_the_errors(s
     assert target.sum() <= item.truth.sum() and all(0.0 <= r.dice_clicked <= 1.0 for r in records)
 
 
+def test_a_correction_goes_at_the_deepest_point_of_the_largest_error_with_its_sign():
+    from SAMIHSLib.interaction.regions import disc_around
+    from training.prompts import corrective_click
+
+    shape = (200, 200)
+    truth = disc_around(shape, (100.0, 100.0), 40.0)
+    missed_half = truth & (np.arange(200)[None, :] < 100)  # the answer covers only the right half
+    click, positive = corrective_click(truth & ~missed_half, truth)
+    assert positive and missed_half[int(click[1]), int(click[0])]
+    assert abs(click[0] - 80) <= 3 and abs(click[1] - 100) <= 3  # deepest point of the missed half-disc
+    leak = disc_around(shape, (170.0, 170.0), 25.0) & ~truth  # a larger false blob than a small miss
+    small_miss = truth & disc_around(shape, (100.0, 62.0), 6.0)
+    click, positive = corrective_click((truth & ~small_miss) | leak, truth)
+    assert not positive and leak[int(click[1]), int(click[0])]
+    # bleed elsewhere on the slice is not a false positive: the small miss is the error left
+    click, positive = corrective_click((truth & ~small_miss) | leak, truth, also_true=leak)
+    assert positive and small_miss[int(click[1]), int(click[0])]
+    assert corrective_click(truth, truth) is None
+
+
 @pytest.mark.parametrize("name", ["mbh24v075_s013.nrrd", "mbh24v072_s019.nrrd"])  # IVH; hypodense (chronic) SDH
 def test_a_click_the_model_misses_still_returns_the_bleed_under_it(shared_cases, name):
     """On these real slices the shipped model's own answer does not contain the click (so the user
