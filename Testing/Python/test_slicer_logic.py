@@ -322,3 +322,7 @@ def test_closing_the_scene_frees_every_volume_session(scene_with_ct, logic, smal
     assert logic.existing_session(volume_node) is not None
     logic.release_volumes()
     assert logic.existing_session(volume_node) is None
+
+
+def test_the_logic_says_which_engine_and_precision_run_the_model(logic):
+    assert logic.engine_description() == "torch (fp32 on cpu)"  # the status line after a model load

@@ -317,6 +317,7 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
     assert np.array_equal(saved_after_change, mask)  # --save follows every change
     assert saved_when_empty.shape == mask.shape and not saved_when_empty.any()
     assert report["measurements"]["volume_ml"] == pytest.approx(shown, abs=0.01)
+    assert report["engine"] == "openvino (fp32 on cpu)"  # what ran, not "auto": lite-base runs exact fp32
     assert report["filled_axial_slices"] == [int(k) for k in np.nonzero(mask.any(axis=(1, 2)))[0]]
     assert csv_text.count("\n") == 1 + len(report["filled_axial_slices"])
 
