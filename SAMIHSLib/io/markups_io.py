@@ -2,7 +2,9 @@
 
 Slicer writes each control point's ``position`` in the node's ``coordinateSystem`` ("LPS" since
 Slicer 5, "RAS" in files from older versions or written so on purpose); both are handled.
-A point list whose name contains "negative" holds negative clicks.
+A point list whose name contains "negative" holds negative clicks. Slicer's own files do not
+store the list's name: there the file's name (Slicer names it after the list) or the points'
+labels (Slicer's default "%N-%d" puts the list's name in each) say it.
 """
 
 import json
@@ -36,7 +38,7 @@ def read_markups_clicks(path: Path) -> MarkupsClicks:
         system = str(markup.get("coordinateSystem", "LPS")).upper()
         if system not in ("LPS", "RAS"):
             raise InputError(f"{path}: unknown coordinate system {system!r}.")
-        negative = "negative" in str(markup.get("name", "")).lower()
+        negative = _is_negative(markup, Path(path))
         for point in markup.get("controlPoints", []):
             x, y, z = (float(v) for v in point["position"])
             ras = (-x, -y, z) if system == "LPS" else (x, y, z)
@@ -44,6 +46,16 @@ def read_markups_clicks(path: Path) -> MarkupsClicks:
     if not clicks.positive_ras:
         raise InputError(f"{path} has no positive control points.")
     return clicks
+
+
+def _is_negative(markup: dict, path: Path) -> bool:
+    """Whether a point list holds negative clicks: by its name, or, in a file Slicer wrote (no
+    name stored), by the file's name or the labels of all its points."""
+    name = str(markup.get("name", ""))
+    if name:
+        return "negative" in name.lower()
+    labels = [str(point.get("label", "")).lower() for point in markup.get("controlPoints", [])]
+    return "negative" in path.name.lower() or (bool(labels) and all("negative" in label for label in labels))
 
 
 def write_markups_clicks(path: Path, positive_ras: List[Point3], name: str = "SAMIHS clicks",

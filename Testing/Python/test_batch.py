@@ -12,6 +12,8 @@ from SAMIHSLib.interaction.auto_seeds import find_seed_clicks
 from SAMIHSLib.batch import REPORT_NAME, run_batch
 from SAMIHSLib.models import load_model
 from SAMIHSLib.cli import main
+from SAMIHSLib.io.validation import InputError
+from conftest import require
 from SAMIHSLib.io.markups_io import read_markups_clicks, write_markups_clicks
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
@@ -72,6 +74,34 @@ def test_batch_reports_failures_and_reruns_idempotently(tmp_path, lite_model, ba
         if seg.exists():
             voxels = np.asarray(slicerio.read_segmentation(str(seg))["voxels"]) > 0
             assert float(row["volume_ml"]) == pytest.approx(voxels.sum() * 0.9 * 0.9 * 5.0 / 1000.0, abs=0.001)
+
+
+def test_markups_round_trip_through_slicers_own_markups_storage(tmp_path):
+    """Slicer's own JSON markups writer and reader (slicer-core's vtkMRMLMarkupsJsonStorageNode):
+    the clicks SAMIHS reads are the points Slicer holds, negative lists by their name, and a file
+    SAMIHS writes opens in Slicer at the same points."""
+    slicer = require("slicer")
+    scene = slicer.vtkMRMLScene()
+    for name, points in (("bleed clicks", [(10.5, -20.25, 33.0), (-5.0, 7.0, -2.5)]), ("negative clicks", [(1.0, 2.0, 3.0)])):
+        node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+        for point in points:
+            node.AddControlPoint(*point)
+        storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+        scene.AddNode(storage)
+        storage.SetFileName(str(tmp_path / f"{name}.mrk.json"))
+        assert storage.WriteData(node)
+    assert read_markups_clicks(tmp_path / "bleed clicks.mrk.json").positive_ras == [(10.5, -20.25, 33.0),
+                                                                                    (-5.0, 7.0, -2.5)]
+    with pytest.raises(InputError, match="no positive control points"):  # a negative list alone clicks nothing
+        read_markups_clicks(tmp_path / "negative clicks.mrk.json")
+
+    write_markups_clicks(tmp_path / "ours.mrk.json", [(12.5, -30.0, 44.0)])
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    reader = slicer.vtkMRMLMarkupsJsonStorageNode()
+    scene.AddNode(reader)
+    reader.SetFileName(str(tmp_path / "ours.mrk.json"))
+    assert reader.ReadData(node) and node.GetNumberOfControlPoints() == 1
+    assert np.allclose([node.GetNthControlPointPosition(0)[i] for i in range(3)], (12.5, -30.0, 44.0))
 
 
 def test_markups_in_lps_and_ras_give_the_same_clicks(tmp_path):
