@@ -39,8 +39,10 @@ from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, meth
 from .datasets import Case, load_dataset, write_packed
 from .folds import extend_scan_folds, make_scan_folds, read_fold_scans, read_folds, write_folds
 from .evaluate import cross_validate, evaluate_cases, write_table
-from .trainer import (FoldTrainer, TrainingConfig, configured_phantoms, export_checkpoint, fold_config, train,
-                      training_slices)
+from .batches import configured_phantoms, training_slices
+from .checkpoint_export import export_checkpoint
+from .trainer import FoldTrainer, fold_config, train
+from .training_config import TrainingConfig
 
 
 def _cases(specs: List[str]) -> List[Case]:

@@ -17,8 +17,11 @@ from SAMIHSLib.io.atomic_write import write_text_atomic
 from .datasets import Case
 from .distributed import SINGLE_PROCESS, ProcessGroup
 from .folds import fold_of_scan
-from .trainer import (BatchMaker, EmbeddingBank, TrainingConfig, TrainingSlice, seed_everything,
-                      build_trainable_model, export_checkpoint, fold_config, train, training_slices)
+from .batches import (BatchMaker, EmbeddingBank, TrainingSlice, build_trainable_model, seed_everything,
+                      training_slices)
+from .checkpoint_export import export_checkpoint
+from .trainer import fold_config, train
+from .training_config import TrainingConfig
 
 
 def same_fold_donors(slices: Sequence[TrainingSlice], folds: List[List[str]]):

@@ -1,4 +1,6 @@
 """Fine-tuning SAMIHS: frozen image encoder, trainable PR adapters + prompt encoder + mask decoder.
+The training loop; the config is ``training_config``, the batches ``batches``, the checkpoint
+``checkpoint_export``.
 
 One JSON config per experiment (``TrainingConfig``). Adam (lr 5e-4), batch 2, 200 epochs and
 StepLR by default, as the paper; seeds; resume from ``last.pt``; a tqdm progress bar; a CSV log
@@ -12,235 +14,22 @@ the decoder side alone, about 20x faster on CPU.
 import csv
 import dataclasses
 import json
-import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 from SAMIHSLib.io.atomic_write import atomic_output, write_text_atomic
-from SAMIHSLib.models import AdapterConfig, build_model, load_model, save_finetuned_checkpoint
-from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
-from SAMIHSLib.interaction.regions import component_at
-from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
-from .augment import AugmentConfig, augment_slice
-from .bleed_paste import paste_bleed
+from .batches import (BatchMaker, EmbeddingBank, TrainingSlice, build_trainable_model, load_training_cases,
+                      seed_everything, training_slices)
+from .datasets import Case
 from .distributed import SINGLE_PROCESS, ProcessGroup
-from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case, load_dataset, phantom_cases
 from .losses import samihs_loss
-from .prompts import corrective_click, jittered_box, random_foreground_click, region_box
-
-
-@dataclass
-class TrainingConfig:
-    """Everything one experiment needs; saved beside its outputs and inside the checkpoint."""
-
-    name: str = "samihs_lite"
-    base_model: str = "lite-base"
-    adapter_positions: Tuple[str, ...] = ("attn", "mlp")
-    adapter_rank: int = 32
-    boundary_loss: str = "paper"
-    bce_weight: float = 0.5
-    learning_rate: float = 5e-4
-    batch_size: int = 2
-    epochs: int = 200
-    lr_step_epochs: int = 50
-    lr_gamma: float = 0.5
-    seed: int = 0
-    datasets: List[Dict[str, str]] = field(default_factory=list)
-    phantom_cases: int = 0
-    augment: bool = True
-    box_probability: float = 0.0
-    # A box around the click's hyperdense region, as the app's intensity-guided click handling
-    # gives a click-trained model at inference (with the click).
-    region_box_probability: float = 0.0
-    extra_click_probability: float = 0.3
-    max_steps: Optional[int] = None
-    # Stop (and save) once this much wall time has passed: for a rented machine's time limit.
-    # The steps actually done are in train_log.csv and the checkpoint's config.
-    max_minutes: Optional[float] = None
-    device: str = "auto"
-    output_dir: str = "runs/samihs_lite"
-    cache_embeddings: bool = False
-    augmented_copies: int = 4
-    # Bleed pasting (training/bleed_paste.py): the chance that a training image gets 1..max_pasted_bleeds
-    # real bleeds of other patients (donors of the same fold only in fold training) at plausible places.
-    paste_probability: float = 0.0
-    max_pasted_bleeds: int = 2
-    # Target the connected bleed under the click (what a click asks for) instead of all bleed on the slice.
-    clicked_bleed_target: bool = False
-
-    @classmethod
-    def from_json(cls, path: Path) -> "TrainingConfig":
-        data = json.loads(Path(path).read_text())
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown training option(s) in {path}: {sorted(unknown)}")
-        if "adapter_positions" in data:
-            data["adapter_positions"] = tuple(data["adapter_positions"])
-        return cls(**data)
-
-    def to_dict(self) -> Dict[str, object]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class TrainingSlice:
-    image_hu: np.ndarray
-    mask: np.ndarray
-    patient: str
-    pixel_mm: float = 1.0
-    subtypes: Optional[np.ndarray] = None  # SUBTYPES class per pixel, when the dataset has them
-
-
-def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:
-    """Slices with hemorrhage, as the paper trains on."""
-    return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient, min(case.spacing_zyx[1:]),
-                          None if case.subtype_labels is None else case.subtype_labels[k])
-            for case in cases for k in case.hemorrhage_slices()]
-
-
-def subtype_of(sample: TrainingSlice, component: np.ndarray) -> str:
-    """The most frequent subtype class under ``component`` (``unlabelled`` without classes)."""
-    if sample.subtypes is None:
-        return UNLABELLED_SUBTYPE
-    classes = sample.subtypes[component]
-    classes = classes[classes > 0]
-    return SUBTYPES.get(int(np.bincount(classes).argmax()), UNLABELLED_SUBTYPE) if classes.size else UNLABELLED_SUBTYPE
-
-
-def configured_phantoms(config: TrainingConfig) -> List[Case]:
-    """The synthetic scans a config asks for (``phantom_cases``), seeded by the config."""
-    return phantom_cases(config.phantom_cases, seed=config.seed) if config.phantom_cases else []
-
-
-def load_training_cases(config: TrainingConfig) -> List[Case]:
-    cases: List[Case] = []
-    for entry in config.datasets:
-        cases.extend(load_dataset(entry["kind"], entry["root"]))
-    cases.extend(configured_phantoms(config))
-    if not cases:
-        raise ValueError("The training config names no data (datasets or phantom_cases).")
-    return cases
-
-
-def build_trainable_model(config: TrainingConfig, device: torch.device) -> SegmentAnythingModel:
-    """The base model with (zero-initialised) adapters; only adapters, prompt encoder and mask
-    decoder require gradients."""
-    base = load_model(config.base_model, device="cpu")
-    adapters = AdapterConfig(positions=tuple(config.adapter_positions), rank=config.adapter_rank)
-    if config.cache_embeddings and adapters.enabled:
-        raise ValueError("cache_embeddings needs a frozen encoder without adapters (adapter_positions: []).")
-    model = build_model(base.config.backbone, adapters, base.config.preprocessing)
-    model.load_state_dict(base.state_dict(), strict=False)
-    model.config = dataclasses.replace(model.config, trained_with_clicks=True)
-    trainable = set(adapter_parameter_names(model))
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad = (name in trainable or name.startswith("prompt_encoder.")
-                                   or name.startswith("mask_decoder."))
-    return model.to(device).eval()  # frozen BatchNorm statistics; train() is set on the heads only
-
-
-@dataclass
-class PreparedSlice:
-    """An (augmented) slice ready for the model, with what prompts and targets are made from."""
-
-    model_image: torch.Tensor
-    mask: np.ndarray
-    transform: SliceToModelTransform
-    image_hu: np.ndarray
-    pixel_mm: float
-
-
-DonorPool = Callable[[TrainingSlice], Sequence[TrainingSlice]]
-
-
-class BatchMaker:
-    """Turns slices into model-ready images, low-res targets and simulated prompts.
-
-    ``donors`` gives, for a slice, the slices whose bleeds may be pasted onto it (fold training
-    passes only slices of the same fold, so that nothing of a test fold reaches training)."""
-
-    def __init__(self, model: SegmentAnythingModel, config: TrainingConfig, rng: np.random.Generator,
-                 donors: Optional[DonorPool] = None) -> None:
-        self.model, self.config, self.rng, self.donors = model, config, rng, donors
-        self.augment = AugmentConfig()
-
-    def image_and_target(self, sample: TrainingSlice) -> PreparedSlice:
-        image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
-        if self.config.augment:
-            image, mask, level_jitter, width_jitter = augment_slice(sample.image_hu, sample.mask, self.rng,
-                                                                    self.augment)
-            if not mask.any():  # shifted out of view: use the slice as it is
-                image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
-        if self.donors is not None and self.rng.random() < self.config.paste_probability:
-            image, mask = self._paste(sample, image, mask)
-        base = self.model.config.preprocessing
-        window = dataclasses.replace(base, window_level_hu=base.window_level_hu + level_jitter,
-                                     window_width_hu=max(20.0, base.window_width_hu + width_jitter)) \
-            if base.kind == "window" else base
-        transform = SliceToModelTransform(mask.shape, self.model.config.image_size)
-        return PreparedSlice(transform.image_to_model(normalize_slice(image, window)), mask, transform, image,
-                             sample.pixel_mm)
-
-    def _paste(self, sample: TrainingSlice, image: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """``image``/``mask`` with 1..max_pasted_bleeds bleeds of other patients pasted in."""
-        donors = [d for d in self.donors(sample) if d.patient != sample.patient]
-        for _ in range(int(self.rng.integers(1, self.config.max_pasted_bleeds + 1)) if donors else 0):
-            donor = donors[int(self.rng.integers(len(donors)))]
-            labels, count = ndi.label(donor.mask)
-            component = labels == int(self.rng.integers(1, count + 1))
-            pasted = paste_bleed(image, mask, donor.image_hu, component, subtype_of(donor, component), self.rng,
-                                 sample.pixel_mm, donor.pixel_mm)
-            if pasted is not None:
-                image, mask = pasted
-        return image, mask
-
-    def prompt(self, prepared: PreparedSlice, device: torch.device):
-        """(points, boxes, target mask): points and boxes in model coordinates: one random positive
-        click (paper), sometimes a corrective extra click, and sometimes a box: around the click's
-        hyperdense region (as the app prompts) or the mask's, jittered. The target is the slice's
-        bleed, or with ``clicked_bleed_target`` the connected bleed under the click."""
-        mask, transform = prepared.mask, prepared.transform
-        coords = [random_foreground_click(mask, self.rng)]
-        labels = [1]
-        if self.config.clicked_bleed_target:
-            mask = component_at(mask, coords[0])
-        if self.rng.random() < self.config.extra_click_probability:
-            rough = np.zeros_like(mask)
-            rows, cols = np.nonzero(mask)
-            rough[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True  # a box-shaped first guess
-            correction = corrective_click(rough, mask)
-            if correction is not None:
-                coords.append(correction[0])
-                labels.append(1 if correction[1] else 0)
-        points = (torch.from_numpy(transform.points_to_model(np.array(coords)))[None].to(device),
-                  torch.tensor([labels], device=device))
-        box = None
-        draw = self.rng.random()
-        if draw < self.config.region_box_probability:
-            box = region_box(denoise_slice(prepared.image_hu), coords[0], prepared.pixel_mm, self.rng)
-        elif draw < self.config.region_box_probability + self.config.box_probability:
-            box = jittered_box(mask, self.rng)
-        boxes = None if box is None else \
-            torch.from_numpy(transform.box_to_model(np.array(box)))[None].to(device)
-        return points, boxes, mask
-
-    def target(self, mask: np.ndarray, transform: SliceToModelTransform, device: torch.device) -> torch.Tensor:
-        return (transform.mask_to_model_lowres(mask.astype(np.float32), self.model.lowres_mask_size) > 0.5).float().to(device)
-
-
-def seed_everything(seed: int) -> np.random.Generator:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)
+from .training_config import TrainingConfig
 
 
 class PromptedLoss(torch.nn.Module):
@@ -418,53 +207,9 @@ class FoldTrainer:
         return model
 
 
-class EmbeddingBank:
-    """Frozen-encoder embeddings of augmented copies of every slice, computed once."""
-
-    def __init__(self, model: SegmentAnythingModel, maker: BatchMaker, slices: List[TrainingSlice], copies: int,
-                 device: torch.device, progress: bool = True) -> None:
-        self.slices = list(slices)
-        self.items: List[List[Tuple[torch.Tensor, PreparedSlice]]] = []
-        from tqdm import tqdm
-
-        with torch.no_grad():
-            for sample in tqdm(slices, desc="encoding augmented slices", leave=False, disable=not progress):
-                versions = []
-                for _ in range(max(1, copies)):
-                    prepared = maker.image_and_target(sample)
-                    versions.append((model.encode(prepared.model_image.to(device)).detach().cpu(), prepared))
-                self.items.append(versions)
-
-    def subset(self, indices: Sequence[int]) -> "EmbeddingBank":
-        """The same embeddings for some of the slices (e.g. one fold's training scans)."""
-        part = object.__new__(EmbeddingBank)
-        part.slices = [self.slices[i] for i in indices]
-        part.items = [self.items[i] for i in indices]
-        return part
-
-    def sample(self, chosen: Sequence[int], rng: np.random.Generator):
-        picked = [self.items[int(i)][int(rng.integers(len(self.items[int(i)])))] for i in chosen]
-        return torch.cat([p[0] for p in picked]), [p[1] for p in picked]
-
-
 def _tensorboard(out: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
         return None
     return SummaryWriter(str(out / "tensorboard"))
-
-
-def export_checkpoint(model: SegmentAnythingModel, config: TrainingConfig, path: Path,
-                      metrics: Optional[Dict[str, object]] = None, data_description: str = "") -> Path:
-    """Save the trained adapters + prompt encoder + decoder as our checkpoint, with provenance."""
-    import subprocess
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=False).stdout.strip()
-    except OSError:
-        commit = ""
-    provenance = {"training_config": config.to_dict(), "commit": commit, "data": data_description,
-                  "metrics": metrics or {}, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    return save_finetuned_checkpoint(model, Path(path), provenance)

@@ -8,7 +8,8 @@ from scipy import ndimage as ndi
 from SAMIHSLib.phantom import BleedSpec, make_head_phantom
 from training.bleed_paste import brain_region, paste_bleed, placement_candidates
 from training.fold_training import same_fold_donors
-from training.trainer import BatchMaker, TrainingConfig, TrainingSlice
+from training.batches import BatchMaker, TrainingSlice
+from training.training_config import TrainingConfig
 
 
 def _slices(count=4):

@@ -15,7 +15,10 @@ from training.datasets import DatasetError, load_dataset, phantom_cases, write_p
 from training.evaluate import patient_folds
 from training.losses import authors_boundary_loss, boundary_weight, paper_boundary_loss, samihs_loss
 from training.prompts import corrective_click, deepest_point, jittered_box, random_foreground_click, region_box
-from training.trainer import TrainingConfig, export_checkpoint, train, training_slices
+from training.batches import training_slices
+from training.checkpoint_export import export_checkpoint
+from training.trainer import train
+from training.training_config import TrainingConfig
 
 from conftest import SHARED_PIXEL_SPACING_MM, SHARED_SLICES, unavailable
 

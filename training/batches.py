@@ -1,0 +1,206 @@
+"""Training slices and the batches made of them: augmentation, bleed pasting, the clicks and boxes a
+user gives (iterative corrective clicks with the previous mask fed back), targets, and the bank of
+cached encoder embeddings for decoder-only training."""
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from SAMIHSLib.models import AdapterConfig, build_model, load_model
+from SAMIHSLib.models.adapters import adapter_parameter_names
+from SAMIHSLib.models.sam import SegmentAnythingModel
+from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.interaction.regions import component_at
+from SAMIHSLib.imaging.transforms import SliceToModelTransform
+
+from .augment import AugmentConfig, augment_slice
+from .bleed_paste import paste_bleed
+from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case, load_dataset, phantom_cases
+from .prompts import corrective_click, jittered_box, random_foreground_click, region_box
+from .training_config import TrainingConfig
+
+
+@dataclass
+class TrainingSlice:
+    image_hu: np.ndarray
+    mask: np.ndarray
+    patient: str
+    pixel_mm: float = 1.0
+    subtypes: Optional[np.ndarray] = None  # SUBTYPES class per pixel, when the dataset has them
+
+
+def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:
+    """Slices with hemorrhage, as the paper trains on."""
+    return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient, min(case.spacing_zyx[1:]),
+                          None if case.subtype_labels is None else case.subtype_labels[k])
+            for case in cases for k in case.hemorrhage_slices()]
+
+
+def subtype_of(sample: TrainingSlice, component: np.ndarray) -> str:
+    """The most frequent subtype class under ``component`` (``unlabelled`` without classes)."""
+    if sample.subtypes is None:
+        return UNLABELLED_SUBTYPE
+    classes = sample.subtypes[component]
+    classes = classes[classes > 0]
+    return SUBTYPES.get(int(np.bincount(classes).argmax()), UNLABELLED_SUBTYPE) if classes.size else UNLABELLED_SUBTYPE
+
+
+def configured_phantoms(config: TrainingConfig) -> List[Case]:
+    """The synthetic scans a config asks for (``phantom_cases``), seeded by the config."""
+    return phantom_cases(config.phantom_cases, seed=config.seed) if config.phantom_cases else []
+
+
+def load_training_cases(config: TrainingConfig) -> List[Case]:
+    cases: List[Case] = []
+    for entry in config.datasets:
+        cases.extend(load_dataset(entry["kind"], entry["root"]))
+    cases.extend(configured_phantoms(config))
+    if not cases:
+        raise ValueError("The training config names no data (datasets or phantom_cases).")
+    return cases
+
+
+def build_trainable_model(config: TrainingConfig, device: torch.device) -> SegmentAnythingModel:
+    """The base model with (zero-initialised) adapters; only adapters, prompt encoder and mask
+    decoder require gradients."""
+    base = load_model(config.base_model, device="cpu")
+    adapters = AdapterConfig(positions=tuple(config.adapter_positions), rank=config.adapter_rank)
+    if config.cache_embeddings and adapters.enabled:
+        raise ValueError("cache_embeddings needs a frozen encoder without adapters (adapter_positions: []).")
+    model = build_model(base.config.backbone, adapters, base.config.preprocessing)
+    model.load_state_dict(base.state_dict(), strict=False)
+    model.config = dataclasses.replace(model.config, trained_with_clicks=True)
+    trainable = set(adapter_parameter_names(model))
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = (name in trainable or name.startswith("prompt_encoder.")
+                                   or name.startswith("mask_decoder."))
+    return model.to(device).eval()  # frozen BatchNorm statistics; train() is set on the heads only
+
+
+@dataclass
+class PreparedSlice:
+    """An (augmented) slice ready for the model, with what prompts and targets are made from."""
+
+    model_image: torch.Tensor
+    mask: np.ndarray
+    transform: SliceToModelTransform
+    image_hu: np.ndarray
+    pixel_mm: float
+
+
+DonorPool = Callable[[TrainingSlice], Sequence[TrainingSlice]]
+
+
+class BatchMaker:
+    """Turns slices into model-ready images, low-res targets and simulated prompts.
+
+    ``donors`` gives, for a slice, the slices whose bleeds may be pasted onto it (fold training
+    passes only slices of the same fold, so that nothing of a test fold reaches training)."""
+
+    def __init__(self, model: SegmentAnythingModel, config: TrainingConfig, rng: np.random.Generator,
+                 donors: Optional[DonorPool] = None) -> None:
+        self.model, self.config, self.rng, self.donors = model, config, rng, donors
+        self.augment = AugmentConfig()
+
+    def image_and_target(self, sample: TrainingSlice) -> PreparedSlice:
+        image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
+        if self.config.augment:
+            image, mask, level_jitter, width_jitter = augment_slice(sample.image_hu, sample.mask, self.rng,
+                                                                    self.augment)
+            if not mask.any():  # shifted out of view: use the slice as it is
+                image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
+        if self.donors is not None and self.rng.random() < self.config.paste_probability:
+            image, mask = self._paste(sample, image, mask)
+        base = self.model.config.preprocessing
+        window = dataclasses.replace(base, window_level_hu=base.window_level_hu + level_jitter,
+                                     window_width_hu=max(20.0, base.window_width_hu + width_jitter)) \
+            if base.kind == "window" else base
+        transform = SliceToModelTransform(mask.shape, self.model.config.image_size)
+        return PreparedSlice(transform.image_to_model(normalize_slice(image, window)), mask, transform, image,
+                             sample.pixel_mm)
+
+    def _paste(self, sample: TrainingSlice, image: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``image``/``mask`` with 1..max_pasted_bleeds bleeds of other patients pasted in."""
+        donors = [d for d in self.donors(sample) if d.patient != sample.patient]
+        for _ in range(int(self.rng.integers(1, self.config.max_pasted_bleeds + 1)) if donors else 0):
+            donor = donors[int(self.rng.integers(len(donors)))]
+            labels, count = ndi.label(donor.mask)
+            component = labels == int(self.rng.integers(1, count + 1))
+            pasted = paste_bleed(image, mask, donor.image_hu, component, subtype_of(donor, component), self.rng,
+                                 sample.pixel_mm, donor.pixel_mm)
+            if pasted is not None:
+                image, mask = pasted
+        return image, mask
+
+    def prompt(self, prepared: PreparedSlice, device: torch.device):
+        """(points, boxes, target mask): points and boxes in model coordinates: one random positive
+        click (paper), sometimes a corrective extra click, and sometimes a box: around the click's
+        hyperdense region (as the app prompts) or the mask's, jittered. The target is the slice's
+        bleed, or with ``clicked_bleed_target`` the connected bleed under the click."""
+        mask, transform = prepared.mask, prepared.transform
+        coords = [random_foreground_click(mask, self.rng)]
+        labels = [1]
+        if self.config.clicked_bleed_target:
+            mask = component_at(mask, coords[0])
+        if self.rng.random() < self.config.extra_click_probability:
+            rough = np.zeros_like(mask)
+            rows, cols = np.nonzero(mask)
+            rough[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True  # a box-shaped first guess
+            correction = corrective_click(rough, mask)
+            if correction is not None:
+                coords.append(correction[0])
+                labels.append(1 if correction[1] else 0)
+        points = (torch.from_numpy(transform.points_to_model(np.array(coords)))[None].to(device),
+                  torch.tensor([labels], device=device))
+        box = None
+        draw = self.rng.random()
+        if draw < self.config.region_box_probability:
+            box = region_box(denoise_slice(prepared.image_hu), coords[0], prepared.pixel_mm, self.rng)
+        elif draw < self.config.region_box_probability + self.config.box_probability:
+            box = jittered_box(mask, self.rng)
+        boxes = None if box is None else \
+            torch.from_numpy(transform.box_to_model(np.array(box)))[None].to(device)
+        return points, boxes, mask
+
+    def target(self, mask: np.ndarray, transform: SliceToModelTransform, device: torch.device) -> torch.Tensor:
+        return (transform.mask_to_model_lowres(mask.astype(np.float32), self.model.lowres_mask_size) > 0.5).float().to(device)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+class EmbeddingBank:
+    """Frozen-encoder embeddings of augmented copies of every slice, computed once."""
+
+    def __init__(self, model: SegmentAnythingModel, maker: BatchMaker, slices: List[TrainingSlice], copies: int,
+                 device: torch.device, progress: bool = True) -> None:
+        self.slices = list(slices)
+        self.items: List[List[Tuple[torch.Tensor, PreparedSlice]]] = []
+        from tqdm import tqdm
+
+        with torch.no_grad():
+            for sample in tqdm(slices, desc="encoding augmented slices", leave=False, disable=not progress):
+                versions = []
+                for _ in range(max(1, copies)):
+                    prepared = maker.image_and_target(sample)
+                    versions.append((model.encode(prepared.model_image.to(device)).detach().cpu(), prepared))
+                self.items.append(versions)
+
+    def subset(self, indices: Sequence[int]) -> "EmbeddingBank":
+        """The same embeddings for some of the slices (e.g. one fold's training scans)."""
+        part = object.__new__(EmbeddingBank)
+        part.slices = [self.slices[i] for i in indices]
+        part.items = [self.items[i] for i in indices]
+        return part
+
+    def sample(self, chosen: Sequence[int], rng: np.random.Generator):
+        picked = [self.items[int(i)][int(rng.integers(len(self.items[int(i)])))] for i in chosen]
+        return torch.cat([p[0] for p in picked]), [p[1] for p in picked]
