@@ -283,16 +283,12 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
         return {"volume": job.name, "status": "failed", "reason": str(error).splitlines()[0]}
 
 
-def engine_name_of(predictor: SAMIHSPredictor) -> str:
-    return getattr(predictor.engine, "name", "torch")
-
-
 def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,
               progress: Optional[ProgressCallback] = None,
               cancel: Optional[threading.Event] = None, dicom_seg: bool = False) -> Dict[str, Dict[str, str]]:
     """Segment every volume of ``inputs``; returns the report rows keyed by volume name.
     ``dicom_seg``: also write ``<volume>.seg.dcm`` (DICOM SEG) for each DICOM series input."""
-    plan = plan_batch(inputs, prompt_spec, out_dir, weights_sha256(predictor), engine_name_of(predictor),
+    plan = plan_batch(inputs, prompt_spec, out_dir, weights_sha256(predictor), predictor.engine_name,
                       dicom_seg)
     rows = plan.rows
     write_report(plan.report_path, rows)

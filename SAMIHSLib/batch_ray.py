@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from SAMIHSLib.batch import (BatchPlan, VolumeJob, write_report, engine_name_of, plan_batch, weights_sha256,
+from SAMIHSLib.batch import (BatchPlan, VolumeJob, write_report, plan_batch, weights_sha256,
                              process_volume)
 from SAMIHSLib.interaction.predictor import load_predictor
 from SAMIHSLib.progress import ProgressCallback
@@ -32,7 +32,7 @@ class VolumeWorker:
 
     def identity(self):
         """(model weights SHA-256, engine name): what the manifests record."""
-        return weights_sha256(self.predictor), engine_name_of(self.predictor)
+        return weights_sha256(self.predictor), self.predictor.engine_name
 
     def process(self, job: VolumeJob) -> Dict[str, str]:
         return process_volume(job, self.predictor)

@@ -133,7 +133,7 @@ def run_segment(args: argparse.Namespace) -> int:
     measurements = measure_hemorrhage(session.mask, spacing)
     report = {
         "input": str(args.input), "output": str(output), "model": str(args.model),
-        "device": str(predictor.model.device), "engine": getattr(predictor.engine, "name", "torch"),
+        "device": str(predictor.model.device), "engine": predictor.engine_name,
         "precision": predictor.precision, "click_slice": k,
         "spacing_mm": list(volume.spacing_ijk), "spacing_assumed": volume.spacing_assumed,
         "spacing_note": volume.spacing_note,
@@ -193,7 +193,7 @@ def run_demo(args: argparse.Namespace) -> int:
     png_path = write_overview_png(out / "demo_overview.png", phantom.volume_hu, session.mask, click_kji=(k, j, i),
                                   title=f"SAMIHS demo: {measurements.volume_ml:.1f} mL, Dice {score:.3f}")
     report = {"dice_vs_truth": round(score, 4), "truth_volume_ml": round(truth_ml, 3), "seconds": round(seconds, 2),
-              "device": str(predictor.model.device), "engine": getattr(predictor.engine, "name", "torch"),
+              "device": str(predictor.model.device), "engine": predictor.engine_name,
               "precision": predictor.precision, "measurements": measurements.to_dict()}
     write_text_atomic(out / "demo_report.json", json.dumps(report, indent=2) + "\n")
     print(f"Wrote {ct_path}, {seg_path}, {png_path}")

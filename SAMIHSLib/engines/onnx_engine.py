@@ -32,11 +32,12 @@ class OnnxRuntimeEngine:
         """Load cached graphs for ``model`` or export, verify and cache them."""
         import onnxruntime as ort
 
-        encoder, decoder = cached_onnx_graphs(model, cache_dir,
-                                              lambda e, d: verify_against_torch(cls(e, d, threads), model))
+        identity = engine_identity(cls.name, f"onnxruntime {ort.__version__}")
+        # a fresh export's check is recorded with the graphs: the engine built next does not repeat it
+        encoder, decoder = cached_onnx_graphs(model, cache_dir, lambda e, d: verify_once(
+            e.parent, identity, lambda: verify_against_torch(cls(e, d, threads), model)))
         engine = cls(encoder, decoder, threads)
-        verify_once(encoder.parent, engine_identity(cls.name, f"onnxruntime {ort.__version__}"),
-                    lambda: verify_against_torch(engine, model))
+        verify_once(encoder.parent, identity, lambda: verify_against_torch(engine, model))
         return engine
 
     def encode(self, image01: torch.Tensor) -> torch.Tensor:

@@ -91,8 +91,11 @@ class OpenVinoEngine:
         if precision not in PRECISIONS:  # before any export is written
             raise ValueError(f"Unknown precision {precision!r}; use one of {PRECISIONS}.")
         # fresh exports are checked in exact fp32 before they are cached for every CPU backend
-        encoder, decoder = cached_onnx_graphs(
-            model, cache_dir, lambda e, d: verify_against_torch(cls(e, d, threads, "f32"), model))
+        runtime = f"openvino {openvino_version()}"
+        # fresh exports are checked in exact fp32 before they are cached for every CPU backend; the pass is
+        # recorded with them, so the fp32 engine built next does not check the same graphs again
+        encoder, decoder = cached_onnx_graphs(model, cache_dir, lambda e, d: verify_once(
+            e.parent, engine_identity("openvino", runtime), lambda: verify_against_torch(cls(e, d, threads, "f32"), model)))
         engine = cls(encoder, decoder, threads, precision)
         try:
             if precision == "f32":
@@ -100,7 +103,7 @@ class OpenVinoEngine:
             else:
                 check = lambda: verify_against_torch(  # noqa: E731
                     engine, model, max_embedding_difference=None, min_mask_agreement=MIN_REDUCED_PRECISION_AGREEMENT)
-            verify_once(encoder.parent, engine_identity(engine.name, f"openvino {openvino_version()}"), check)
+            verify_once(encoder.parent, engine_identity(engine.name, runtime), check)
         except EngineVerificationError as error:
             if precision == "f32":
                 raise

@@ -7,6 +7,7 @@ compared with fp32 on every row of the 2D and 3D cross-validation tables and sta
 ``training/results/precision/``); every other model, and every other CPU, runs exact fp32.
 """
 
+import functools
 from typing import Dict
 
 # The largest difference in mean Dice, on any row of the tables, that bf16 may make.
@@ -21,9 +22,11 @@ def bf16_validated(model) -> bool:
     """Whether ``model``'s bf16 answers were shown to match fp32 on the cross-validation tables."""
     from SAMIHSLib.engines.export import weights_identity
 
-    return weights_identity(model) in BF16_VALIDATED
+    # hashing the weights (~40 ms) is needed only when some model is listed
+    return bool(BF16_VALIDATED) and weights_identity(model) in BF16_VALIDATED
 
 
+@functools.lru_cache(maxsize=1)  # the CPU does not change; asking OpenVINO costs a Core (~5 ms)
 def cpu_has_native_bf16() -> bool:
     """Whether OpenVINO reports native bf16 on this CPU (False when OpenVINO is not installed)."""
     try:

@@ -207,9 +207,14 @@ class SAMIHSPredictor:
         return getattr(self.engine, "precision", "fp32")
 
     @property
+    def engine_name(self) -> str:
+        """The engine's registry name (``SAMIHSLib.engines.ENGINES``), e.g. "openvino"."""
+        return getattr(self.engine, "name", "torch")
+
+    @property
     def engine_description(self) -> str:
         """Engine, precision and device in words, e.g. "openvino-bf16 (bf16 on cpu)"."""
-        return f"{getattr(self.engine, 'name', 'torch')} ({self.precision} on {self.model.device.type})"
+        return f"{self.engine_name} ({self.precision} on {self.model.device.type})"
 
     # -- the cheap half -------------------------------------------------------------------------
     def predict(self, slice_index: int, prompt: SlicePrompt) -> SlicePrediction:
