@@ -76,10 +76,28 @@ class SegmentAnythingModel(nn.Module):
 
     def encode(self, image01: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) intensities in [0, 1] -> (B, 256, S/4 or S/16, ...) image embedding."""
+        return self.image_encoder(self._encoder_input(image01))
+
+    def encode_front(self, image01: torch.Tensor, stages: int) -> torch.Tensor:
+        """The image encoder's frozen front (patch embedding + the first ``stages`` stages): staged
+        training caches it, and ``encode_back`` finishes the embedding from it."""
+        return self._staged_encoder().forward_front(self._encoder_input(image01), stages)
+
+    def encode_back(self, features: torch.Tensor, stages: int) -> torch.Tensor:
+        """The rest of the image encoder after ``encode_front(..., stages)``."""
+        return self._staged_encoder().forward_back(features.to(self.device), stages)
+
+    def _encoder_input(self, image01: torch.Tensor) -> torch.Tensor:
         x = image01.to(self.device)
         if self.config.imagenet_normalization:
             x = (x * 255.0 - self.pixel_mean) / self.pixel_std
-        return self.image_encoder(x)
+        return x
+
+    def _staged_encoder(self) -> nn.Module:
+        if not hasattr(self.image_encoder, "forward_front"):
+            raise ValueError(f"The {self.config.backbone} image encoder cannot be split into a cached front and "
+                             "a trained back (TinyViT backbones can).")
+        return self.image_encoder
 
     def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
                boxes: Optional[torch.Tensor] = None, mask_input: Optional[torch.Tensor] = None,

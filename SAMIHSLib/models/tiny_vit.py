@@ -236,9 +236,27 @@ class TinyViT(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_back(self.forward_front(x, 0), 0)
+
+    def forward_front(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """The patch embedding and the first ``stages`` stages: what staged training freezes and caches."""
+        self._check_stages(stages)
         x = self.patch_embed(x)
-        for layer in self.layers:
+        for layer in self.layers[:stages]:
+            x = layer(x)
+        return x
+
+    def forward_back(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """The stages after the first ``stages`` and the neck: ``forward_back(forward_front(x, s), s)``
+        is ``forward(x)`` for every ``s``."""
+        self._check_stages(stages)
+        for layer in self.layers[stages:]:
             x = layer(x)
         b, _, c = x.shape
         x = x.view(b, self.embedding_hw[0], self.embedding_hw[1], c).permute(0, 3, 1, 2)
         return self.neck(x)
+
+    def _check_stages(self, stages: int) -> None:
+        if not 0 <= stages < len(self.layers):
+            raise ValueError(f"A TinyViT split after {stages} stages is not possible: it has {len(self.layers)} stages "
+                             f"and at least the last one must run after the split (0..{len(self.layers) - 1}).")
