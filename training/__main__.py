@@ -113,10 +113,14 @@ def run_ship(args: argparse.Namespace) -> int:
         model = load_model(args.trained)
     else:
         model, _ = train(fold_config(config, "all_patients"), training_slices(cases + extra), resume=False)
-    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-    data = (f"{', '.join(args.dataset)} (all {len({c.patient for c in cases})} patients) + "
-            f"{config.phantom_cases} synthetic phantom scans")
-    path = export_checkpoint(model, config, Path(args.output), metrics.get("results", {}), data)
+    # One cross-validation summary is recorded as it is; several under their run folders' names.
+    summaries = {Path(m).parent.name: json.loads(Path(m).read_text()) for m in args.metrics or ()}
+    metrics = next(iter(summaries.values()))["results"] if len(summaries) == 1 else \
+        {name: {"folds_file": s.get("folds_file"), "results": s["results"]} for name, s in summaries.items()}
+    patients = sorted({c.patient for c in cases if c.hemorrhage_slices()})  # training uses slices with bleed
+    data = (f"{', '.join(args.dataset)}: the slices with bleed of all {len(patients)} patients/scans that have "
+            f"any ({', '.join(patients)}) + {config.phantom_cases} synthetic phantom scans")
+    path = export_checkpoint(model, config, Path(args.output), metrics, data)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -153,7 +157,7 @@ def run_foldtrain(args: argparse.Namespace) -> int:
     group = start_process_group()  # one process, or one of torchrun's
     try:
         written = train_folds(TrainingConfig.from_json(args.config), cases, read_folds(Path(args.folds), cases),
-                              Path(args.out), only=args.only or (), group=group)
+                              Path(args.out), only=args.only or (), group=group, also_all=args.also_all)
     finally:
         end_process_group(group)
     for path in written:
@@ -287,6 +291,18 @@ def run_precision(args: argparse.Namespace) -> int:
     return 0 if result["rows"] else 1
 
 
+def run_shiprule(args: argparse.Namespace) -> int:
+    from .shipping_rule import RuleTable, checks_markdown, shipping_decision
+
+    tables = [RuleTable(name, Path(records), candidate, baseline) for name, records, candidate, baseline in args.table]
+    ships, checks = shipping_decision(tables)
+    verdict = "ships: it becomes the default" if ships else "does not ship: lite-base stays the default"
+    text = f"# The shipping rule\n\nThe candidate {verdict}.\n\n{checks_markdown(checks)}"
+    write_text_atomic(Path(args.out), text)
+    print(text)
+    return 0
+
+
 def main(argv=None) -> int:
     from SAMIHSLib.cpu_tuning import tune_process_for_inference
 
@@ -313,7 +329,8 @@ def main(argv=None) -> int:
     p = commands.add_parser("ship")
     p.add_argument("--config", required=True)
     p.add_argument("--dataset", action="append", required=True)
-    p.add_argument("--metrics", help="summary.json of a crossval run, recorded in the checkpoint")
+    p.add_argument("--metrics", action="append",
+                   help="summary.json of a cross-validation run, recorded in the checkpoint (repeatable)")
     p.add_argument("--trained", help="a model.samihs.pt already trained with --config on --dataset: skip training")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(handler=run_ship)
@@ -332,6 +349,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
     p.add_argument("--only", type=int, action="append", help="train only this fold (repeatable)")
+    p.add_argument("--also-all", action="store_true",
+                   help="then train one model on every scan from the same cache (OUT/all/model.samihs.pt)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_foldtrain)
     p = commands.add_parser("clickeval", help="cross-validated click evaluation of methods on the same folds")
@@ -363,6 +382,12 @@ def main(argv=None) -> int:
                    help="a table's name and the --out folders of its fp32 and bf16 runs (repeatable)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_precision)
+    p = commands.add_parser("shiprule", help="does a fine-tuned candidate become the default? (both tables)")
+    p.add_argument("--table", nargs=4, action="append", required=True,
+                   metavar=("NAME", "RECORDS_CSV", "CANDIDATE", "BASELINE"),
+                   help="a table's records and the method names of the candidate and lite-base in it (repeatable)")
+    p.add_argument("--out", required=True, help="the decision, as Markdown")
+    p.set_defaults(handler=run_shiprule)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -15,7 +15,7 @@ from SAMIHSLib.models import AdapterConfig, build_model, load_model
 from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
-from SAMIHSLib.interaction.regions import component_at
+from SAMIHSLib.interaction.regions import component_at, deepest_point
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
 from .augment import AugmentConfig, augment_slice
@@ -65,21 +65,68 @@ def load_training_cases(config: TrainingConfig) -> List[Case]:
     return cases
 
 
+def frozen_stages(model: SegmentAnythingModel, config: TrainingConfig) -> int:
+    """How many image-encoder stages the embedding bank caches (staged training), or -1 when it
+    caches the whole encoder's output."""
+    if config.trained_encoder_stages <= 0:
+        return -1
+    layers = getattr(model.image_encoder, "layers", None)
+    if layers is None or not hasattr(model.image_encoder, "forward_front"):
+        raise ValueError("trained_encoder_stages needs a TinyViT image encoder (base_model lite-base or lite).")
+    if config.trained_encoder_stages >= len(layers):
+        raise ValueError(f"trained_encoder_stages must leave at least one frozen stage: the encoder has {len(layers)}.")
+    return len(layers) - config.trained_encoder_stages
+
+
+def _trained_adapter_names(model: SegmentAnythingModel, first_trained_stage: int) -> List[str]:
+    """The PR-adapter parameters of the stages from ``first_trained_stage`` on. A shared basis trains
+    only if no frozen stage uses it: otherwise the cached front would no longer be the model's."""
+    names = adapter_parameter_names(model)
+    if first_trained_stage <= 0:
+        return names
+    trained, frozen_widths, trained_widths = [], set(), set()
+    for index, layer in enumerate(model.image_encoder.layers):
+        for block in getattr(layer, "blocks", []):
+            width = block.attn.norm.normalized_shape[0] if hasattr(block, "attn") else None
+            (trained_widths if index >= first_trained_stage else frozen_widths).add(width)
+    for name in names:
+        if ".layers." in name:
+            stage = int(name.split(".layers.")[1].split(".")[0])
+            if stage >= first_trained_stage:
+                trained.append(name)
+        elif int(name.rsplit("_", 1)[1].split(".")[0]) in trained_widths - frozen_widths:
+            trained.append(name)  # image_encoder.adapter_bank.bases.<position>_<width>.down
+    return trained
+
+
 def build_trainable_model(config: TrainingConfig, device: torch.device) -> SegmentAnythingModel:
-    """The base model with (zero-initialised) adapters; only adapters, prompt encoder and mask
-    decoder require gradients."""
+    """The base model with (zero-initialised) adapters; only adapters (of the trained stages, in
+    staged training), prompt encoder and mask decoder require gradients."""
     base = load_model(config.base_model, device="cpu")
     adapters = AdapterConfig(positions=tuple(config.adapter_positions), rank=config.adapter_rank)
-    if config.cache_embeddings and adapters.enabled:
-        raise ValueError("cache_embeddings needs a frozen encoder without adapters (adapter_positions: []).")
+    if config.cache_embeddings and adapters.enabled and config.trained_encoder_stages <= 0:
+        raise ValueError("cache_embeddings with adapters needs trained_encoder_stages > 0 (staged training); "
+                         "with the whole encoder frozen use adapter_positions: [].")
     model = build_model(base.config.backbone, adapters, base.config.preprocessing)
     model.load_state_dict(base.state_dict(), strict=False)
     model.config = dataclasses.replace(model.config, trained_with_clicks=True)
-    trainable = set(adapter_parameter_names(model))
+    cut = frozen_stages(model, config) if config.cache_embeddings else 0
+    trainable = set(_trained_adapter_names(model, max(cut, 0)))
     for name, parameter in model.named_parameters():
         parameter.requires_grad = (name in trainable or name.startswith("prompt_encoder.")
                                    or name.startswith("mask_decoder."))
     return model.to(device).eval()  # frozen BatchNorm statistics; train() is set on the heads only
+
+
+@dataclass
+class TrainingPrompt:
+    """One training item's first prompt, its targets (low-res, 0/1) and how many corrective rounds follow."""
+
+    points: Tuple[torch.Tensor, torch.Tensor]
+    boxes: Optional[torch.Tensor]
+    target: torch.Tensor
+    all_bleed: torch.Tensor  # bleed the clicked one is not: never answered by a negative click
+    corrective_rounds: int = 0
 
 
 @dataclass
@@ -137,16 +184,20 @@ class BatchMaker:
                 image, mask = pasted
         return image, mask
 
-    def prompt(self, prepared: PreparedSlice, device: torch.device):
-        """(points, boxes, target mask): points and boxes in model coordinates: one random positive
-        click (paper), sometimes a corrective extra click, and sometimes a box: around the click's
-        hyperdense region (as the app prompts) or the mask's, jittered. The target is the slice's
-        bleed, or with ``clicked_bleed_target`` the connected bleed under the click."""
+    def prompt(self, prepared: PreparedSlice, device: torch.device) -> "TrainingPrompt":
+        """The first prompt of one training item, in model coordinates: one random positive click
+        (paper; with ``deepest_click_probability`` the deepest point of the clicked bleed),
+        sometimes a corrective extra click, and sometimes a box: around the click's hyperdense
+        region (as the app prompts) or the mask's, jittered. The target is the slice's bleed, or
+        with ``clicked_bleed_target`` the connected bleed under the click; ``corrective_clicks``
+        more rounds (0..N, drawn) follow in the loss, from the model's own answers."""
         mask, transform = prepared.mask, prepared.transform
         coords = [random_foreground_click(mask, self.rng)]
         labels = [1]
         if self.config.clicked_bleed_target:
             mask = component_at(mask, coords[0])
+        if self.rng.random() < self.config.deepest_click_probability:
+            coords[0] = deepest_point(component_at(mask, coords[0]))
         if self.rng.random() < self.config.extra_click_probability:
             rough = np.zeros_like(mask)
             rows, cols = np.nonzero(mask)
@@ -165,7 +216,9 @@ class BatchMaker:
             box = jittered_box(mask, self.rng)
         boxes = None if box is None else \
             torch.from_numpy(transform.box_to_model(np.array(box)))[None].to(device)
-        return points, boxes, mask
+        rounds = int(self.rng.integers(0, self.config.corrective_clicks + 1)) if self.config.corrective_clicks else 0
+        return TrainingPrompt(points, boxes, self.target(mask, transform, device),
+                              self.target(prepared.mask, transform, device), rounds)
 
     def target(self, mask: np.ndarray, transform: SliceToModelTransform, device: torch.device) -> torch.Tensor:
         return (transform.mask_to_model_lowres(mask.astype(np.float32), self.model.lowres_mask_size) > 0.5).float().to(device)
@@ -178,11 +231,14 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 class EmbeddingBank:
-    """Frozen-encoder embeddings of augmented copies of every slice, computed once."""
+    """Frozen-encoder outputs of augmented copies of every slice, computed once: the whole
+    encoder's embeddings, or in staged training (``stages`` >= 0) the output of its first ``stages``
+    stages, kept in fp16 (half the memory; ``encode_back`` runs in fp32 from it)."""
 
     def __init__(self, model: SegmentAnythingModel, maker: BatchMaker, slices: List[TrainingSlice], copies: int,
-                 device: torch.device, progress: bool = True) -> None:
+                 device: torch.device, progress: bool = True, stages: int = -1) -> None:
         self.slices = list(slices)
+        self.stages = stages
         self.items: List[List[Tuple[torch.Tensor, PreparedSlice]]] = []
         from tqdm import tqdm
 
@@ -191,16 +247,23 @@ class EmbeddingBank:
                 versions = []
                 for _ in range(max(1, copies)):
                     prepared = maker.image_and_target(sample)
-                    versions.append((model.encode(prepared.model_image.to(device)).detach().cpu(), prepared))
+                    versions.append((self.encode(model, prepared.model_image.to(device)), prepared))
                 self.items.append(versions)
+
+    def encode(self, model: SegmentAnythingModel, image01: torch.Tensor) -> torch.Tensor:
+        """What the bank stores for one model-ready image."""
+        if self.stages < 0:
+            return model.encode(image01).detach().cpu()
+        return model.encode_front(image01, self.stages).detach().to(torch.float16).cpu()
 
     def subset(self, indices: Sequence[int]) -> "EmbeddingBank":
         """The same embeddings for some of the slices (e.g. one fold's training scans)."""
         part = object.__new__(EmbeddingBank)
         part.slices = [self.slices[i] for i in indices]
         part.items = [self.items[i] for i in indices]
+        part.stages = self.stages
         return part
 
     def sample(self, chosen: Sequence[int], rng: np.random.Generator):
         picked = [self.items[int(i)][int(rng.integers(len(self.items[int(i)])))] for i in chosen]
-        return torch.cat([p[0] for p in picked]), [p[1] for p in picked]
+        return torch.cat([p[0].float() for p in picked]), [p[1] for p in picked]

@@ -351,7 +351,7 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
     config = ClickSegmentationConfig(answer_missed_clicks=variant != "alone",
                                      intensity_guided=True if variant == "guided" else None)
     name = {"lite-base": "lite-base + intensity-guided click handling",
-            "lite": "shipped lite"}.get(base, base) + variants[variant]
+            "lite": "shipped lite", "samihs": "shipped samihs"}.get(base, base) + variants[variant]
     predictors: Dict[Tuple[str, Optional[PreprocessingConfig]], SAMIHSPredictor] = {}
 
     def factory(fold: int, preprocessing: Optional[PreprocessingConfig] = None) -> SliceSegmenter:

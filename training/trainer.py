@@ -4,11 +4,12 @@ The training loop; the config is ``training_config``, the batches ``batches``, t
 
 One JSON config per experiment (``TrainingConfig``). Adam (lr 5e-4), batch 2, 200 epochs and
 StepLR by default, as the paper; seeds; resume from ``last.pt``; a tqdm progress bar; a CSV log
-(and TensorBoard when installed); bf16 autocast on CUDA; runs on CPU.
+(and TensorBoard when installed); bf16 autocast on CUDA, and on CPUs with native bf16 when asked.
 
-``cache_embeddings`` (only without adapters): the frozen encoder's embeddings of
-``augmented_copies`` augmented versions of every slice are computed once and training runs on
-the decoder side alone, about 20x faster on CPU.
+``cache_embeddings``: the frozen part of the encoder runs once, on ``augmented_copies`` augmented
+versions of every slice. Without adapters that is the whole encoder (decoder-side training only);
+with ``trained_encoder_stages`` it is the TinyViT's front, and the adapted last stages train on
+the cached output (staged training: the paper's adapters on 2 CPU cores).
 """
 
 import csv
@@ -24,31 +25,71 @@ import torch
 from SAMIHSLib.io.atomic_write import atomic_output, write_text_atomic
 from SAMIHSLib.models.sam import SegmentAnythingModel
 
-from .batches import (BatchMaker, EmbeddingBank, TrainingSlice, build_trainable_model, load_training_cases,
-                      seed_everything, training_slices)
+from SAMIHSLib.interaction.predictor import BINARY_MASK_LOGIT
+
+from .batches import (BatchMaker, EmbeddingBank, TrainingPrompt, TrainingSlice, build_trainable_model, frozen_stages,
+                      load_training_cases, seed_everything, training_slices)
 from .datasets import Case
 from .distributed import SINGLE_PROCESS, ProcessGroup
 from .losses import samihs_loss
+from .prompts import corrective_click
 from .training_config import TrainingConfig
 
 
 class PromptedLoss(torch.nn.Module):
-    """One training forward pass as a module (encode if needed, decode every prompted item, the
-    loss), so that DistributedDataParallel can wrap it and average its gradients."""
+    """One training forward pass as a module (encode if needed, decode every prompted item with its
+    corrective rounds, the loss), so that DistributedDataParallel can wrap it and average its gradients."""
 
-    def __init__(self, model: SegmentAnythingModel, config: TrainingConfig) -> None:
+    def __init__(self, model: SegmentAnythingModel, config: TrainingConfig, cached_stages: int = -1) -> None:
         super().__init__()
-        self.model, self.config = model, config
+        self.model, self.config, self.cached_stages = model, config, cached_stages
 
-    def forward(self, inputs: torch.Tensor, prompts: Sequence[Tuple], encode: bool) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, prompts: Sequence[TrainingPrompt], encode: bool) -> torch.Tensor:
         if encode:
             with torch.set_grad_enabled(self.model.config.adapters.enabled):  # no encoder backward otherwise
                 inputs = self.model.encode(inputs)
+        elif self.cached_stages >= 0:  # staged: the adapted last stages run on the cached front
+            inputs = self.model.encode_back(inputs, self.cached_stages)
         loss = torch.zeros((), device=inputs.device)
-        for index, (points, boxes, target) in enumerate(prompts):
-            logits, _ = self.model.decode(inputs[index:index + 1], points, boxes)
-            loss = loss + samihs_loss(logits.float(), target, self.config.boundary_loss, self.config.bce_weight)
+        for index, prompt in enumerate(prompts):
+            loss = loss + self._item_loss(inputs[index:index + 1], prompt)
         return loss / len(prompts)
+
+    def _item_loss(self, embedding: torch.Tensor, prompt: TrainingPrompt) -> torch.Tensor:
+        """The mean loss over the first answer and each corrective round: a click at the largest
+        error of the previous answer, with every click so far and that answer as the mask prompt
+        (binary, as the app feeds a correction back)."""
+        points, boxes, mask_input = prompt.points, prompt.boxes, None
+        total = torch.zeros((), device=embedding.device)
+        rounds = 0
+        for round_index in range(prompt.corrective_rounds + 1):
+            logits, _ = self.model.decode(embedding, points, boxes, mask_input)
+            total = total + samihs_loss(logits.float(), prompt.target, self.config.boundary_loss, self.config.bce_weight)
+            rounds += 1
+            if round_index == prompt.corrective_rounds:
+                break
+            answer = logits.detach()[0, 0] > 0
+            correction = corrective_click(answer.cpu().numpy(), prompt.target[0, 0].cpu().numpy() > 0.5,
+                                          also_true=prompt.all_bleed[0, 0].cpu().numpy() > 0.5)
+            if correction is None:
+                break
+            scale = self.model.config.image_size / answer.shape[-1]
+            (x, y), positive = correction
+            click = torch.tensor([[[(x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5]]], device=embedding.device)
+            points = (torch.cat([points[0], click], dim=1),
+                      torch.cat([points[1], torch.tensor([[int(positive)]], device=embedding.device)], dim=1))
+            boxes = None  # a correction is clicks and the current mask, as in the app
+            mask_input = torch.where(answer, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)[None, None].float()
+        return total / rounds
+
+
+def cpu_autocast_enabled(config: TrainingConfig) -> bool:
+    """Whether CPU training runs its matrix products in bf16 (``cpu_autocast``; ``auto``: native bf16 only)."""
+    if config.cpu_autocast == "auto":
+        from SAMIHSLib.cpu_info import cpu_info
+
+        return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["flags"]))  # type: ignore[arg-type]
+    return config.cpu_autocast == "bf16"
 
 
 def _batch_indices(sampler, step: int, steps_per_epoch: int, batch_size: int) -> List[int]:
@@ -104,17 +145,21 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
         scheduler.load_state_dict(state["scheduler"])
         step, losses = int(state["step"]), [float(v) for v in state["losses"]]
     maker = BatchMaker(model, config, rng)
+    cached_stages = frozen_stages(model, config) if config.cache_embeddings else -1
     if bank is None and config.cache_embeddings:
-        bank = EmbeddingBank(model, maker, slices, config.augmented_copies, device, progress=group.is_main)
+        bank = EmbeddingBank(model, maker, slices, config.augmented_copies, device, progress=group.is_main,
+                             stages=cached_stages)
+    if bank is not None and bank.stages != cached_stages:
+        raise ValueError(f"The embedding bank caches {bank.stages} stages; this config trains after {cached_stages}.")
     model.prompt_encoder.train()
     model.mask_decoder.train()
-    forward = PromptedLoss(model, config)
+    forward = PromptedLoss(model, config, cached_stages)
     if group.distributed:  # some prompt embeddings (box, mask) are unused in a step: find_unused_parameters
         forward = DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None,
                                           find_unused_parameters=True)
     writer = _tensorboard(out) if group.is_main else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
-        torch.autocast("cpu", enabled=False)
+        torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_autocast_enabled(config))
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=step, desc=config.name, disable=not (progress and group.is_main), unit="step")
@@ -136,10 +181,7 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
                 else:
                     prepared = [maker.image_and_target(slices[int(i)]) for i in chosen]
                     inputs = torch.cat([p.model_image for p in prepared])
-                prompts = []
-                for item in prepared:
-                    points, boxes, target_mask = maker.prompt(item, device)
-                    prompts.append((points, boxes, maker.target(target_mask, item.transform, device)))
+                prompts = [maker.prompt(item, device) for item in prepared]
                 loss = forward(inputs.to(device), prompts, encode=bank is None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

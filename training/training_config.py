@@ -39,6 +39,17 @@ class TrainingConfig:
     output_dir: str = "runs/samihs_lite"
     cache_embeddings: bool = False
     augmented_copies: int = 4
+    # Staged training (with cache_embeddings): the last N stages of a TinyViT encoder train their PR
+    # adapters on the cached output of the frozen stages before them; 0 = the whole encoder is frozen.
+    trained_encoder_stages: int = 0
+    # Iterative click training (SAM, RITM): after the first click, 0..N corrective clicks at the
+    # largest error of the model's own answer, each with that answer fed back as the mask prompt.
+    corrective_clicks: int = 0
+    # The first click is a random interior point of a bleed; with this chance its deepest point.
+    deepest_click_probability: float = 0.0
+    # Matrix precision of training on CPU: "auto" = bf16 autocast where the CPU has native bf16
+    # (AVX512-BF16 / AMX), else fp32; parameters and optimizer state stay fp32 either way.
+    cpu_autocast: str = "fp32"
     # Bleed pasting (training/bleed_paste.py): the chance that a training image gets 1..max_pasted_bleeds
     # real bleeds of other patients (donors of the same fold only in fold training) at plausible places.
     paste_probability: float = 0.0
@@ -52,6 +63,8 @@ class TrainingConfig:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"Unknown training option(s) in {path}: {sorted(unknown)}")
+        if data.get("cpu_autocast", "fp32") not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"cpu_autocast in {path} must be auto, bf16 or fp32, not {data['cpu_autocast']!r}.")
         if "adapter_positions" in data:
             data["adapter_positions"] = tuple(data["adapter_positions"])
         return cls(**data)

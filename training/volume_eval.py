@@ -425,8 +425,11 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
     ``region``: 3D HU region growing (the floor); ``lite-base`` / ``lite`` / a checkpoint path:
     the model through the session with the app's click handling and propagation.
     ``SPEC:propagation=NAME,NAME``: candidate propagation settings (:data:`PROPAGATION_CANDIDATES`),
-    chosen per fold on the training folds.
+    chosen per fold on the training folds. ``LABEL=SPEC`` names the method in the tables.
     """
+    label, named, rest = spec.partition("=")
+    if named and ":" not in label:
+        return label, volume_method_settings(rest, engine)[1]
     if spec == "region":
         return "3D HU region growing (floor)", {
             f"{band[0]:.0f}-{band[1]:.0f} HU, opening {opening} px":
@@ -446,7 +449,7 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
         unknown = [n for n in names if n not in PROPAGATION_CANDIDATES]
         if unknown:
             raise ValueError(f"Unknown propagation setting(s) {unknown}; use {sorted(PROPAGATION_CANDIDATES)}.")
-    label = {"lite-base": "lite-base (default)", "lite": "shipped lite"}.get(base, base)
+    label = {"lite-base": "lite-base (default)", "lite": "shipped lite", "samihs": "shipped samihs"}.get(base, base)
     predictors: Dict[str, object] = {}
 
     def predictor_for(fold: int):

@@ -3,8 +3,8 @@ one function that turns a model spec (``"lite"``, ``"lite-base"``, ``"vit_b"`` o
 path) into a ready model.
 
 Backbones are named for their architecture (``tiny_vit``: LiteMedSAM's TinyViT at 256x256;
-``vit_b``: SAM ViT-B at 1024x1024); shipped models for what they are (``lite``: the click-trained
-SAMIHS checkpoint; ``lite-base``: LiteMedSAM as released, the default, ``model_names.DEFAULT_MODEL``)."""
+``vit_b``: SAM ViT-B at 1024x1024); shipped models for what they are (``samihs`` and ``lite``: fine-tuned
+SAMIHS checkpoints; ``lite-base``: LiteMedSAM as released, the default, ``model_names.DEFAULT_MODEL``)."""
 
 import dataclasses
 from pathlib import Path
@@ -125,9 +125,14 @@ def _backbone_of_state(state: Dict[str, torch.Tensor], path: Path) -> str:
     raise CheckpointError(f"{path}: cannot tell which backbone these weights are for.")
 
 
-# The shipped click-trained SAMIHS checkpoint (delta over LiteMedSAM), ``lite``. It lives in
-# Resources/Models at the top of the repository, which the Slicer package mirrors beside SAMIHSLib.
-SHIPPED_CLICK_MODEL = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "samihs_lite_clicks.samihs.pt"
+# The shipped fine-tuned checkpoints (deltas over LiteMedSAM). They live in Resources/Models at the
+# top of the repository, which the Slicer package mirrors beside SAMIHSLib.
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+# ``lite``: PR adapters in every TinyViT block, trained on a GPU on 12 ct-ich slices.
+SHIPPED_CLICK_MODEL = SHIPPED_MODELS_DIR / "samihs_lite_clicks.samihs.pt"
+# ``samihs``: staged CPU training (adapters in the last stage) with iterative clicks, on 57 patients.
+SHIPPED_STAGED_MODEL = SHIPPED_MODELS_DIR / "samihs_staged_clicks.samihs.pt"
+SHIPPED_CHECKPOINTS = {"lite": SHIPPED_CLICK_MODEL, "samihs": SHIPPED_STAGED_MODEL}
 
 
 
@@ -135,15 +140,15 @@ def load_model(spec: Union[str, Path] = DEFAULT_MODEL, device: str = "auto",
                preprocessing: Optional[PreprocessingConfig] = None) -> SegmentAnythingModel:
     """Build a ready-to-run model in eval mode.
 
-    ``spec``: ``"lite-base"`` (LiteMedSAM as released: :data:`DEFAULT_MODEL`), ``"lite"`` (the shipped
-    click-trained SAMIHS checkpoint over LiteMedSAM), ``"vit_b"`` (random init: tests and
+    ``spec``: ``"lite-base"`` (LiteMedSAM as released: :data:`DEFAULT_MODEL`), ``"samihs"`` or ``"lite"``
+    (the shipped fine-tuned SAMIHS checkpoints over LiteMedSAM), ``"vit_b"`` (random init: tests and
     timing only) or the path of a checkpoint: ours, a raw SAM/LiteMedSAM state dict (e.g. the
     official ``sam_vit_b_01ec64.pth``), or an authors' SAMIHS state dict. ``preprocessing``
     overrides the checkpoint's only when given.
     """
     text = str(spec)
-    if text == "lite":
-        text = str(SHIPPED_CLICK_MODEL)
+    if text in SHIPPED_CHECKPOINTS:
+        text = str(SHIPPED_CHECKPOINTS[text])
     if text == "lite-base":
         model = build_tiny_vit(AdapterConfig(positions=()), preprocessing or BRAIN_WINDOW)
         _load_state(model, lite_medsam_base(), "LiteMedSAM base weights", strict_base=True)

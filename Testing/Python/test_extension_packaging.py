@@ -44,15 +44,15 @@ def test_every_module_resource_is_listed_and_exists():
     assert present == listed
 
 
-def test_shipped_checkpoint_is_packaged_where_the_registry_looks():
-    from SAMIHSLib.models.registry import SHIPPED_CLICK_MODEL
+def test_shipped_checkpoints_are_packaged_where_the_registry_looks():
+    from SAMIHSLib.models.registry import SHIPPED_CHECKPOINTS
 
     listed = _cmake_list("SAMIHS_SHIPPED_MODELS")
-    assert listed == {str(SHIPPED_CLICK_MODEL.relative_to(REPO))}
-    assert SHIPPED_CLICK_MODEL.is_file()
+    assert listed == {str(path.relative_to(REPO)) for path in SHIPPED_CHECKPOINTS.values()}
     # installed beside SAMIHSLib, whose parent the registry resolves Resources/ against
     assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/${model_dir}" in (MODULE_DIR / "CMakeLists.txt").read_text()
-    assert SHIPPED_CLICK_MODEL.parents[2] == (REPO / "SAMIHSLib").parent
+    for path in SHIPPED_CHECKPOINTS.values():
+        assert path.is_file() and path.parents[2] == (REPO / "SAMIHSLib").parent
 
 
 def test_extension_metadata_is_complete():

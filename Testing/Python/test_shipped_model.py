@@ -6,7 +6,7 @@ import pytest
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import load_model
 from SAMIHSLib.models.checkpoint import read_samihs_checkpoint
-from SAMIHSLib.models.registry import DEFAULT_MODEL, SHIPPED_CLICK_MODEL
+from SAMIHSLib.models.registry import DEFAULT_MODEL, SHIPPED_CLICK_MODEL, SHIPPED_STAGED_MODEL
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.prompts import SlicePrompt
 
@@ -42,7 +42,7 @@ def test_lite_resolves_to_the_shipped_click_trained_checkpoint_and_the_default_f
     subtypes = {r["subtype"] for r in first}
     lite_ok = mean_dice(lite) > mean_dice(base) and all(mean_dice(lite, s) >= mean_dice(base, s) - 0.03
                                                         for s in subtypes)
-    assert DEFAULT_MODEL == ("lite" if lite_ok else "lite-base")
+    assert lite_ok or DEFAULT_MODEL != "lite"
     assert shipped_model.config.adapters.enabled
     assert SHIPPED_CLICK_MODEL.stat().st_size < 12e6  # adapters + decoder in fp16; the base is not inside
 
@@ -56,6 +56,27 @@ def test_shipped_checkpoint_records_its_provenance_and_patient_level_metrics():
     # recorded from the leave-one-patient-out run, not from the training patients
     assert metrics[LOPO_CLICK_ROW]["slices"] == 12
     assert metrics[LOPO_CLICK_ROW]["dice_slice"] > metrics[BASE_CLICK_ROW]["dice_slice"]
+
+
+def test_the_staged_checkpoint_records_recipe_patients_folds_and_its_cross_validation():
+    """``samihs``: what it was trained with, on which patients, and the per-fold figures of the same
+    recipe, as the committed tables give them (training/results/*_staged)."""
+    import json
+    from pathlib import Path
+
+    provenance = read_samihs_checkpoint(SHIPPED_STAGED_MODEL).header["provenance"]
+    config = provenance["training_config"]
+    assert config["trained_encoder_stages"] == 1 and config["corrective_clicks"] == 3
+    assert config["adapter_positions"] == ["attn", "mlp"] and config["learning_rate"] == 5e-4
+    assert "ct-ich/049" in provenance["data"] and "bhsd/mbh24v019" in provenance["data"]
+    results = Path(__file__).resolve().parents[2] / "training" / "results"
+    for run, folds in (("real59_5fold_staged", "real59_5fold.json"), ("volumes_5fold_staged", "ct_ich_all_5fold.json")):
+        recorded = provenance["metrics"][run]
+        assert recorded["folds_file"].endswith(folds)
+        assert recorded["results"] == json.loads((results / run / "summary.json").read_text())["results"]
+    model = load_model("samihs", device="cpu")
+    assert model.config.trained_with_clicks and model.config.adapters.enabled
+    assert SHIPPED_STAGED_MODEL.stat().st_size < 12e6
 
 
 @pytest.mark.real_data

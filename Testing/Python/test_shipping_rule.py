@@ -1,0 +1,47 @@
+"""The rule that picks the default model, on hand-made records and recomputed from the committed
+cross-validation records of the fine-tuned candidate."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from SAMIHSLib.model_names import DEFAULT_MODEL
+from training.shipping_rule import RuleTable, shipping_decision
+
+RESULTS = Path(__file__).resolve().parents[2] / "training" / "results"
+# The committed runs of the staged fine-tuned candidate, each beside lite-base on the same folds.
+CANDIDATE_TABLES = (
+    RuleTable("2D, 59 slices", RESULTS / "real59_5fold_staged" / "records.csv",
+              "SAMIHS staged (per fold)", "lite-base + intensity-guided click handling"),
+    RuleTable("3D, 24 volumes", RESULTS / "volumes_5fold_staged" / "records.csv",
+              "SAMIHS staged (per fold)", "lite-base (default)"),
+)
+
+
+def _records(path: Path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["method", "protocol", "clicks", "subtype", "dice_clicked"])
+        writer.writeheader()
+        for method, clicks, subtype, value in rows:
+            writer.writerow({"method": method, "protocol": "deepest", "clicks": clicks, "subtype": subtype,
+                             "dice_clicked": value})
+        writer.writerow({"method": "new", "protocol": "random", "clicks": 1, "subtype": "SDH", "dice_clicked": 0.0})
+    return RuleTable("t", path, "new", "base")
+
+
+@pytest.mark.parametrize("sdh_loss, overall_gain, ships", [(0.02, 0.05, True), (0.05, 0.05, False),
+                                                           (0.0, -0.01, False)])
+def test_the_rule_on_hand_made_records(tmp_path, sdh_loss, overall_gain, ships):
+    rows = []
+    for clicks in (1, 3):
+        rows += [("base", clicks, "IPH", 0.7), ("new", clicks, "IPH", 0.7 + overall_gain * 2 + sdh_loss),
+                 ("base", clicks, "SDH", 0.6), ("new", clicks, "SDH", 0.6 - sdh_loss)]
+    decision, checks = shipping_decision([_records(tmp_path / "r.csv", rows)])
+    assert decision is ships
+    assert {(c.clicks, c.group) for c in checks} == {(k, g) for k in (1, 3) for g in ("overall", "IPH", "SDH")}
+
+
+def test_the_default_model_is_what_the_rule_gives_on_the_committed_records():
+    ships, checks = shipping_decision(CANDIDATE_TABLES)
+    assert DEFAULT_MODEL == ("samihs" if ships else "lite-base"), [c for c in checks if not c.passed]
