@@ -15,6 +15,10 @@
       --folds training/folds/ct_ich_all_5fold.json --method region --method lite-base --out training/results/volumes_5fold
   python -m training clickeval --dataset shared_real:../shared/data --folds training/folds/real59_5fold.json \
       --method region --method lite-base --method lite --out training/results/real59_5fold
+  python -m training foldtrain --config training/experiments/samihs_staged_folds.json --dataset shared_real:../shared/data \
+      --dataset ct_ich_volumes:../shared/data/ct-ich-volumes --folds training/folds/ct_ich_all_5fold.json --also-all \
+      --out runs/samihs_staged_folds      (staged PR-adapter training on CPU: 5 folds + the all-scans model)
+  python -m training shiprule --table 2D RECORDS.csv CANDIDATE lite-base-NAME --table 3D ... --out decision.md
   python -m training precision --model lite-base --out training/results/precision \
       --table 2D training/results/precision/real59_5fold_openvino training/results/precision/real59_5fold_openvino-bf16
 
