@@ -11,8 +11,9 @@ Slicer module before its dependencies are installed, and the web app's options).
 
 MODEL_SPECS = ("lite-base", "samihs", "lite", "vit_b")
 
-# The default everywhere (CLI, batch, Slicer module, web app), chosen by the shipping rule of the
-# scan-level 5-fold evaluation (training/results/real59_5fold, README "Accuracy"): ``lite`` would
-# be the default only if it beat ``lite-base`` overall and were no worse than it by more than 0.03
-# on any bleed subtype; it scores higher overall but far lower on subdural bleeds.
+# The default everywhere (CLI, batch, Slicer module, web app), chosen by the shipping rule
+# (training/shipping_rule.py, README "Accuracy"): a fine-tuned model would be the default only if it
+# beat ``lite-base`` after 1 and 3 clicks on the 2D and 3D tables and were no worse than it by more
+# than 0.03 on any bleed subtype. ``lite`` is far lower on subdural bleeds; ``samihs`` ties after one
+# click in 2D and loses on IPH, SAH and SDH there (training/results/shipping_rule_staged.md).
 DEFAULT_MODEL = "lite-base"

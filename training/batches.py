@@ -12,7 +12,7 @@ import torch
 from scipy import ndimage as ndi
 
 from SAMIHSLib.models import AdapterConfig, build_model, load_model
-from SAMIHSLib.models.adapters import adapter_parameter_names
+from SAMIHSLib.models.adapters import PRAdapter, adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
 from SAMIHSLib.interaction.regions import component_at, deepest_point
@@ -81,22 +81,19 @@ def frozen_stages(model: SegmentAnythingModel, config: TrainingConfig) -> int:
 def _trained_adapter_names(model: SegmentAnythingModel, first_trained_stage: int) -> List[str]:
     """The PR-adapter parameters of the stages from ``first_trained_stage`` on. A shared basis trains
     only if no frozen stage uses it: otherwise the cached front would no longer be the model's."""
-    names = adapter_parameter_names(model)
     if first_trained_stage <= 0:
-        return names
-    trained, frozen_widths, trained_widths = [], set(), set()
+        return adapter_parameter_names(model)
+    trained, trained_bases, frozen_bases = set(), set(), set()
     for index, layer in enumerate(model.image_encoder.layers):
-        for block in getattr(layer, "blocks", []):
-            width = block.attn.norm.normalized_shape[0] if hasattr(block, "attn") else None
-            (trained_widths if index >= first_trained_stage else frozen_widths).add(width)
-    for name in names:
-        if ".layers." in name:
-            stage = int(name.split(".layers.")[1].split(".")[0])
-            if stage >= first_trained_stage:
-                trained.append(name)
-        elif int(name.rsplit("_", 1)[1].split(".")[0]) in trained_widths - frozen_widths:
-            trained.append(name)  # image_encoder.adapter_bank.bases.<position>_<width>.down
-    return trained
+        for adapter in (m for m in layer.modules() if isinstance(m, PRAdapter)):
+            if index >= first_trained_stage:
+                trained.update(id(p) for p in adapter.parameters())
+                trained_bases.add(adapter.basis)
+            else:
+                frozen_bases.add(adapter.basis)
+    for basis in trained_bases - frozen_bases:
+        trained.update(id(p) for p in basis.parameters())
+    return [name for name, parameter in model.named_parameters() if id(parameter) in trained]
 
 
 def build_trainable_model(config: TrainingConfig, device: torch.device) -> SegmentAnythingModel:

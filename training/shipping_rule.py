@@ -64,8 +64,7 @@ def table_checks(table: RuleTable) -> List[RuleCheck]:
         for group, values in sorted(by_method[table.baseline].items()):
             candidate = _mean(by_method[table.candidate][group])
             baseline = _mean(values)
-            margin = 0.0 if group == "overall" else -MAX_SUBTYPE_LOSS
-            passed = candidate > baseline if group == "overall" else candidate >= baseline + margin
+            passed = candidate > baseline if group == "overall" else candidate >= baseline - MAX_SUBTYPE_LOSS
             checks.append(RuleCheck(table.name, clicks, group, candidate, baseline, passed))
     return checks
 

@@ -61,16 +61,15 @@ class PromptedLoss(torch.nn.Module):
         (binary, as the app feeds a correction back)."""
         points, boxes, mask_input = prompt.points, prompt.boxes, None
         total = torch.zeros((), device=embedding.device)
-        rounds = 0
+        if prompt.corrective_rounds:  # what the corrective clicks are drawn against
+            target, other_bleed = (mask[0, 0].cpu().numpy() > 0.5 for mask in (prompt.target, prompt.all_bleed))
         for round_index in range(prompt.corrective_rounds + 1):
             logits, _ = self.model.decode(embedding, points, boxes, mask_input)
             total = total + samihs_loss(logits.float(), prompt.target, self.config.boundary_loss, self.config.bce_weight)
-            rounds += 1
             if round_index == prompt.corrective_rounds:
                 break
             answer = logits.detach()[0, 0] > 0
-            correction = corrective_click(answer.cpu().numpy(), prompt.target[0, 0].cpu().numpy() > 0.5,
-                                          also_true=prompt.all_bleed[0, 0].cpu().numpy() > 0.5)
+            correction = corrective_click(answer.cpu().numpy(), target, also_true=other_bleed)
             if correction is None:
                 break
             scale = self.model.config.image_size / answer.shape[-1]
@@ -80,7 +79,7 @@ class PromptedLoss(torch.nn.Module):
                       torch.cat([points[1], torch.tensor([[int(positive)]], device=embedding.device)], dim=1))
             boxes = None  # a correction is clicks and the current mask, as in the app
             mask_input = torch.where(answer, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT)[None, None].float()
-        return total / rounds
+        return total / (round_index + 1)
 
 
 def cpu_autocast_enabled(config: TrainingConfig) -> bool:

@@ -90,7 +90,6 @@ class OpenVinoEngine:
         """Compile the model's cached (or freshly exported) graphs and check them against PyTorch."""
         if precision not in PRECISIONS:  # before any export is written
             raise ValueError(f"Unknown precision {precision!r}; use one of {PRECISIONS}.")
-        # fresh exports are checked in exact fp32 before they are cached for every CPU backend
         runtime = f"openvino {openvino_version()}"
         # fresh exports are checked in exact fp32 before they are cached for every CPU backend; the pass is
         # recorded with them, so the fp32 engine built next does not check the same graphs again

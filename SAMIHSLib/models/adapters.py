@@ -76,6 +76,11 @@ class PRAdapter(nn.Module):
         self.rescale = nn.Parameter(torch.zeros(rank))
         self.bias = nn.Parameter(torch.zeros(width))
 
+    @property
+    def basis(self) -> SharedAdapterBasis:
+        """The shared ``W_down`` this adapter uses (held by other blocks of the same width too)."""
+        return self._basis[0]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         down = self._basis[0].down
         return x + (x @ (down * self.rescale)) @ down.t() + self.bias
