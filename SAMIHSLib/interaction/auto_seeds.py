@@ -39,9 +39,10 @@ def intracranial_mask(volume_hu: np.ndarray, spacing_zyx: Sequence[float], confi
     return inside
 
 
-def find_seed_clicks(volume_hu: np.ndarray, spacing_zyx: Sequence[float],
-                     config: AutoSeedConfig = AutoSeedConfig()) -> List[Tuple[int, float, float]]:
-    """Seed clicks (slice k, column x, row y), largest suspected bleed first."""
+def suspected_blood(volume_hu: np.ndarray, spacing_zyx: Sequence[float],
+                    config: AutoSeedConfig = AutoSeedConfig()) -> List[np.ndarray]:
+    """The band's suspected bleeds: 3D components (k, j, i) of in-band voxels inside the skull,
+    none touching a calcification, each at least ``min_volume_ml``."""
     smoothed = ndi.median_filter(volume_hu, size=(1, 3, 3))
     candidates = (smoothed >= config.blood_hu[0]) & (smoothed <= config.blood_hu[1])
     inside = intracranial_mask(volume_hu, spacing_zyx, config)
@@ -56,13 +57,21 @@ def find_seed_clicks(volume_hu: np.ndarray, spacing_zyx: Sequence[float],
                                     iterations=margin_px)
     labels, count = ndi.label(candidates)
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
-    seeds = []
+    components = []
     for number in range(1, count + 1):
         component = labels == number
-        size_ml = component.sum() * voxel_ml
-        if size_ml < config.min_volume_ml or (component & calcified).any():
+        if component.sum() * voxel_ml < config.min_volume_ml or (component & calcified).any():
             continue
+        components.append(component)
+    return components
+
+
+def find_seed_clicks(volume_hu: np.ndarray, spacing_zyx: Sequence[float],
+                     config: AutoSeedConfig = AutoSeedConfig()) -> List[Tuple[int, float, float]]:
+    """Seed clicks (slice k, column x, row y), largest suspected bleed first."""
+    seeds = []
+    for component in suspected_blood(volume_hu, spacing_zyx, config):
         k = slice_with_most(component)
         col, row = deepest_point(component[k])
-        seeds.append((size_ml, (k, col, row)))
+        seeds.append((int(component.sum()), (k, col, row)))
     return [seed for _, seed in sorted(seeds, key=lambda item: -item[0])]
