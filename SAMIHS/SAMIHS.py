@@ -455,8 +455,11 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     lines.append(_("{volume}: failed: {error}").format(**result))
                 elif result["skipped"]:
                     lines.append(_("{volume}: skipped: {skipped}").format(**result))
+                elif result["segmentation"] is None:
+                    lines.append(_("{volume}: {detection}").format(**result))
                 else:
-                    lines.append(_("{volume}: {ml:.2f} mL").format(volume=result["volume"], ml=result["volume_ml"]))
+                    lines.append(_("{volume}: {ml:.2f} mL ({detection}); delete a segment to reject its region").format(
+                        volume=result["volume"], ml=result["volume_ml"], detection=result["detection"]))
             self.ui.statusLabel.text = "\n".join(lines)
 
         self._run(work, _("Segmenting all loaded volumes..."))

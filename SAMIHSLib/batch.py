@@ -1,9 +1,12 @@
 """Segmenting many CT volumes in one go: one ``.seg.nrrd`` and one CSV row per volume.
 
 Prompts per volume come from a JSON file (checked against ``PROMPTS_SCHEMA`` before anything
-runs), from Slicer markups files, or from automatic seeds (``auto``). Each positive click is its
-own bleed (clicked, then propagated); their masks are joined into one "Hemorrhage" segment. A volume
-that fails is reported with its reason and the rest go on. Beside each result a manifest records
+runs), from Slicer markups files, or from the bleed detector (``auto``). Each positive click is its
+own bleed (clicked, then propagated); their masks are joined into one "Hemorrhage" segment. In
+``auto`` mode each detected region is its own segment named with its score, so a reader can delete
+one, and a head where nothing is detected gets the status "no bleed found" (a result, with the
+detector's highest score), not "failed". A volume that fails is reported with its reason and the
+rest go on. Beside each result a manifest records
 what made it (input file hash, prompts, model weights hash, engine, SAMIHS version): a rerun skips
 a volume only when its manifest matches, and redoes it otherwise. Two inputs that would write the
 same result name are both refused with the reason.
@@ -20,7 +23,6 @@ from typing import Dict, List, Optional, Sequence
 
 from SAMIHSLib import __version__
 from SAMIHSLib.io.atomic_write import write_text_atomic
-from SAMIHSLib.interaction.auto_seeds import AutoSeedConfig
 from SAMIHSLib.io.markups_io import read_markups_clicks
 from SAMIHSLib.interaction.measurements import measure_hemorrhage
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
@@ -28,12 +30,17 @@ from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSLib.io.validation import InputError
 from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.io.volume_files import find_volumes, volume_name
-from SAMIHSLib.volume.segmentation import VolumePrompts, auto_seed_clicks, segment_volume
+from SAMIHSLib.volume.automatic import (AUTOMATIC_MODE, detector_fingerprint, load_detector,
+                                        segment_automatically)
+from SAMIHSLib.volume.segmentation import VolumePrompts, segment_volume
 from SAMIHSLib.io.volume_io import AxialStack, CTVolume, clicks_to_slice_column_row, read_ct, write_seg_nrrd
 
 REPORT_NAME = "samihs_batch_report.csv"
 REPORT_COLUMNS = ("volume", "status", "reason", "segmentation", "bleeds_clicked", "volume_ml", "abc_over_2_ml",
-                  "max_axial_area_mm2", "first_slice", "last_slice", "num_slices", "seconds", "engine")
+                  "max_axial_area_mm2", "first_slice", "last_slice", "num_slices", "seconds", "engine",
+                  "detection_score", "detected_regions")
+OK, NO_BLEED_FOUND, FAILED = "ok", "no bleed found", "failed"
+DONE_STATUSES = (OK, NO_BLEED_FOUND)  # results: a rerun skips them when nothing that made them changed
 
 MANIFEST_SUFFIX = ".samihs.json"
 
@@ -93,7 +100,7 @@ class PromptSource:
     def __init__(self, spec: str) -> None:
         self.spec = spec
         self._table: Optional[Dict[str, object]] = None
-        if spec != "auto":
+        if not self.automatic:
             path = Path(spec)
             if not path.exists():
                 raise InputError(f"Prompts not found: {spec} (use 'auto', a JSON file or a markups folder).")
@@ -104,10 +111,15 @@ class PromptSource:
                     raise InputError(f"Prompts file {path} is not valid JSON: {error}") from error
                 self._table = validate_prompt_table(table, str(path))
 
+    @property
+    def automatic(self) -> bool:
+        """No clicks: the bleed detector proposes the regions."""
+        return self.spec == "auto"
+
     def clicks_for(self, path: Path, volume: CTVolume) -> VolumePrompts:
         name = volume_name(path)
-        if self.spec == "auto":
-            return VolumePrompts(positive=auto_seed_clicks(AxialStack.of(volume)))
+        if self.automatic:
+            raise ValueError("Automatic prompts have no clicks: the detector segments (segment_automatically).")
         if self._table is not None:
             entry = self._table.get(name, self._table.get(path.name))
             if entry is None:
@@ -125,8 +137,8 @@ class PromptSource:
     def fingerprint(self, path: Path) -> str:
         """What the prompts for ``path`` are, as a hash: changes when they change."""
         name = volume_name(path)
-        if self.spec == "auto":
-            text = f"auto {AutoSeedConfig()!r}"
+        if self.automatic:
+            text = f"auto {AUTOMATIC_MODE} {detector_fingerprint(load_detector())}"
         elif self._table is not None:
             entry = self._table.get(name, self._table.get(path.name))
             text = json.dumps(entry, sort_keys=True)
@@ -238,7 +250,7 @@ def plan_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, model_sh
     for path in volumes:
         name = volume_name(path)
         if len(by_name[name]) > 1:  # both would write {name}.seg.nrrd: refuse, never overwrite
-            rows[name] = {"volume": name, "status": "failed", "reason": "inputs with the same name would write the "
+            rows[name] = {"volume": name, "status": FAILED, "reason": "inputs with the same name would write the "
                           "same result: " + ", ".join(str(p) for p in by_name[name]) + "; rename one"}
             continue
         try:
@@ -246,10 +258,11 @@ def plan_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, model_sh
                         "prompts": prompt_spec, "prompts_sha256": source.fingerprint(path),
                         "model_sha256": model_sha256, "engine": engine_name, "samihs_version": __version__}
         except (InputError, ValueError, OSError) as error:
-            rows[name] = {"volume": name, "status": "failed", "reason": str(error).splitlines()[0]}
+            rows[name] = {"volume": name, "status": FAILED, "reason": str(error).splitlines()[0]}
             continue
         job = VolumeJob(name, path, out_dir, source, manifest, dicom_seg)
-        if (rows.get(name, {}).get("status") == "ok" and job.seg_path.is_file()
+        status = rows.get(name, {}).get("status")
+        if (status in DONE_STATUSES and (job.seg_path.is_file() or status == NO_BLEED_FOUND)
                 and _read_manifest(job.manifest_path) == manifest):
             continue  # made in an earlier run from the same input, prompts, model and engine
         jobs.append(job)
@@ -265,22 +278,38 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
     try:
         volume = read_ct(job.path)
         stack = AxialStack.of(volume)
-        prompts = job.prompts.clicks_for(job.path, volume)
-        mask = segment_volume(predictor, stack, prompts, cancel)
-        write_seg_nrrd(job.seg_path, {SEGMENT_NAME: stack.mask_to_volume(mask)}, volume)
+        detection: Dict[str, str] = {}
+        if job.prompts.automatic:
+            result = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel)
+            detection = {"detection_score": f"{result.top_score:.3f}", "detected_regions": str(len(result.regions))}
+            if not result.bleed_found:
+                for stale in (job.seg_path, job.out_dir / f"{job.name}.seg.dcm"):
+                    stale.unlink(missing_ok=True)  # an earlier run's result no longer holds
+                write_text_atomic(job.manifest_path, json.dumps(job.manifest, indent=2) + "\n")
+                return {"volume": job.name, "status": NO_BLEED_FOUND, "reason": result.describe(),
+                        "volume_ml": "0.000", "seconds": f"{time.perf_counter() - started:.1f}",
+                        "engine": predictor.engine_description, **detection}
+            segments = {f"{SEGMENT_NAME} {number} (score {region.score:.3f})": stack.mask_to_volume(mask)
+                        for number, (region, mask) in enumerate(zip(result.regions, result.region_masks), 1)}
+            mask, reason, bleeds = result.mask, result.describe(), ""  # no clicks: see detected_regions
+        else:
+            prompts = job.prompts.clicks_for(job.path, volume)
+            mask = segment_volume(predictor, stack, prompts, cancel)
+            segments, reason, bleeds = {SEGMENT_NAME: stack.mask_to_volume(mask)}, "", str(len(prompts.positive))
+        write_seg_nrrd(job.seg_path, segments, volume)
         if job.dicom_seg and volume.dicom_files:
             from SAMIHSLib.io.dicom_seg import write_dicom_seg
 
             write_dicom_seg(job.out_dir / f"{job.name}.seg.dcm", stack.mask_to_volume(mask), volume.dicom_files)
         write_text_atomic(job.manifest_path, json.dumps(job.manifest, indent=2) + "\n")
         measured = measure_hemorrhage(mask, stack.spacing_zyx)
-        return {"volume": job.name, "status": "ok", "reason": "", "segmentation": job.seg_path.name,
-                "bleeds_clicked": str(len(prompts.positive)), "seconds": f"{time.perf_counter() - started:.1f}",
-                "engine": predictor.engine_description,
+        return {"volume": job.name, "status": OK, "reason": reason, "segmentation": job.seg_path.name,
+                "bleeds_clicked": bleeds, "seconds": f"{time.perf_counter() - started:.1f}",
+                "engine": predictor.engine_description, **detection,
                 **{key: (f"{value:.3f}" if isinstance(value, float) else str(value))
                    for key, value in measured.to_dict().items()}}
     except (InputError, ValueError, RuntimeError, OSError) as error:
-        return {"volume": job.name, "status": "failed", "reason": str(error).splitlines()[0]}
+        return {"volume": job.name, "status": FAILED, "reason": str(error).splitlines()[0]}
 
 
 def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,

@@ -205,7 +205,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_batch_command(args: argparse.Namespace) -> int:
     from SAMIHSLib.io.atomic_write import check_writable
-    from SAMIHSLib.batch import REPORT_NAME, PromptSource, run_batch
+    from SAMIHSLib.batch import DONE_STATUSES, NO_BLEED_FOUND, REPORT_NAME, PromptSource, run_batch
 
     PromptSource(args.prompts)  # a malformed prompts file is refused before anything is loaded
     check_writable(Path(args.output) / REPORT_NAME, "batch report")
@@ -224,10 +224,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
                              dicom_seg=args.dicom_seg)
     finally:
         progress.close()
-    failed = {name: row for name, row in rows.items() if row["status"] != "ok"}
+    failed = {name: row for name, row in rows.items() if row["status"] not in DONE_STATUSES}
     for name, row in sorted(failed.items()):
         print(f"FAILED {name}: {row['reason']}", file=sys.stderr)
-    print(f"{len(rows) - len(failed)} segmented, {len(failed)} failed; report: {Path(args.output) / REPORT_NAME}")
+    clean = sorted(name for name, row in rows.items() if row["status"] == NO_BLEED_FOUND)
+    for name in clean:
+        print(f"{name}: {rows[name]['reason']}")
+    print(f"{len(rows) - len(failed) - len(clean)} segmented, {len(clean)} with no bleed found, {len(failed)} failed; "
+          f"report: {Path(args.output) / REPORT_NAME}")
     return 0 if rows and not failed else 1
 
 
@@ -274,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  samihs batch CT_FOLDER/ --prompts markups/ -o results/      # markups/ct01.mrk.json from Slicer")
     batch.add_argument("inputs", nargs="+", help="Volumes, folders of volumes, or DICOM series folders.")
     batch.add_argument("--prompts", required=True,
-                       help="'auto' (seeds from hyperdense regions), a JSON file {volume: {points, negative, "
-                            "coords}}, or a folder of <volume>.mrk.json Slicer markups.")
+                       help="'auto' (no clicks: the bleed detector's regions, one segment each; a head with none is "
+                            "'no bleed found'), a JSON file {volume: {points, negative, coords}}, or a folder of "
+                            "<volume>.mrk.json Slicer markups.")
     batch.add_argument("-o", "--output", required=True, help="Output folder.")
     batch.add_argument("--dicom-seg", action="store_true",
                        help="Also write <volume>.seg.dcm (DICOM SEG) for every DICOM series input (needs highdicom).")

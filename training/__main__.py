@@ -19,6 +19,10 @@
       --dataset ct_ich_volumes:../shared/data/ct-ich-volumes --folds training/folds/ct_ich_all_5fold.json --also-all \
       --out runs/samihs_staged_folds      (staged PR-adapter training on CPU: 5 folds + the all-scans model)
   python -m training shiprule --table 2D RECORDS.csv CANDIDATE lite-base-NAME --table 3D ... --out decision.md
+  python -m training detectorcv --config training/experiments/bleed_detector.json \
+      --dataset ct_ich_volumes:../shared/data/ct-ich-volumes --folds training/folds/ct_ich_all_5fold.json \
+      --floor training/results/volumes_auto_band/auto_records.csv --out training/results/auto_detector \
+      --runs runs/bleed_detector --ship Resources/Models/bleed_detector.pt   (automatic batch's detector)
   python -m training precision --model lite-base --out training/results/precision \
       --table 2D training/results/precision/real59_5fold_openvino training/results/precision/real59_5fold_openvino-bf16
 
@@ -295,6 +299,72 @@ def run_precision(args: argparse.Namespace) -> int:
     return 0 if result["rows"] else 1
 
 
+def run_detectorcv(args: argparse.Namespace) -> int:
+    """Cross-validate the bleed detector by patient; with ``--ship``, train the all-scans one."""
+    from SAMIHSLib.models.bleed_detector import DetectorConfig
+
+    from .detector_crossval import (DetectorCrossValidation, band_floor_records, shipped_detector,
+                                    summarize_detection, write_results)
+    from .detector_training import DetectorTrainingConfig
+    from .volume_eval import evaluation_volumes
+
+    recipe_file = json.loads(Path(args.config).read_text())
+    config = DetectorConfig.from_dict(recipe_file["network"])
+    recipe = DetectorTrainingConfig(**recipe_file["training"])
+    cases = _cases(args.dataset)
+    folds = read_folds(Path(args.folds), cases)
+    volumes = evaluation_volumes(cases, folds, with_bleed=False)
+    out, runs = Path(args.out), Path(args.runs)
+    out.mkdir(parents=True, exist_ok=True)
+    crossval = DetectorCrossValidation(volumes, len(folds), config, recipe)
+    saved = runs / "out_of_fold_logits.pt"
+    if args.reuse_runs and saved.is_file():
+        import torch
+
+        logits = torch.load(saved, weights_only=True)
+    else:
+        logits = crossval.run(out, runs)
+    records, slices = crossval.evaluate(logits)
+    floor = summarize_detection(band_floor_records(Path(args.floor).read_text()))
+    caption = (f"`samihs batch --prompts auto` on {len(volumes)} whole CTs ({', '.join(args.dataset)}), 5-fold by "
+               f"patient ({args.folds}); thresholds per fold chosen on the other folds; detector recipe "
+               f"{args.config}; CPU: {cpu_description()}.")
+    summary = write_results(out, records, slices, len(folds), floor, caption)
+    summary.update({"command": " ".join(sys.argv), "config": args.config, "floor_records": args.floor})
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if args.seeded:
+        _detector_modes(args, volumes, summary, records, floor, caption, len(folds))
+    print((out / "tables.md").read_text())
+    if args.ship:
+        print("training the all-scans detector")
+        network = crossval.train(volumes, out / "train_log_all.csv")
+        detector = shipped_detector(network, records, summary, [v.scan for v in volumes], args.folds, config, recipe)
+        detector.save(Path(args.ship))
+        print(f"wrote {args.ship} ({detector.thresholds.label()})")
+    return 0
+
+
+def _detector_modes(args: argparse.Namespace, volumes, summary, records, floor, caption: str, folds: int) -> None:
+    """The detector's regions as seeds for ``args.seeded``'s click -> propagation, against the
+    detector's own regions, chosen per fold on the other folds."""
+    from SAMIHSLib.interaction.predictor import load_predictor
+
+    from .detector_crossval import (DetectionRecord, choose_mode_per_fold, detection_table, records_csv,
+                                    seeded_records, select_per_fold)
+
+    out = Path(args.out)
+    selected, chosen = select_per_fold(records, folds)
+    seeded = seeded_records(volumes, Path(args.runs), chosen, load_predictor(args.seeded, engine=args.engine))
+    by_mode, modes = choose_mode_per_fold(selected, seeded, folds)
+    write_text_atomic(out / "seeded_records.csv", records_csv(seeded, DetectionRecord))
+    summary.update({"seeded_model": args.seeded, "engine": args.engine, "per_fold_mode": modes})
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "tables.md", detection_table(
+        selected, floor, summary["slice_auc"], caption,
+        [(f"detector regions as clicks for {args.seeded} (same thresholds)", seeded),
+         (f"mode chosen per fold on the other folds ({', '.join(modes)})", by_mode)]))
+
+
 def run_shiprule(args: argparse.Namespace) -> int:
     from .shipping_rule import RuleTable, checks_markdown, shipping_decision
 
@@ -392,6 +462,18 @@ def main(argv=None) -> int:
                    help="a table's records and the method names of the candidate and lite-base in it (repeatable)")
     p.add_argument("--out", required=True, help="the decision, as Markdown")
     p.set_defaults(handler=run_shiprule)
+    p = commands.add_parser("detectorcv", help="cross-validate the automatic bleed detector by patient (and ship it)")
+    p.add_argument("--config", required=True, help="the detector recipe, e.g. training/experiments/bleed_detector.json")
+    p.add_argument("--dataset", action="append", required=True)
+    p.add_argument("--folds", required=True, help="fold file by patient")
+    p.add_argument("--floor", required=True, help="auto_records.csv of volumeeval --auto (the band's floor)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--runs", required=True, help="where the fold detectors and out-of-fold logits go")
+    p.add_argument("--ship", help="also train on every volume and write the shipped detector here")
+    p.add_argument("--reuse-runs", action="store_true", help="evaluate the out-of-fold logits already in --runs")
+    p.add_argument("--seeded", help="also measure the detector's regions as clicks for this model (e.g. lite-base)")
+    p.add_argument("--engine", default="openvino", help="the --seeded model's engine")
+    p.set_defaults(handler=run_detectorcv)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -413,11 +413,14 @@ class SAMIHSMRMLLogic:
 
     def segment_all_loaded_volumes(self, scene, progress: Optional[ProgressCallback] = None,
                                    cancel: Optional[threading.Event] = None) -> List[Dict[str, object]]:
-        """Auto-seeded segmentation of every CT volume in ``scene``: one new segmentation node per
-        volume. A volume that is not CT in HU is skipped with its reason; one that fails is
-        reported; the others go on. ``progress`` is called for every seed and slice, so a caller
-        can keep its window responsive and its Cancel button clickable within a volume."""
-        from SAMIHSLib.volume.segmentation import VolumePrompts, auto_seed_clicks, segment_volume
+        """Automatic segmentation (the bleed detector, as ``samihs batch --prompts auto``) of every
+        CT volume in ``scene``. Where bleeds are found, one new segmentation node per volume holds
+        one segment per detected region, named with its score, so the reader can delete a region
+        they reject; ``detection`` says what was found, or "no bleed found" with the highest
+        score (a result: no node is made). A volume that is not CT in HU is skipped with its reason;
+        one that fails is reported; the others go on. ``progress`` is called per batch of slices,
+        so a caller can keep its window responsive and its Cancel button clickable within a volume."""
+        from SAMIHSLib.volume.automatic import AUTOMATIC_MODE, load_detector, segment_automatically
         from SAMIHSLib.metrics import volume_ml
         from SAMIHSLib.interaction.session import changed_extent
         from SAMIHSLib.io.validation import validate_ct_volume
@@ -437,28 +440,33 @@ class SAMIHSMRMLLogic:
                 if progress is not None:
                     progress(done, len(volumes), f"{name}: {message} ({step}/{steps})")
 
+            entry: Dict[str, object] = {"volume": name, "segmentation": None, "volume_ml": 0.0, "error": "",
+                                        "skipped": "", "detection": "", "regions": []}
             try:
                 ct = ct_volume_from_node(volume_node)
                 try:
                     validate_ct_volume(ct.array_hu, f"volume '{name}'")
                 except ValueError as not_ct:
-                    results.append({"volume": name, "segmentation": None, "volume_ml": 0.0, "error": "",
-                                    "skipped": str(not_ct)})
+                    results.append({**entry, "skipped": str(not_ct)})
                     continue
                 stack = AxialStack.of(ct)
-                mask = stack.mask_to_volume(segment_volume(self.new_predictor(), stack,
-                                                           VolumePrompts(auto_seed_clicks(stack)), cancel,
-                                                           progress=within_volume))
-                segmentation_node = self.new_segmentation_node(volume_node, scene)
-                segment_id = self.ensure_hemorrhage_segment(segmentation_node, volume_node)
-                extent = changed_extent(np.zeros_like(mask), mask)
-                if extent is not None:
-                    write_segment_region(segmentation_node, segment_id, volume_node, mask, extent)
-                results.append({"volume": name, "segmentation": segmentation_node,
-                                "volume_ml": volume_ml(mask, stack.spacing_zyx), "error": "", "skipped": ""})
+                predictor = self.new_predictor() if AUTOMATIC_MODE == "seeded" else None
+                found = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel,
+                                              progress=within_volume)
+                entry.update(detection=found.describe(), regions=[r.summary() for r in found.regions])
+                if found.bleed_found:
+                    segmentation_node = self.new_segmentation_node(volume_node, scene)
+                    segmentation = segmentation_node.GetSegmentation()
+                    for number, (region, mask) in enumerate(zip(found.regions, found.region_masks), 1):
+                        segment_id = segmentation.AddEmptySegment(
+                            "", f"{SEGMENT_NAME} {number} (score {region.score:.3f})", SEGMENT_COLOR)
+                        mask = stack.mask_to_volume(mask)
+                        write_segment_region(segmentation_node, segment_id, volume_node, mask,
+                                             changed_extent(np.zeros_like(mask), mask))
+                    entry.update(segmentation=segmentation_node, volume_ml=volume_ml(found.mask, stack.spacing_zyx))
             except Exception as error:  # report and go on with the next volume
-                results.append({"volume": name, "segmentation": None, "volume_ml": 0.0, "error": str(error),
-                                "skipped": ""})
+                entry["error"] = str(error)
+            results.append(entry)
         if progress is not None:
             progress(len(volumes), len(volumes), "done")
         return results

@@ -1,5 +1,7 @@
 """One volume, many clicks: each positive click clicked and propagated on its own session, their
-masks joined; automatic seeds as clicks. The batch, the Slicer logic and the web app share it."""
+masks joined. The batch, the Slicer logic and the web app share it. The 50-90 HU band's seeds as
+clicks (``auto_seed_clicks``) are the automatic batch's floor in its evaluation; the automatic batch
+itself uses the bleed detector (:mod:`SAMIHSLib.volume.automatic`)."""
 
 import threading
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ class VolumePrompts:
 
 
 def auto_seed_clicks(stack: AxialStack) -> List[Click]:
-    """Automatic seeds (hyperdense regions inside the skull) as volume voxel positions."""
+    """The band's seeds (hyperdense regions inside the skull) as volume voxel positions."""
     return [stack.click_to_volume(*seed) for seed in find_seed_clicks(stack.array_hu, stack.spacing_zyx)]
 
 

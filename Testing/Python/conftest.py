@@ -3,7 +3,7 @@
 import importlib
 import os
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 # Exported engines go to a cache of the test runs' own (kept between runs, never the user's
 # ~/.cache/samihs): set before SAMIHSLib reads it, inherited by the CLI subprocesses.
@@ -20,6 +20,7 @@ import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_SLICES = REPO.parent / "shared" / "data" / "ct-ich-slices"
+SHARED_VOLUMES = REPO.parent / "shared" / "data" / "ct-ich-volumes"
 # The shared slices are secondary captures without PixelSpacing; the dataset's native in-plane
 # spacing is about 0.4-0.5 mm (data README), so tests use 0.45 mm.
 SHARED_PIXEL_SPACING_MM = 0.45
@@ -65,6 +66,24 @@ def real_slices() -> List[Tuple[str, np.ndarray, np.ndarray]]:
         slices.append((image_path.stem, image, mask))
     assert slices, "the shared data folder has no slices"
     return slices
+
+
+def real_whole_ct(patient: str, slices: Optional[slice] = None):
+    """A whole ct-ich head CT as SAMIHS reads it (``CTVolume``) and its bleed mask (k, j, i);
+    only ``slices`` (axial) when given, to keep a test short."""
+    import SimpleITK as sitk
+
+    from SAMIHSLib.io.volume_io import CTVolume, read_ct
+
+    image_path = SHARED_VOLUMES / "images" / f"{patient}.nii.gz"
+    if not image_path.is_file():
+        unavailable(f"the shared whole CTs are not at {SHARED_VOLUMES}")
+    volume = read_ct(image_path)
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(SHARED_VOLUMES / "masks" / f"{patient}.nii.gz"))) > 0
+    if slices is not None:
+        volume = CTVolume(volume.array_hu[slices], volume.spacing_ijk, volume.origin_lps, volume.direction_lps, volume.source)
+        mask = mask[slices]
+    return volume, mask
 
 
 @pytest.fixture(scope="session")

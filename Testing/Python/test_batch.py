@@ -1,4 +1,5 @@
-"""Batch: prompts from JSON / Slicer markups / auto seeds; failures reported, reruns idempotent."""
+"""Batch: prompts from JSON / Slicer markups; failures reported, reruns idempotent (automatic batch:
+test_bleed_detection.py)."""
 
 import csv
 import json
@@ -46,11 +47,24 @@ def test_auto_seeds_find_both_bleeds_and_skip_calcifications(small_phantom):
     assert hits == [1, 2]
 
 
+def _click_each_bleed(small_phantom, path):
+    """A prompts file with a click at the deepest point of each phantom bleed, for both phantoms."""
+    clicks = []
+    for bleed in (0, 1):
+        truth = small_phantom.bleed_mask(bleed)
+        k = slice_with_most(truth)
+        x, y = deepest_point(truth[k])
+        clicks.append([x, y, k])
+    path.write_text(json.dumps({name: {"points": clicks} for name in ("patient_a", "patient_b")}))
+    return str(path)
+
+
 def test_batch_reports_failures_and_reruns_idempotently(tmp_path, lite_model, batch_folder, small_phantom):
     folder, _ = batch_folder
     out = tmp_path / "out"
     predictor = SAMIHSPredictor(lite_model)
-    rows = run_batch([folder], "auto", out, predictor)
+    prompts = _click_each_bleed(small_phantom, tmp_path / "prompts.json")
+    rows = run_batch([folder], prompts, out, predictor)
     assert {name: row["status"] for name, row in rows.items()} == {
         "patient_a": "ok", "patient_b": "ok", "corrupt": "failed", "brain_mr": "failed"}
     assert "does not look like CT" in rows["brain_mr"]["reason"]
@@ -63,7 +77,7 @@ def test_batch_reports_failures_and_reruns_idempotently(tmp_path, lite_model, ba
 
     stamp = (out / "patient_a.seg.nrrd").stat().st_mtime_ns
     encoder_calls = predictor.encoder_calls
-    again = run_batch([folder], "auto", out, predictor)
+    again = run_batch([folder], prompts, out, predictor)
     assert (out / "patient_a.seg.nrrd").stat().st_mtime_ns == stamp
     assert predictor.encoder_calls == encoder_calls  # finished volumes were skipped
     written = _rows(out)

@@ -46,12 +46,14 @@ def test_every_module_resource_is_listed_and_exists():
 
 def test_shipped_checkpoints_are_packaged_where_the_registry_looks():
     from SAMIHSLib.models.registry import SHIPPED_CHECKPOINTS
+    from SAMIHSLib.volume.automatic import SHIPPED_DETECTOR
 
+    shipped = [*SHIPPED_CHECKPOINTS.values(), SHIPPED_DETECTOR]
     listed = _cmake_list("SAMIHS_SHIPPED_MODELS")
-    assert listed == {str(path.relative_to(REPO)) for path in SHIPPED_CHECKPOINTS.values()}
+    assert listed == {str(path.relative_to(REPO)) for path in shipped}
     # installed beside SAMIHSLib, whose parent the registry resolves Resources/ against
     assert "Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/${model_dir}" in (MODULE_DIR / "CMakeLists.txt").read_text()
-    for path in SHIPPED_CHECKPOINTS.values():
+    for path in shipped:
         assert path.is_file() and path.parents[2] == (REPO / "SAMIHSLib").parent
 
 

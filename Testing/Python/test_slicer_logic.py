@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import require
+from conftest import real_whole_ct, require
 
 slicer = require("slicer", module_level=True)
 
@@ -112,21 +112,34 @@ def test_segmentation_saved_as_seg_nrrd_reloads_identical(tmp_path, scene_with_c
     assert np.array_equal(nodes.read_segment_mask(reloaded, reloaded_id, volume_again), expected)
 
 
-def test_segment_all_loaded_volumes_fills_one_segmentation_per_volume(tmp_path, logic, small_phantom):
+@pytest.mark.real_data
+def test_segment_all_loaded_volumes_gives_each_detected_region_its_own_segment(tmp_path, logic):
+    """Real CTs: the bleed head gets a segmentation node with one segment per detected region (named
+    with its score, so a reader can delete one) on its bleed; the bleed-free head gets no node and
+    "no bleed found" with the detector's highest score."""
     scene = slicer.vtkMRMLScene()
-    for n, angle in enumerate((0.0, 14.0)):
-        volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0.0, 0.0, 0.0), oblique_direction(angle))
-        load_volume(scene, write_ct(tmp_path / f"ct{n}.nrrd", volume), f"CT {n}")
+    bleed_ct, truth = real_whole_ct("075", slice(12, 34))
+    load_volume(scene, write_ct(tmp_path / "bleed.nrrd", bleed_ct), "bleed head")
+    free_ct, _ = real_whole_ct("056", slice(10, 30))
+    load_volume(scene, write_ct(tmp_path / "free.nrrd", free_ct), "bleed-free head")
     progress = []
-    results = logic.segment_all_loaded_volumes(scene, progress=lambda d, t, m: progress.append((d, t)))
-    assert [r["error"] for r in results] == ["", ""]
-    truth = small_phantom.bleed_labels > 0
-    for result, volume_node in zip(results, nodes.nodes_of_class(scene, "vtkMRMLScalarVolumeNode")):
-        segmentation_node = result["segmentation"]
-        segment_id = segmentation_node.GetSegmentation().GetNthSegmentID(0)
-        assert dice(nodes.read_segment_mask(segmentation_node, segment_id, volume_node), truth) >= 0.8
+    results = {r["volume"]: r for r in logic.segment_all_loaded_volumes(
+        scene, progress=lambda d, t, m: progress.append((d, t)))}
+    assert [r["error"] for r in results.values()] == ["", ""]
+    free = results["bleed-free head"]
+    assert free["segmentation"] is None and free["detection"].startswith("no bleed found: highest detector score")
+    found = results["bleed head"]
+    segmentation = found["segmentation"].GetSegmentation()
+    assert segmentation.GetNumberOfSegments() == len(found["regions"]) >= 1
+    assert segmentation.GetNthSegment(0).GetName() == f"Hemorrhage 1 (score {found['regions'][0]['score']:.3f})"
+    volume_node = nodes.nodes_of_class(scene, "vtkMRMLScalarVolumeNode")[0]
+    joined = np.logical_or.reduce([nodes.read_segment_mask(found["segmentation"], segmentation.GetNthSegmentID(n),
+                                                           volume_node)
+                                   for n in range(segmentation.GetNumberOfSegments())])
+    assert dice(joined, truth) >= 0.5
+    assert found["volume_ml"] == pytest.approx(joined.sum() * 0.45 * 0.45 * 5.0 / 1000.0, rel=1e-6)
     assert progress[-1] == (2, 2)
-    assert len(nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 2
+    assert len(nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 1
 
 
 def test_bad_input_changes_nothing(scene_with_ct, logic):
@@ -298,9 +311,10 @@ def test_overwrite_other_segments_takes_their_voxels_and_undo_gives_them_back(sc
     assert np.array_equal(nodes.read_segment_mask(segmentation_node, manual_id, volume_node), manual_after)
 
 
-def test_segment_all_reports_progress_within_a_volume_and_skips_what_is_not_ct(tmp_path, logic, small_phantom):
+@pytest.mark.real_data
+def test_segment_all_reports_progress_within_a_volume_and_skips_what_is_not_ct(tmp_path, logic):
     scene = slicer.vtkMRMLScene()
-    volume = CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0.0, 0.0, 0.0), np.eye(3))
+    volume, _ = real_whole_ct("075", slice(12, 34))
     load_volume(scene, write_ct(tmp_path / "ct.nrrd", volume), "CT")
     mr = CTVolume(np.full((4, 32, 32), 300, np.int16) + np.arange(32, dtype=np.int16), (1.0, 1.0, 5.0),
                   (0.0, 0.0, 0.0), np.eye(3))
@@ -311,7 +325,7 @@ def test_segment_all_reports_progress_within_a_volume_and_skips_what_is_not_ct(t
     assert by_name["MR"]["skipped"] and by_name["MR"]["segmentation"] is None and not by_name["MR"]["error"]
     assert by_name["CT"]["volume_ml"] > 1.0
     within_ct = [m for d, m in calls if m.startswith("CT: ")]
-    assert len(within_ct) >= 3 and any("slice" in m for m in within_ct)  # per seed and per slice
+    assert len(within_ct) >= 3 and any("slice" in m for m in within_ct)  # per batch of slices
     assert len(nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 1
 
 

@@ -1,0 +1,184 @@
+"""Automatic bleed detection on a whole head CT: the detector network's probability per voxel,
+then 3D candidate regions that a reader can review, each with its score, slices and mL.
+
+The input of slice k is the slices k-1, k, k+1 (neighbours taken about 5 mm away, whatever the
+slice thickness) in the network's HU window, resized to its input side. Its answer is resized back
+to the slice grid. A region is a 3D connected set of voxels above ``pixel_threshold``; it is kept
+when its highest probability (its score) reaches ``region_threshold`` and it holds at least
+``min_region_ml``. The thresholds are chosen on training folds (``python -m training detectorcv``)
+and travel in the checkpoint. A volume with no kept region is a result: "no bleed found", with the
+highest score seen.
+"""
+
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from torch.nn import functional as F
+
+from SAMIHSLib.io.atomic_write import atomic_output
+from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
+from SAMIHSLib.models.checkpoint import CheckpointError
+from SAMIHSLib.progress import ProgressCallback
+
+DETECTOR_FORMAT = "samihs-bleed-detector/1"
+NEIGHBOUR_DISTANCE_MM = 5.0  # the training CTs' slice spacing: neighbours are read this far away
+# Diagonal neighbours across slices belong together: slices are thick (as the 3D evaluation).
+REGION_STRUCTURE = np.ones((3, 3, 3), bool)
+SLICES_PER_BATCH = 8
+
+
+class DetectionCancelled(RuntimeError):
+    """The user stopped the detection."""
+
+
+@dataclass(frozen=True)
+class DetectionThresholds:
+    """When a voxel belongs to a candidate region, and when a region is kept."""
+
+    pixel_threshold: float = 0.5
+    region_threshold: float = 0.9
+    min_region_ml: float = 0.1
+
+    def label(self) -> str:
+        return f"pixel>{self.pixel_threshold:g}, score>={self.region_threshold:g}, >={self.min_region_ml:g} mL"
+
+
+@dataclass
+class DetectedRegion:
+    """One suspected bleed: 3D voxels of the stack (k, j, i), its score and where it lies."""
+
+    mask: np.ndarray = field(repr=False)
+    score: float
+    volume_ml: float
+    first_slice: int
+    last_slice: int
+
+    def summary(self) -> Dict[str, object]:
+        """What a report lists for the reader to review: slices (stack order), mL, score."""
+        return {"slices": [self.first_slice, self.last_slice], "volume_ml": round(self.volume_ml, 2),
+                "score": round(self.score, 3)}
+
+
+def neighbour_offset(slice_spacing_mm: float) -> int:
+    """Slices between k and its neighbour channel: about 5 mm away, at least one slice."""
+    return max(1, int(round(NEIGHBOUR_DISTANCE_MM / max(slice_spacing_mm, 1e-3))))
+
+
+def window_slices(volume_hu: np.ndarray, config: DetectorConfig) -> torch.Tensor:
+    """(K, S, S) float32 in [0, 1]: every axial slice of a (k, j, i) HU volume in the network's
+    window, resized (area average) to its input side."""
+    low, high = config.window_hu
+    windowed = (np.clip(volume_hu.astype(np.float32), low, high) - low) / (high - low)
+    tensor = torch.from_numpy(windowed)[:, None]
+    return F.interpolate(tensor, size=(config.input_side, config.input_side), mode="area")[:, 0]
+
+
+def stack_neighbours(slices: torch.Tensor, indices: Sequence[int], offset: int, neighbours: int) -> torch.Tensor:
+    """(len(indices), 2n+1, S, S): slices k-n*offset .. k+n*offset for each k (clamped at the ends)."""
+    last = slices.shape[0] - 1
+    channels = [[min(max(k + step * offset, 0), last) for step in range(-neighbours, neighbours + 1)]
+                for k in indices]
+    return slices[torch.tensor(channels)]
+
+
+class BleedDetector:
+    """A trained detector with its thresholds: a head CT in HU -> bleed probabilities -> regions."""
+
+    def __init__(self, network: BleedDetectorNet, thresholds: DetectionThresholds,
+                 provenance: Optional[Dict[str, object]] = None) -> None:
+        self.network = network.eval()
+        self.thresholds = thresholds
+        self.provenance = dict(provenance or {})
+
+    @property
+    def config(self) -> DetectorConfig:
+        return self.network.config
+
+    def probabilities(self, volume_hu: np.ndarray, spacing_zyx: Sequence[float],
+                      cancel: Optional[threading.Event] = None,
+                      progress: Optional[ProgressCallback] = None) -> np.ndarray:
+        """(k, j, i) float32 bleed probability of every voxel of a HU volume (k, j, i)."""
+        if volume_hu.ndim != 3 or min(volume_hu.shape) < 1:
+            raise ValueError(f"A (slices, rows, columns) volume is needed, got shape {volume_hu.shape}.")
+        slices = window_slices(volume_hu, self.config)
+        offset = neighbour_offset(float(spacing_zyx[0]))
+        total = volume_hu.shape[0]
+        logits = []
+        with torch.inference_mode():
+            for start in range(0, total, SLICES_PER_BATCH):
+                if cancel is not None and cancel.is_set():
+                    raise DetectionCancelled("Bleed detection cancelled.")
+                if progress is not None:
+                    progress(start, total, f"detecting bleeds: slice {start + 1} of {total}")
+                indices = range(start, min(start + SLICES_PER_BATCH, total))
+                logits.append(self.network(stack_neighbours(slices, indices, offset, self.config.neighbours)))
+            full = F.interpolate(torch.cat(logits), size=volume_hu.shape[1:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(full[:, 0]).numpy()
+
+    def regions(self, probability: np.ndarray, spacing_zyx: Sequence[float]) -> List[DetectedRegion]:
+        """The kept regions of a probability volume, highest score first."""
+        return detect_regions(probability, spacing_zyx, self.thresholds)
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write the network, its thresholds and provenance (atomic)."""
+        payload = {"format": DETECTOR_FORMAT, "config": self.config.to_dict(),
+                   "thresholds": asdict(self.thresholds), "provenance": self.provenance,
+                   "state_dict": {name: value.detach().cpu() for name, value in self.network.state_dict().items()}}
+        with atomic_output(path) as temporary:
+            torch.save(payload, temporary)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "BleedDetector":
+        """A detector written by :meth:`save`; a clear error for anything else."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"Bleed detector not found: {path}")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many types for a damaged file
+            raise CheckpointError(f"Cannot read the bleed detector {path}: {error}") from error
+        if not isinstance(payload, dict) or payload.get("format") != DETECTOR_FORMAT:
+            raise CheckpointError(f"{path} is not a SAMIHS bleed detector ({DETECTOR_FORMAT}).")
+        network = BleedDetectorNet(DetectorConfig.from_dict(payload["config"]))
+        try:
+            network.load_state_dict(payload["state_dict"])
+        except RuntimeError as error:
+            raise CheckpointError(f"The bleed detector {path} does not match its network: {error}") from error
+        return cls(network, DetectionThresholds(**payload["thresholds"]), payload.get("provenance"))
+
+
+def candidate_regions(probability: np.ndarray, spacing_zyx: Sequence[float],
+                      pixel_threshold: float) -> Tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """3D components above ``pixel_threshold``: labels, count, each one's score (highest
+    probability) and volume (mL), indexed from label 1."""
+    labels, count = ndi.label(probability > pixel_threshold, structure=REGION_STRUCTURE)
+    if not count:
+        return labels, 0, np.zeros(0), np.zeros(0)
+    indices = np.arange(1, count + 1)
+    scores = np.asarray(ndi.maximum(probability, labels, indices), dtype=float)
+    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
+    volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
+    return labels, count, scores, volumes
+
+
+def detect_regions(probability: np.ndarray, spacing_zyx: Sequence[float],
+                   thresholds: DetectionThresholds) -> List[DetectedRegion]:
+    """Regions of a (k, j, i) probability volume that pass ``thresholds``, highest score first."""
+    labels, count, scores, volumes = candidate_regions(probability, spacing_zyx, thresholds.pixel_threshold)
+    regions = []
+    boxes = ndi.find_objects(labels)
+    for number in range(1, count + 1):
+        score, volume = float(scores[number - 1]), float(volumes[number - 1])
+        if score < thresholds.region_threshold or volume < thresholds.min_region_ml:
+            continue
+        box = boxes[number - 1]
+        mask = np.zeros(labels.shape, bool)
+        mask[box] = labels[box] == number
+        regions.append(DetectedRegion(mask, score, volume, box[0].start, box[0].stop - 1))
+    return sorted(regions, key=lambda region: -region.score)

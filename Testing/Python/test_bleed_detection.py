@@ -1,0 +1,182 @@
+"""The automatic bleed detector: its checkpoint, inputs and regions; a short training that learns;
+and automatic batch on real whole CTs (a bleed-free head is "no bleed found", exit 0; a bleed
+volume gets a segment on its bleed); the shipped thresholds recomputed from the training folds."""
+
+import csv
+import dataclasses
+import json
+import threading
+
+import numpy as np
+import pytest
+import slicerio
+import torch
+
+from conftest import REPO, SHARED_VOLUMES as VOLUMES, real_whole_ct, unavailable
+from SAMIHSLib.batch import NO_BLEED_FOUND, REPORT_NAME
+from SAMIHSLib.cli import main
+from SAMIHSLib.io.volume_io import write_ct
+from SAMIHSLib.metrics import dice
+from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
+from SAMIHSLib.models.checkpoint import CheckpointError
+from SAMIHSLib.volume.automatic import SHIPPED_DETECTOR, load_detector
+from SAMIHSLib.volume.bleed_detection import (BleedDetector, DetectionCancelled, DetectionThresholds,
+                                              detect_regions, neighbour_offset, stack_neighbours)
+
+RESULTS = REPO / "training" / "results" / "auto_detector"
+SMALL = DetectorConfig(input_side=64, widths=(4, 8))
+# Real heads the shipped detector is checked on (trained on all 57: a behaviour check, not accuracy).
+BLEED_FREE_PATIENT = "056"
+BLEED_PATIENT, BLEED_SLICES = "075", slice(12, 34)  # its 98 mL bleed lies on slices 15-30
+
+
+def _written(tmp_path, patient: str, slices=None):
+    """A real whole CT (or some of its slices) written where the batch reads, and its mask (k, j, i)."""
+    volume, mask = real_whole_ct(patient, slices)
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    return write_ct(folder / f"{patient}.nii.gz", volume), mask
+
+
+def _shipped() -> BleedDetector:
+    if not SHIPPED_DETECTOR.is_file():
+        pytest.fail(f"the shipped detector {SHIPPED_DETECTOR} is missing (python -m training detectorcv --ship)")
+    return load_detector()
+
+
+def test_a_detector_round_trips_and_anything_else_is_refused(tmp_path):
+    torch.manual_seed(0)
+    detector = BleedDetector(BleedDetectorNet(SMALL), DetectionThresholds(0.4, 0.8, 0.2), {"patients": ["a"]})
+    path = detector.save(tmp_path / "detector.pt")
+    again = BleedDetector.load(path)
+    volume = np.random.default_rng(0).integers(-20, 100, (5, 64, 64)).astype(np.int16)
+    assert np.array_equal(detector.probabilities(volume, (5.0, 0.9, 0.9)), again.probabilities(volume, (5.0, 0.9, 0.9)))
+    assert again.thresholds == DetectionThresholds(0.4, 0.8, 0.2) and again.provenance == {"patients": ["a"]}
+    (tmp_path / "notes.pt").write_text("not a detector")
+    with pytest.raises(CheckpointError, match="Cannot read"):
+        BleedDetector.load(tmp_path / "notes.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a SAMIHS bleed detector"):
+        BleedDetector.load(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        BleedDetector.load(tmp_path / "missing.pt")
+
+
+def test_neighbour_channels_are_about_5_mm_away_and_clamped_at_the_ends():
+    assert [neighbour_offset(mm) for mm in (5.0, 2.5, 1.0, 0.6, 10.0)] == [1, 2, 5, 8, 1]
+    slices = torch.arange(6, dtype=torch.float32)[:, None, None].expand(6, 2, 2)
+    stacked = stack_neighbours(slices, [0, 3, 5], offset=2, neighbours=1)
+    assert stacked[:, :, 0, 0].tolist() == [[0, 0, 2], [1, 3, 5], [3, 5, 5]]
+
+
+def test_regions_are_kept_by_score_and_size_with_their_slices_and_ml():
+    probability = np.zeros((6, 40, 40), np.float32)
+    probability[1:4, 5:15, 5:15] = 0.99  # 3 slices x 100 px: a sure, large region
+    probability[2:4, 25:35, 25:35] = 0.7  # large but unsure
+    probability[5, 30:32, 2:4] = 0.995  # sure but tiny
+    spacing = (5.0, 1.0, 1.0)
+    regions = detect_regions(probability, spacing, DetectionThresholds(0.5, 0.9, 0.1))
+    assert len(regions) == 1
+    assert (regions[0].first_slice, regions[0].last_slice) == (1, 3)
+    assert regions[0].volume_ml == pytest.approx(300 * 5.0 / 1000.0)
+    assert regions[0].summary() == {"slices": [1, 3], "volume_ml": 1.5, "score": 0.99}
+    both = detect_regions(probability, spacing, DetectionThresholds(0.5, 0.6, 0.1))
+    assert [round(r.score, 2) for r in both] == [0.99, 0.7]  # highest score first
+
+
+def test_cancelling_stops_the_detection():
+    detector = BleedDetector(BleedDetectorNet(SMALL), DetectionThresholds())
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(DetectionCancelled):
+        detector.probabilities(np.zeros((20, 64, 64), np.int16), (5.0, 0.9, 0.9), cancel=cancel)
+
+
+@pytest.mark.real_data
+def test_a_short_training_on_real_ct_lowers_the_loss():
+    """A few steps of the real recipe (smaller) on two real whole CTs, one with bleed, lower the
+    loss on a fixed batch of their slices (a broken target, loss or optimiser would not)."""
+    from training.detector_training import (DetectorTrainingConfig, _batch, detector_loss, detector_volume,
+                                            train_detector)
+
+    config = DetectorConfig(input_side=128, widths=(8, 16, 32))
+    volumes = []
+    for patient in ("075", "056"):
+        image_path = VOLUMES / "images" / f"{patient}.nii.gz"
+        if not image_path.is_file():
+            unavailable(f"the shared whole CTs are not at {VOLUMES}")
+        import SimpleITK as sitk
+
+        image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
+        mask = sitk.GetArrayFromImage(sitk.ReadImage(str(VOLUMES / "masks" / f"{patient}.nii.gz"))) > 0
+        volumes.append(detector_volume(patient, image, mask, (5.0, 0.45, 0.45), config))
+    recipe = DetectorTrainingConfig(steps=100, batch_size=8, patch_side=64, learning_rate=3e-3, cpu_autocast="fp32")
+    positives = [(v, k) for v, volume in enumerate(volumes) for k in volume.bleed_slices]
+    others = [(v, k) for v, volume in enumerate(volumes) for k in range(volume.slices.shape[0])
+              if (v, k) not in positives]
+    inputs, targets = _batch(volumes, positives, others, config, recipe, np.random.default_rng(7))
+    torch.manual_seed(recipe.seed)
+    untrained = BleedDetectorNet(config).eval()
+    trained = train_detector(volumes, config, recipe)
+    with torch.no_grad():
+        before = float(detector_loss(untrained(inputs), targets))
+        after = float(detector_loss(trained(inputs), targets))
+    assert after < 0.8 * before, (before, after)
+
+
+def _rows(out):
+    with open(out / REPORT_NAME, newline="") as handle:
+        return {row["volume"]: row for row in csv.DictReader(handle)}
+
+
+@pytest.mark.real_data
+def test_a_bleed_free_real_head_is_no_bleed_found_with_exit_status_0(tmp_path, capsys):
+    path, mask = _written(tmp_path, BLEED_FREE_PATIENT)
+    assert not mask.any()
+    out = tmp_path / "out"
+    assert main(["batch", str(path.parent), "--prompts", "auto", "-o", str(out), "--engine", "torch",
+                 "--device", "cpu"]) == 0
+    row = _rows(out)[BLEED_FREE_PATIENT]
+    assert row["status"] == NO_BLEED_FOUND and row["reason"].startswith("no bleed found: highest detector score")
+    assert float(row["detection_score"]) < _shipped().thresholds.region_threshold or row["detected_regions"] == "0"
+    assert not (out / f"{BLEED_FREE_PATIENT}.seg.nrrd").exists()  # nothing found: no segmentation to review
+    assert (out / f"{BLEED_FREE_PATIENT}.samihs.json").is_file()  # a result, so a rerun skips it
+    assert "0 segmented, 1 with no bleed found, 0 failed" in capsys.readouterr().out
+
+
+@pytest.mark.real_data
+def test_a_real_bleed_volume_gets_one_reviewable_segment_per_region_on_its_bleed(tmp_path, lite_model):
+    from SAMIHSLib.batch import run_batch
+    from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+
+    path, truth = _written(tmp_path, BLEED_PATIENT, BLEED_SLICES)
+    out = tmp_path / "out"
+    row = run_batch([path], "auto", out, SAMIHSPredictor(lite_model))[BLEED_PATIENT]
+    assert row["status"] == "ok" and int(row["detected_regions"]) >= 1
+    assert row["reason"].startswith("region 1: slices ")  # each region listed: slices, mL, score
+    segmentation = slicerio.read_segmentation(str(out / f"{BLEED_PATIENT}.seg.nrrd"))
+    names = [segment["name"] for segment in segmentation["segments"]]
+    assert len(names) == int(row["detected_regions"])
+    assert names[0] == f"Hemorrhage 1 (score {row['reason'].split('score ')[1][:5]})"  # the report's first region
+    found = np.asarray(segmentation["voxels"]).transpose(2, 1, 0) > 0
+    assert dice(found, truth) >= 0.5, dice(found, truth)
+    assert float(row["volume_ml"]) == pytest.approx(found.sum() * 0.45 * 0.45 * 5.0 / 1000.0, abs=0.01)
+
+
+def test_the_shipped_thresholds_are_recomputed_from_the_training_folds_records():
+    """The committed out-of-fold records give the per-fold choices of the results and the shipped
+    detector's thresholds; a fold's choice never looks at that fold (its records can change freely)."""
+    from training.detector_crossval import choose_setting, read_detection_records, select_per_fold
+
+    records = read_detection_records((RESULTS / "records.csv").read_text())
+    summary = json.loads((RESULTS / "summary.json").read_text())
+    _, chosen = select_per_fold(records, 5)
+    assert chosen == summary["per_fold_setting"]
+    detector = _shipped()
+    assert detector.thresholds.label() == choose_setting(records) == summary["setting_on_all_folds"]
+    flooded = [dataclasses.replace(r, found_ml=r.found_ml + 50.0, dice_all=0.0) if r.fold == 0 else r
+               for r in records]
+    assert select_per_fold(flooded, 5)[1][0] == chosen[0]
+    assert len(detector.provenance["patients"]) == 57
+    assert detector.provenance["folds"] == "training/folds/ct_ich_all_5fold.json"
+    assert detector.provenance["cross_validation"]["per_fold_setting"] == chosen
