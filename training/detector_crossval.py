@@ -306,12 +306,7 @@ def choose_mode_per_fold(detector_selected: Sequence[DetectionRecord], seeded: S
     prefers on the other folds' records; each fold's records under its chosen mode."""
     relabelled = ([dataclasses.replace(r, setting="detector") for r in detector_selected] +
                   [dataclasses.replace(r, setting="seeded") for r in seeded])
-    chosen, selected = [], []
-    for fold in range(folds):
-        mode = choose_setting([r for r in relabelled if r.fold != fold])
-        chosen.append(mode)
-        selected += [r for r in relabelled if r.fold == fold and r.setting == mode]
-    return selected, chosen
+    return select_per_fold(relabelled, folds)
 
 
 def band_floor_records(text: str) -> List[DetectionRecord]:
