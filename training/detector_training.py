@@ -27,7 +27,7 @@ from .trainer import cpu_autocast_enabled
 class DetectorTrainingConfig:
     """The detector's recipe (``training/experiments/bleed_detector.json``)."""
 
-    steps: int = 600
+    steps: int = 2000
     batch_size: int = 16
     patch_side: int = 128  # training crops (the network is fully convolutional): 4x more slices per second
     bleed_fraction: float = 0.5  # share of each batch drawn from slices with bleed
@@ -123,7 +123,7 @@ def train_detector(volumes: Sequence[DetectorVolume], config: DetectorConfig, re
         raise ValueError("The detector needs slices without bleed to learn what is not blood.")
     network = BleedDetectorNet(config).train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
-    autocast = cpu_autocast_enabled(recipe)
+    autocast = cpu_autocast_enabled(recipe.cpu_autocast)
     started, running = time.perf_counter(), []
     for step in range(recipe.steps):
         if should_stop is not None and should_stop():

@@ -82,13 +82,14 @@ class PromptedLoss(torch.nn.Module):
         return total / (round_index + 1)
 
 
-def cpu_autocast_enabled(config: TrainingConfig) -> bool:
-    """Whether CPU training runs its matrix products in bf16 (``cpu_autocast``; ``auto``: native bf16 only)."""
-    if config.cpu_autocast == "auto":
+def cpu_autocast_enabled(setting: str) -> bool:
+    """Whether CPU training runs its matrix products in bf16 for a recipe's ``cpu_autocast``
+    setting (``auto``: where the CPU has native bf16; ``bf16``; ``fp32``)."""
+    if setting == "auto":
         from SAMIHSLib.cpu_info import cpu_info
 
         return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["flags"]))  # type: ignore[arg-type]
-    return config.cpu_autocast == "bf16"
+    return setting == "bf16"
 
 
 def _batch_indices(sampler, step: int, steps_per_epoch: int, batch_size: int) -> List[int]:
@@ -158,7 +159,7 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
                                           find_unused_parameters=True)
     writer = _tensorboard(out) if group.is_main else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
-        torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_autocast_enabled(config))
+        torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_autocast_enabled(config.cpu_autocast))
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=step, desc=config.name, disable=not (progress and group.is_main), unit="step")
