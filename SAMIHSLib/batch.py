@@ -13,6 +13,7 @@ same result name are both refused with the reason.
 """
 
 import csv
+import functools
 import hashlib
 import json
 import threading
@@ -116,6 +117,11 @@ class PromptSource:
         """No clicks: the bleed detector proposes the regions."""
         return self.spec == "auto"
 
+    @functools.cached_property
+    def _automatic_fingerprint(self) -> str:
+        """What made automatic results: the mode and the detector (hashed once per batch, not per volume)."""
+        return f"auto {AUTOMATIC_MODE} {detector_fingerprint(load_detector())}"
+
     def clicks_for(self, path: Path, volume: CTVolume) -> VolumePrompts:
         name = volume_name(path)
         if self.automatic:
@@ -138,7 +144,7 @@ class PromptSource:
         """What the prompts for ``path`` are, as a hash: changes when they change."""
         name = volume_name(path)
         if self.automatic:
-            text = f"auto {AUTOMATIC_MODE} {detector_fingerprint(load_detector())}"
+            text = self._automatic_fingerprint
         elif self._table is not None:
             entry = self._table.get(name, self._table.get(path.name))
             text = json.dumps(entry, sort_keys=True)

@@ -23,18 +23,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 from scipy.stats import rankdata
-from torch.nn import functional as F
 
 from SAMIHSLib.interaction.auto_seeds import suspected_blood
 from SAMIHSLib.io.atomic_write import atomic_output, write_text_atomic
 from SAMIHSLib.metrics import dice, volume_ml
 from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
-from SAMIHSLib.volume.bleed_detection import BleedDetector, DetectionThresholds, candidate_regions, stack_neighbours
+from SAMIHSLib.volume.bleed_detection import (BleedDetector, DetectionThresholds, candidate_regions,
+                                              logits_to_probability)
 
 from .detector_training import DetectorTrainingConfig, DetectorVolume, detector_volume, recipe_dict, train_detector
-from .volume_eval import COMPONENT_STRUCTURE, EvalVolume
+from .volume_eval import EvalVolume, bleeds_over_half_ml
 
 THRESHOLD_GRID = [DetectionThresholds(pixel, region, minimum)
                   for pixel, region, minimum in itertools.product((0.3, 0.5, 0.7), (0.5, 0.9, 0.98, 0.995),
@@ -60,33 +59,22 @@ class DetectionRecord:
     top_score: float  # the highest probability in the volume (also when nothing is kept)
 
 
-def true_bleeds(truth: np.ndarray, spacing_zyx: Sequence[float]) -> List[np.ndarray]:
-    """The 3D bleed components of a mask larger than 0.5 mL (what "found" counts)."""
-    labels, count = ndi.label(truth, structure=COMPONENT_STRUCTURE)
-    voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_ml
-    return [labels == number + 1 for number in range(count) if sizes[number] > 0.5]
-
-
 def predict_logits(network: BleedDetectorNet, volume: DetectorVolume) -> torch.Tensor:
-    """(K, S, S) float16 logits of every slice of a prepared volume."""
-    slices = volume.slices.float()
-    with torch.inference_mode():
-        return torch.cat([network(stack_neighbours(slices, range(start, min(start + 8, len(slices))),
-                                                   volume.offset, network.config.neighbours))[:, 0]
-                          for start in range(0, len(slices), 8)]).half()
+    """(K, S, S) float16 logits of every slice of a prepared volume (as the app computes them)."""
+    return BleedDetector(network, DetectionThresholds()).slice_logits(volume.slices.float(), volume.offset).half()
 
 
-def full_probability(logits: torch.Tensor, shape: Tuple[int, int]) -> np.ndarray:
-    """Logits at the detector's side -> probability on the slice grid (as BleedDetector does)."""
-    full = F.interpolate(logits.float()[:, None], size=shape, mode="bilinear", align_corners=False)
-    return torch.sigmoid(full[:, 0]).numpy()
+def detection_record(setting: str, item: EvalVolume, mask: np.ndarray, bleeds: Sequence[np.ndarray],
+                     regions: int, top_score: float) -> DetectionRecord:
+    """What automatic batch's ``mask`` on ``item`` scores; ``bleeds``: its true bleeds over 0.5 mL."""
+    return DetectionRecord(setting, item.name, item.fold, bool(item.truth.any()), volume_ml(mask, item.spacing_zyx),
+                           volume_ml(item.truth, item.spacing_zyx), dice(mask, item.truth), len(bleeds),
+                           sum(bool((mask & bleed).any()) for bleed in bleeds), regions, top_score)
 
 
 def volume_records(item: EvalVolume, probability: np.ndarray) -> List[DetectionRecord]:
     """One record per threshold setting of ``THRESHOLD_GRID`` for one volume."""
-    bleeds = true_bleeds(item.truth, item.spacing_zyx)
-    truth_ml = volume_ml(item.truth, item.spacing_zyx)
+    bleeds = bleeds_over_half_ml(item.truth, item.spacing_zyx)
     top = float(probability.max())
     records = []
     for pixel in sorted({setting.pixel_threshold for setting in THRESHOLD_GRID}):
@@ -94,10 +82,7 @@ def volume_records(item: EvalVolume, probability: np.ndarray) -> List[DetectionR
         for setting in (s for s in THRESHOLD_GRID if s.pixel_threshold == pixel):
             kept = np.flatnonzero((scores >= setting.region_threshold) & (volumes >= setting.min_region_ml)) + 1
             mask = np.isin(labels, kept) if len(kept) else np.zeros(labels.shape, bool)
-            records.append(DetectionRecord(setting.label(), item.name, item.fold, bool(item.truth.any()),
-                                           volume_ml(mask, item.spacing_zyx), truth_ml, dice(mask, item.truth),
-                                           len(bleeds), sum(bool((mask & bleed).any()) for bleed in bleeds),
-                                           len(kept), top))
+            records.append(detection_record(setting.label(), item, mask, bleeds, len(kept), top))
     return records
 
 
@@ -268,7 +253,7 @@ class DetectorCrossValidation:
         for item in self.volumes:
             if item.name not in logits:
                 continue
-            probability = full_probability(logits[item.name], item.truth.shape[1:])
+            probability = logits_to_probability(logits[item.name], item.truth.shape[1:])
             records += volume_records(item, probability)
             slices += slice_scores(item, probability)
         return records, slices
@@ -278,24 +263,18 @@ def seeded_records(volumes: Sequence[EvalVolume], runs: Path, chosen: Sequence[s
                    progress: Callable[[str], None] = print) -> List[DetectionRecord]:
     """``mode="seeded"`` on every volume: its fold's detector and threshold setting propose the
     regions, each becomes a click for the session (the app's own ``segment_automatically``)."""
-    from SAMIHSLib.io.volume_io import AxialStack, CTVolume
     from SAMIHSLib.volume.automatic import segment_automatically
 
     records = []
     for item in sorted(volumes, key=lambda v: (v.fold, v.name)):
         detector = BleedDetector.load(runs / f"detector_fold{item.fold}.pt")
         detector.thresholds = setting_by_label(chosen[item.fold])
-        stack = AxialStack.of(CTVolume(item.image_hu, tuple(item.spacing_zyx[::-1]), (0.0, 0.0, 0.0), np.eye(3),
-                                       item.name))
         predictor.cache.clear()
-        found = segment_automatically(stack, detector, predictor, "seeded")
+        found = segment_automatically(item.stack(), detector, predictor, "seeded")
         mask = found.mask if found.bleed_found else np.zeros(item.truth.shape, bool)
-        bleeds = true_bleeds(item.truth, item.spacing_zyx)
-        records.append(DetectionRecord(f"seeded: {chosen[item.fold]}", item.name, item.fold, bool(item.truth.any()),
-                                       volume_ml(mask, item.spacing_zyx), volume_ml(item.truth, item.spacing_zyx),
-                                       dice(mask, item.truth), len(bleeds),
-                                       sum(bool((mask & bleed).any()) for bleed in bleeds), len(found.regions),
-                                       found.top_score))
+        records.append(detection_record(f"seeded: {chosen[item.fold]}", item, mask,
+                                        bleeds_over_half_ml(item.truth, item.spacing_zyx), len(found.regions),
+                                        found.top_score))
         progress(f"seeded {item.name}: {records[-1].found_ml:.1f} mL, Dice {records[-1].dice_all:.3f}")
     return records
 

@@ -53,6 +53,13 @@ class EvalVolume:
     spacing_zyx: Tuple[float, float, float]
     slice_subtypes: Dict[int, Tuple[str, ...]]
 
+    def stack(self):
+        """The volume as the apps hold it (an ``AxialStack`` of an axis-aligned ``CTVolume``)."""
+        from SAMIHSLib.io.volume_io import AxialStack, CTVolume
+
+        return AxialStack.of(CTVolume(self.image_hu, tuple(self.spacing_zyx[::-1]), (0.0, 0.0, 0.0), np.eye(3),
+                                      self.name))
+
 
 @dataclass
 class VolumeRecord:
@@ -93,6 +100,13 @@ def evaluation_volumes(cases: Sequence[Case], folds: List[List[str]], with_bleed
     return [EvalVolume(case.name.split(".")[0], case.patient, fold_of[case.patient], case.image_hu, case.mask,
                        case.spacing_zyx, dict(case.slice_subtypes or {}))
             for case in cases if case.image_hu.shape[0] > 1 and (case.mask.any() or not with_bleed)]
+
+
+def bleeds_over_half_ml(truth: np.ndarray, spacing_zyx: Sequence[float]) -> List[np.ndarray]:
+    """The 3D bleed components of a (k, j, i) mask larger than 0.5 mL: what "bleeds found" counts."""
+    labels, count = ndi.label(truth, structure=COMPONENT_STRUCTURE)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * float(np.prod(spacing_zyx)) / 1000.0
+    return [labels == number + 1 for number in range(count) if sizes[number] > 0.5]
 
 
 def clicked_bleed(truth: np.ndarray) -> np.ndarray:
@@ -496,23 +510,18 @@ def run_auto_batch(volumes: Sequence[EvalVolume], predictor,
     clicked and propagated by the batch's own ``segment_volume``) on every volume, bleed-free
     ones included: a bleed-free head is a result (mL found where there is nothing)."""
     from SAMIHSLib.volume.segmentation import VolumePrompts, auto_seed_clicks, segment_volume
-    from SAMIHSLib.io.volume_io import AxialStack, CTVolume
 
     records = []
     for item in sorted(volumes, key=lambda v: (v.fold, v.name)):
-        spacing_ijk = tuple(item.spacing_zyx[::-1])
-        stack = AxialStack.of(CTVolume(item.image_hu, spacing_ijk, (0.0, 0.0, 0.0), np.eye(3), item.name))
+        stack = item.stack()
         started = time.perf_counter()
         predictor.cache.clear()
         seeds = auto_seed_clicks(stack)
         mask = segment_volume(predictor, stack, VolumePrompts(positive=seeds)) if seeds else \
             np.zeros(item.truth.shape, bool)
         seconds = time.perf_counter() - started
-        labels, count = ndi.label(item.truth, structure=COMPONENT_STRUCTURE)
-        voxel_ml = float(np.prod(item.spacing_zyx)) / 1000.0
-        sizes = np.bincount(labels.ravel())[1:] * voxel_ml
-        large = [number + 1 for number in range(count) if sizes[number] > 0.5]
-        found = sum(bool((mask & (labels == number)).any()) for number in large)
+        large = bleeds_over_half_ml(item.truth, item.spacing_zyx)
+        found = sum(bool((mask & bleed).any()) for bleed in large)
         records.append(AutoRecord(item.name, item.scan, item.fold, bool(item.truth.any()), len(seeds),
                                   volume_ml(mask, item.spacing_zyx), volume_ml(item.truth, item.spacing_zyx),
                                   dice(mask, item.truth), len(large), found, seconds,

@@ -105,9 +105,15 @@ class BleedDetector:
         """(k, j, i) float32 bleed probability of every voxel of a HU volume (k, j, i)."""
         if volume_hu.ndim != 3 or min(volume_hu.shape) < 1:
             raise ValueError(f"A (slices, rows, columns) volume is needed, got shape {volume_hu.shape}.")
-        slices = window_slices(volume_hu, self.config)
-        offset = neighbour_offset(float(spacing_zyx[0]))
-        total = volume_hu.shape[0]
+        logits = self.slice_logits(window_slices(volume_hu, self.config), neighbour_offset(float(spacing_zyx[0])),
+                                   cancel, progress)
+        return logits_to_probability(logits, volume_hu.shape[1:])
+
+    def slice_logits(self, slices: torch.Tensor, offset: int, cancel: Optional[threading.Event] = None,
+                     progress: Optional[ProgressCallback] = None) -> torch.Tensor:
+        """(K, S, S) logits at the network's side for windowed slices (K, S, S) (:func:`window_slices`)
+        whose neighbours lie ``offset`` slices away."""
+        total = slices.shape[0]
         logits = []
         with torch.inference_mode():
             for start in range(0, total, SLICES_PER_BATCH):
@@ -116,9 +122,8 @@ class BleedDetector:
                 if progress is not None:
                     progress(start, total, f"detecting bleeds: slice {start + 1} of {total}")
                 indices = range(start, min(start + SLICES_PER_BATCH, total))
-                logits.append(self.network(stack_neighbours(slices, indices, offset, self.config.neighbours)))
-            full = F.interpolate(torch.cat(logits), size=volume_hu.shape[1:], mode="bilinear", align_corners=False)
-        return torch.sigmoid(full[:, 0]).numpy()
+                logits.append(self.network(stack_neighbours(slices, indices, offset, self.config.neighbours))[:, 0])
+        return torch.cat(logits)
 
     def regions(self, probability: np.ndarray, spacing_zyx: Sequence[float]) -> List[DetectedRegion]:
         """The kept regions of a probability volume, highest score first."""
@@ -151,6 +156,12 @@ class BleedDetector:
         except RuntimeError as error:
             raise CheckpointError(f"The bleed detector {path} does not match its network: {error}") from error
         return cls(network, DetectionThresholds(**payload["thresholds"]), payload.get("provenance"))
+
+
+def logits_to_probability(logits: torch.Tensor, shape: Sequence[int]) -> np.ndarray:
+    """(K, S, S) logits -> (K, rows, columns) float32 probabilities on the slice grid."""
+    full = F.interpolate(logits.float()[:, None], size=tuple(shape), mode="bilinear", align_corners=False)
+    return torch.sigmoid(full[:, 0]).numpy()
 
 
 def candidate_regions(probability: np.ndarray, spacing_zyx: Sequence[float],
