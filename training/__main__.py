@@ -2,8 +2,9 @@
 
   python -m training train --config training/experiments/lite_decoder_clicks.json
   torchrun --standalone --nproc_per_node 2 -m training train --config CFG.json   (DistributedDataParallel)
-  python -m training evaluate --model lite --dataset folder:../shared/data/ct-ich-slices --out results/base
-  python -m training crossval --config CFG.json --dataset folder:../shared/data/ct-ich-slices --folds 0 --out DIR
+  python -m training evaluate --model lite --dataset shared_real:../shared/data --folds training/folds/real59_5fold.json --out DIR
+  python -m training crossval --config CFG.json --dataset shared_real:../shared/data \
+      --folds training/folds/real59_5fold.json --runs runs/CFG --out DIR   (per-fold models, then clickeval's table)
   python -m training ship --config CFG.json --dataset folder:../shared/data/ct-ich-slices --metrics DIR/summary.json -o FILE
   python -m training pack --dataset folder:../shared/data/ct-ich-slices@0.45 -o cases.npz
   python -m training folds --dataset shared_real:../shared/data --count 5 -o training/folds/real59_5fold.json
@@ -31,13 +32,11 @@ Datasets are KIND:ROOT[@PIXEL_MM]; ``packed:cases.npz`` reads what ``pack`` wrot
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 from SAMIHSLib.models import load_model
-from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 
 from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.cpu_info import cpu_description
@@ -46,10 +45,9 @@ from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, meth
                              records_csv, results_tables, run_method, select_per_fold, summarize)
 from .datasets import Case, load_dataset, write_packed
 from .folds import extend_scan_folds, make_scan_folds, read_fold_scans, read_folds, write_folds
-from .evaluate import cross_validate, evaluate_cases, write_table
 from .batches import configured_phantoms, training_slices
 from .checkpoint_export import export_checkpoint
-from .trainer import FoldTrainer, fold_config, train
+from .trainer import fold_config, train
 from .training_config import TrainingConfig
 
 
@@ -63,25 +61,23 @@ def _cases(specs: List[str]) -> List[Case]:
 
 
 def run_crossval(args: argparse.Namespace) -> int:
+    """Train one model per fold with ``--config``, then the click evaluation of ``clickeval`` on the
+    same folds: the floor, the baseline and the per-fold models side by side."""
+    from .distributed import end_process_group, start_process_group
+    from .fold_training import train_folds
+
     config = TrainingConfig.from_json(args.config)
     cases = _cases(args.dataset)
-    extra = configured_phantoms(config)
-    out = Path(args.out)
-    table = {}
-    base = SAMIHSPredictor(load_model(config.base_model))
-    table["base model, 1 click (intensity-guided click handling)"] = evaluate_cases(
-        base, cases, clicks=1, use_click_handling=True)[1]
-    table["base model, 3 clicks (intensity-guided click handling)"] = evaluate_cases(
-        base, cases, clicks=3, use_click_handling=True)[1]
-    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else 0
-    table.update(cross_validate(cases, args.folds, FoldTrainer(config, threads), extra, clicks=(1, 3), jobs=args.jobs))
-    folds = "leave-one-patient-out" if args.folds <= 0 else f"{args.folds}-fold by patient"
-    write_table(out / "table", table, f"{config.name}: {folds} on {', '.join(args.dataset)} "
-                                      f"(+{config.phantom_cases} phantom scans in training)")
-    write_text_atomic(out / "summary.json", json.dumps({"config": config.to_dict(), "folds": folds,
-                                                        "datasets": args.dataset, "results": table}, indent=2) + "\n")
-    print((out / "table.md").read_text())
-    return 0
+    group = start_process_group()  # one process, or one of torchrun's
+    try:
+        train_folds(config, cases, read_folds(Path(args.folds), cases), Path(args.runs),
+                    group=group, extra=configured_phantoms(config))
+    finally:
+        end_process_group(group)
+    if not group.is_main:
+        return 0
+    candidate = f"{config.name}={Path(args.runs) / 'fold{fold}' / 'model.samihs.pt'}"
+    return _click_evaluation(args, cases, ["region", args.baseline, candidate], reuse=())
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -103,14 +99,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    predictor = SAMIHSPredictor(load_model(args.model))
-    cases = _cases(args.dataset)
-    handling = not predictor.model.config.trained_with_clicks
-    table = {f"{args.model}, {c} click(s)": evaluate_cases(predictor, cases, clicks=c, use_click_handling=handling)[1]
-             for c in args.clicks}
-    write_table(Path(args.out), table, f"{args.model} on {', '.join(args.dataset)}")
-    print(Path(args.out).with_suffix(".md").read_text())
-    return 0
+    """One model beside the floor through ``clickeval``'s protocol (nothing to choose per fold)."""
+    return _click_evaluation(args, _cases(args.dataset), ["region", args.model], reuse=())
 
 
 def run_ship(args: argparse.Namespace) -> int:
@@ -174,20 +164,27 @@ def run_foldtrain(args: argparse.Namespace) -> int:
 
 
 def run_clickeval(args: argparse.Namespace) -> int:
+    return _click_evaluation(args, _cases(args.dataset), args.method, args.reuse or ())
+
+
+def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs: List[str],
+                      reuse: Sequence[str]) -> int:
+    """The click evaluation every 2D figure comes from (``training/click_crossval.py``): each method on
+    every slice with bleed, settings chosen per fold on the other folds; writes ``table.md``,
+    ``records.csv``, ``all_settings.csv`` and ``summary.json`` (what ``ship --metrics`` records)."""
     from tqdm import tqdm
 
-    cases = _cases(args.dataset)
     folds = read_folds(Path(args.folds), cases)
     slices = evaluation_slices(cases, folds)
     out = Path(args.out)
     methods, everything = [], []
-    for reused in args.reuse or ():  # methods measured earlier on the same folds, with the same code
+    for reused in reuse:  # methods measured earlier on the same folds, with the same code
         for record in read_records_csv(Path(reused).read_text()):
             everything.append(record)
             if record.method not in methods:
                 methods.append(record.method)
     bar = tqdm(desc="clicks", unit="slice", total=None)
-    for spec in args.method:
+    for spec in method_specs:
         name, settings = method_settings(spec, args.engine)
         bar.total = (bar.total or 0) + len(settings) * len(slices)
         records = run_method(name, settings, slices, progress=lambda text: (bar.set_postfix_str(text[-40:]),
@@ -387,17 +384,20 @@ def main(argv=None) -> int:
     p = commands.add_parser("train")
     p.add_argument("--config", required=True)
     p.set_defaults(handler=run_train)
-    p = commands.add_parser("evaluate")
-    p.add_argument("--model", default="lite-base")
-    p.add_argument("--dataset", action="append", required=True, help="KIND:ROOT[@PIXEL_MM], e.g. folder:../shared/data/ct-ich-slices@0.45")
-    p.add_argument("--clicks", type=int, nargs="+", default=[1, 3])
+    p = commands.add_parser("evaluate", help="one model beside the floor, by clickeval's protocol")
+    p.add_argument("--model", default="lite-base", help="a model name or checkpoint (as clickeval's --method)")
+    p.add_argument("--dataset", action="append", required=True, help="KIND:ROOT[@PIXEL_MM], e.g. shared_real:../shared/data")
+    p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
+    p.add_argument("--engine", default="torch", help="inference engine (exact fp32 engines give the same masks)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_evaluate)
-    p = commands.add_parser("crossval")
+    p = commands.add_parser("crossval", help="train one model per fold, then evaluate them as clickeval does")
     p.add_argument("--config", required=True)
     p.add_argument("--dataset", action="append", required=True)
-    p.add_argument("--folds", type=int, default=5, help="number of patient folds; 0 = leave one patient out")
-    p.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process")
+    p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
+    p.add_argument("--runs", required=True, help="where the per-fold models go (RUNS/fold{k}/model.samihs.pt)")
+    p.add_argument("--baseline", default="lite-base", help="the method the candidate is compared with")
+    p.add_argument("--engine", default="torch", help="inference engine (exact fp32 engines give the same masks)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_crossval)
     p = commands.add_parser("ship")

@@ -4,7 +4,11 @@ model that never saw its scan.
 
 With a frozen encoder (``cache_embeddings``) the augmented copies of every slice are encoded once
 and shared by all folds: a slice's copies carry only bleeds pasted from slices of its own fold, so
-a copy is used exactly when its whole content belongs to a training fold.
+a copy is used exactly when its whole content belongs to a training fold. Other recipes (adapters
+in every encoder block) train each fold from its own slices.
+
+Synthetic scans (``extra``, e.g. a config's phantoms) belong to no fold: every run trains on them,
+and they lend bleeds only to each other.
 """
 
 import dataclasses
@@ -27,40 +31,52 @@ from .training_config import TrainingConfig
 ALL_FOLDS = -1  # the run on every scan, after the folds
 
 
+NO_FOLD = -2  # the fold of a synthetic scan: trained on by every run, tested by none
+
+
 def same_fold_donors(slices: Sequence[TrainingSlice], folds: List[List[str]]):
     """A donor pool (``BatchMaker``'s ``donors``) that offers only slices of the recipient's fold."""
     fold_of = fold_of_scan(folds)
     by_fold: Dict[int, List[TrainingSlice]] = {}
     for item in slices:
-        by_fold.setdefault(fold_of[item.patient], []).append(item)
-    return lambda sample: by_fold[fold_of[sample.patient]]
+        by_fold.setdefault(fold_of.get(item.patient, NO_FOLD), []).append(item)
+    return lambda sample: by_fold[fold_of.get(sample.patient, NO_FOLD)]
 
 
 def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[str]], out: Path,
                 only: Sequence[int] = (), progress: bool = True, group: ProcessGroup = SINGLE_PROCESS,
-                also_all: bool = False) -> List[Path]:
-    """Train fold ``k``'s model on the scans outside fold ``k``; write ``out/fold{k}/model.samihs.pt``
-    (under torchrun every process trains each fold on its share, rank 0 writes). With ``also_all``,
-    then one model on every scan from the same bank (``out/all/model.samihs.pt``: what ships)."""
-    if not config.cache_embeddings:
-        raise ValueError("Fold training shares one embedding bank: set cache_embeddings (a frozen encoder).")
+                also_all: bool = False, extra: Sequence[Case] = ()) -> List[Path]:
+    """Train fold ``k``'s model on the scans outside fold ``k`` (plus ``extra``); write
+    ``out/fold{k}/model.samihs.pt`` (under torchrun every process trains each fold on its share,
+    rank 0 writes). With ``also_all``, then one model on every scan (``out/all/model.samihs.pt``:
+    what ships)."""
     out = Path(out)
     config = dataclasses.replace(config, output_dir=str(out))
-    slices = training_slices(cases)
     fold_of = fold_of_scan(folds)
-    rng = seed_everything(config.seed)
-    device = group.device(config.device)
-    encoder = build_trainable_model(config, device)
-    maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))
-    bank = EmbeddingBank(encoder, maker, slices, config.augmented_copies, device, progress=progress,
-                         stages=frozen_stages(encoder, config))
-    del encoder
+    unplaced = sorted({case.patient for case in cases} - set(fold_of))
+    if unplaced:
+        raise ValueError(f"Scans {unplaced[:5]} are in no fold of the fold file.")
+    slices = training_slices(list(cases) + list(extra))
+    bank = None
+    if config.cache_embeddings:
+        rng = seed_everything(config.seed)
+        device = group.device(config.device)
+        encoder = build_trainable_model(config, device)
+        maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))
+        bank = EmbeddingBank(encoder, maker, slices, config.augmented_copies, device, progress=progress,
+                             stages=frozen_stages(encoder, config))
+        del encoder
     written = []
     runs = [fold for fold in range(len(folds)) if not only or fold in only] + ([ALL_FOLDS] if also_all else [])
     for fold in runs:
-        indices = [i for i, item in enumerate(slices) if fold == ALL_FOLDS or fold_of[item.patient] != fold]
+        indices = [i for i, item in enumerate(slices)
+                   if fold == ALL_FOLDS or fold_of.get(item.patient, NO_FOLD) != fold]
         fold_run = fold_config(config, "all" if fold == ALL_FOLDS else f"fold{fold}")
-        model, losses = train(fold_run, resume=False, progress=progress, bank=bank.subset(indices), group=group)
+        if bank is not None:
+            model, losses = train(fold_run, resume=False, progress=progress, bank=bank.subset(indices), group=group)
+        else:
+            model, losses = train(fold_run, [slices[i] for i in indices], resume=False, progress=progress,
+                                  group=group)
         if not group.is_main:
             continue
         held_out = [] if fold == ALL_FOLDS else sorted(folds[fold])

@@ -29,7 +29,6 @@ from SAMIHSLib.interaction.predictor import BINARY_MASK_LOGIT
 
 from .batches import (BatchMaker, EmbeddingBank, TrainingPrompt, TrainingSlice, build_trainable_model, frozen_stages,
                       load_training_cases, seed_everything, training_slices)
-from .datasets import Case
 from .distributed import SINGLE_PROCESS, ProcessGroup
 from .losses import samihs_loss
 from .prompts import corrective_click
@@ -232,21 +231,6 @@ def _save_state(path: Path, model: SegmentAnythingModel, optimizer: torch.optim.
 def fold_config(config: TrainingConfig, name: str) -> TrainingConfig:
     """``config`` for one run inside its experiment: outputs go to ``output_dir/name``."""
     return dataclasses.replace(config, name=name, output_dir=str(Path(config.output_dir) / name))
-
-
-class FoldTrainer:
-    """Trains one cross-validation fold: a picklable callable (module level, not ``__main__``) so
-    that folds can run in processes, each with ``threads`` CPU threads (0: leave as is)."""
-
-    def __init__(self, config: TrainingConfig, threads: int = 0) -> None:
-        self.config, self.threads = config, threads
-
-    def __call__(self, fold_cases: List[Case], name: str):
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        model, _ = train(fold_config(self.config, name), training_slices(fold_cases), resume=False,
-                         progress=self.threads == 0)
-        return model
 
 
 def _tensorboard(out: Path):
