@@ -404,10 +404,7 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showUpdate(self, update) -> None:
         self.ui.hemorrhageVolumeLabel.text = _("Hemorrhage volume: {ml:.2f} mL").format(ml=update.volume_ml)
-        reasons = "; ".join(f"{d}: {r}" for d, r in sorted(update.stop_reasons.items()))
-        status = [update.message.capitalize()] if update.message else []  # e.g. "No bleed found at the click..."
-        status += [_("Propagation stopped ({reasons})").format(reasons=reasons)] if reasons else []
-        self.ui.statusLabel.text = ". ".join(status)
+        self.ui.statusLabel.text = "\n".join(self.logic.status(self._parameterNode.inputVolume))
         self._updateUndoButtons()
 
     def onPromptChanged(self, caller, event) -> None:

@@ -12,7 +12,6 @@ a volume only when its manifest matches, and redoes it otherwise. Two inputs tha
 same result name are both refused with the reason.
 """
 
-import csv
 import functools
 import hashlib
 import json
@@ -22,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+
 from SAMIHSLib import __version__
 from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.io.markups_io import read_markups_clicks
-from SAMIHSLib.interaction.measurements import measure_hemorrhage
+from SAMIHSLib.io.report import (FAILED, NO_BLEED_FOUND, OK, SegmentationReport, read_reports_csv,
+                                 reports_csv_text)
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSLib.io.validation import InputError
@@ -33,14 +35,11 @@ from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.io.volume_files import find_volumes, volume_name
 from SAMIHSLib.volume.automatic import (AUTOMATIC_MODE, detector_fingerprint, load_detector,
                                         segment_automatically)
+from SAMIHSLib.volume.reports import mask_report
 from SAMIHSLib.volume.segmentation import VolumePrompts, segment_volume
 from SAMIHSLib.io.volume_io import AxialStack, CTVolume, clicks_to_slice_column_row, read_ct, write_seg_nrrd
 
-REPORT_NAME = "samihs_batch_report.csv"
-REPORT_COLUMNS = ("volume", "status", "reason", "segmentation", "bleeds_clicked", "volume_ml", "abc_over_2_ml",
-                  "max_axial_area_mm2", "first_slice", "last_slice", "num_slices", "seconds", "engine",
-                  "detection_score", "detected_regions")
-OK, NO_BLEED_FOUND, FAILED = "ok", "no bleed found", "failed"
+REPORT_NAME = "samihs_batch_report.csv"  # one row per volume: SAMIHSLib.io.report.CSV_COLUMNS
 DONE_STATUSES = (OK, NO_BLEED_FOUND)  # results: a rerun skips them when nothing that made them changed
 
 MANIFEST_SUFFIX = ".samihs.json"
@@ -183,23 +182,9 @@ def weights_sha256(predictor: SAMIHSPredictor) -> str:
     return sha256_tensors(predictor.model.state_dict())
 
 
-def _read_report(path: Path) -> Dict[str, Dict[str, str]]:
-    if not path.is_file():
-        return {}
-    with open(path, newline="") as handle:
-        return {row["volume"]: row for row in csv.DictReader(handle)}
-
-
 def write_report(path: Path, rows: Dict[str, Dict[str, str]]) -> None:
-    """The batch CSV (``REPORT_COLUMNS``, one row per volume, sorted by name), written atomically."""
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=REPORT_COLUMNS)
-    writer.writeheader()
-    for name in sorted(rows):
-        writer.writerow({column: rows[name].get(column, "") for column in REPORT_COLUMNS})
-    write_text_atomic(path, buffer.getvalue())
+    """The batch CSV (one report row per volume, sorted by name), written atomically."""
+    write_text_atomic(path, reports_csv_text([rows[name] for name in sorted(rows)]))
 
 
 def _read_manifest(path: Path) -> Dict[str, str]:
@@ -247,7 +232,7 @@ def plan_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, model_sh
     out_dir.mkdir(parents=True, exist_ok=True)
     source = PromptSource(prompt_spec)
     report_path = out_dir / REPORT_NAME
-    rows = _read_report(report_path)
+    rows = read_reports_csv(report_path)
     volumes = find_volumes(inputs)
     by_name: Dict[str, List[Path]] = {}
     for path in volumes:
@@ -256,15 +241,15 @@ def plan_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, model_sh
     for path in volumes:
         name = volume_name(path)
         if len(by_name[name]) > 1:  # both would write {name}.seg.nrrd: refuse, never overwrite
-            rows[name] = {"volume": name, "status": FAILED, "reason": "inputs with the same name would write the "
-                          "same result: " + ", ".join(str(p) for p in by_name[name]) + "; rename one"}
+            rows[name] = failed_row(name, "inputs with the same name would write the same result: " +
+                                    ", ".join(str(p) for p in by_name[name]) + "; rename one")
             continue
         try:
             manifest = {"input": str(path), "input_sha256": input_fingerprint(path),
                         "prompts": prompt_spec, "prompts_sha256": source.fingerprint(path),
                         "model_sha256": model_sha256, "engine": engine_name, "samihs_version": __version__}
         except (InputError, ValueError, OSError) as error:
-            rows[name] = {"volume": name, "status": FAILED, "reason": str(error).splitlines()[0]}
+            rows[name] = failed_row(name, str(error))
             continue
         job = VolumeJob(name, path, out_dir, source, manifest, dicom_seg)
         status = rows.get(name, {}).get("status")
@@ -284,38 +269,39 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
     try:
         volume = read_ct(job.path)
         stack = AxialStack.of(volume)
-        detection: Dict[str, str] = {}
         if job.prompts.automatic:
             result = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel)
-            detection = {"detection_score": f"{result.top_score:.3f}", "detected_regions": str(len(result.regions))}
+            found = {"detection_score": result.top_score, "detected_regions": len(result.regions),
+                     "reason": result.describe()}
             if not result.bleed_found:
                 for stale in (job.seg_path, job.out_dir / f"{job.name}.seg.dcm"):
                     stale.unlink(missing_ok=True)  # an earlier run's result no longer holds
                 write_text_atomic(job.manifest_path, json.dumps(job.manifest, indent=2) + "\n")
-                return {"volume": job.name, "status": NO_BLEED_FOUND, "reason": result.describe(),
-                        "volume_ml": "0.000", "seconds": f"{time.perf_counter() - started:.1f}",
-                        "engine": predictor.engine_description, **detection}
+                nothing = np.zeros(stack.array_hu.shape, dtype=bool)
+                return mask_report(job.name, nothing, stack.spacing_zyx, predictor, status=NO_BLEED_FOUND,
+                                   seconds=time.perf_counter() - started, **found).csv_row()
             segments = {f"{SEGMENT_NAME} {number} (score {region.score:.3f})": stack.mask_to_volume(mask)
                         for number, (region, mask) in enumerate(zip(result.regions, result.region_masks), 1)}
-            mask, reason, bleeds = result.mask, result.describe(), ""  # no clicks: see detected_regions
+            mask = result.mask  # no clicks: see detected_regions
         else:
             prompts = job.prompts.clicks_for(job.path, volume)
             mask = segment_volume(predictor, stack, prompts, cancel)
-            segments, reason, bleeds = {SEGMENT_NAME: stack.mask_to_volume(mask)}, "", str(len(prompts.positive))
+            segments, found = {SEGMENT_NAME: stack.mask_to_volume(mask)}, {"bleeds_clicked": len(prompts.positive)}
         write_seg_nrrd(job.seg_path, segments, volume)
         if job.dicom_seg and volume.dicom_files:
             from SAMIHSLib.io.dicom_seg import write_dicom_seg
 
             write_dicom_seg(job.out_dir / f"{job.name}.seg.dcm", stack.mask_to_volume(mask), volume.dicom_files)
         write_text_atomic(job.manifest_path, json.dumps(job.manifest, indent=2) + "\n")
-        measured = measure_hemorrhage(mask, stack.spacing_zyx)
-        return {"volume": job.name, "status": OK, "reason": reason, "segmentation": job.seg_path.name,
-                "bleeds_clicked": bleeds, "seconds": f"{time.perf_counter() - started:.1f}",
-                "engine": predictor.engine_description, **detection,
-                **{key: (f"{value:.3f}" if isinstance(value, float) else str(value))
-                   for key, value in measured.to_dict().items()}}
+        return mask_report(job.name, mask, stack.spacing_zyx, predictor, segmentation=job.seg_path.name,
+                           seconds=time.perf_counter() - started, **found).csv_row()
     except (InputError, ValueError, RuntimeError, OSError) as error:
-        return {"volume": job.name, "status": FAILED, "reason": str(error).splitlines()[0]}
+        return failed_row(job.name, str(error))
+
+
+def failed_row(volume: str, reason: str) -> Dict[str, str]:
+    """The report row of a volume that could not be segmented: its first line of reason."""
+    return SegmentationReport(volume, status=FAILED, reason=reason.splitlines()[0]).csv_row()
 
 
 def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,

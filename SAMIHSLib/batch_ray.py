@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from SAMIHSLib.batch import (FAILED, BatchPlan, VolumeJob, write_report, plan_batch, weights_sha256,
+from SAMIHSLib.batch import (BatchPlan, VolumeJob, failed_row, write_report, plan_batch, weights_sha256,
                              process_volume)
 from SAMIHSLib.interaction.predictor import load_predictor
 from SAMIHSLib.progress import ProgressCallback
@@ -121,11 +121,10 @@ def _schedule(ray, plan: BatchPlan, actors: List, new_worker, progress) -> Dict[
             rows[job.name] = ray.get(ready[0])
             idle.append(actor)
         except RayActorError as error:  # the worker died (e.g. out of memory): replace it
-            rows[job.name] = {"volume": job.name, "status": FAILED,
-                              "reason": f"Ray worker died: {str(error).splitlines()[0]}"}
+            rows[job.name] = failed_row(job.name, f"Ray worker died: {error}")
             idle.append(new_worker())
         except RayTaskError as error:
-            rows[job.name] = {"volume": job.name, "status": FAILED, "reason": str(error.cause).splitlines()[0]}
+            rows[job.name] = failed_row(job.name, str(error.cause))
             idle.append(actor)
         write_report(plan.report_path, rows)
         done += 1

@@ -7,7 +7,6 @@ exit status 2, before any output file is written.
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -75,11 +74,10 @@ def _load_predictor(args: argparse.Namespace):
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from SAMIHSLib.io.atomic_write import check_writable, write_text_atomic
-    from SAMIHSLib.interaction.measurements import measure_hemorrhage
-    from SAMIHSLib.interaction.regions import box_of_points
-    from SAMIHSLib.interaction.session import HemorrhageSession
-    from SAMIHSLib.io.volume_io import AxialStack, check_mask_output, clicks_to_slice_column_row, read_ct, write_mask
+    from SAMIHSLib.io.atomic_write import check_writable
+    from SAMIHSLib.io.report import write_report_json
+    from SAMIHSLib.io.volume_io import check_mask_output, clicks_to_slice_column_row, read_ct, write_mask
+    from SAMIHSLib.volume.click_to_volume import AxialClicks, segment_clicks
 
     output = check_mask_output(Path(args.output))  # every output checked before any work
     if args.report:
@@ -93,9 +91,10 @@ def run_segment(args: argparse.Namespace) -> int:
     volume = read_ct(Path(args.input), _parse_numbers(args.spacing, (3,), "--spacing") if args.spacing else None)
     if (str(output).lower().endswith(".dcm") or args.dicom_seg) and not volume.dicom_files:
         raise InputError("A DICOM SEG references its source images: give a DICOM series folder as input.")
-    positives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--point") for p in args.point or []], args.coords, volume)
+    positives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--point") for p in args.point or []],
+                                           args.coords, volume)
     negatives = clicks_to_slice_column_row([_parse_numbers(p, (2, 3), "--negative") for p in args.negative or []],
-                               args.coords, volume)
+                                           args.coords, volume)
     box_corners = []
     if args.box:
         values = _parse_numbers(args.box, (4, 5), "--box")
@@ -104,54 +103,32 @@ def run_segment(args: argparse.Namespace) -> int:
         print(f"samihs: warning: {args.input}: {volume.spacing_note or 'the file records no voxel size'}; using "
               f"{' x '.join(f'{s:.3g}' for s in volume.spacing_ijk)} mm (every mm rule and volume in mL depend on "
               "it): give --spacing SI,SJ,SK if you know it.", file=sys.stderr)
-    stack = AxialStack.of(volume)  # sagittal/coronal acquisitions are segmented on their axial slices
-    positives = [stack.click_to_stack(*click) for click in positives]
-    negatives = [stack.click_to_stack(*click) for click in negatives]
-    box_corners = [stack.click_to_stack(*corner) for corner in box_corners]
-    box = box_of_points([(x, y) for _, x, y in box_corners]) if box_corners else None
-    slices = {k for k, _, _ in positives + negatives + box_corners}
-    if len(slices) != 1:
-        raise InputError(f"All clicks of one segmentation must be on one axial slice; got slices {sorted(slices)}.")
-    axial, spacing = stack.array_hu, stack.spacing_zyx
+    clicks = AxialClicks.from_volume(volume, positives, negatives, box_corners)
     predictor = _load_predictor(args)
-    predictor.set_volume(axial, spacing)
-    session = HemorrhageSession(predictor)
-    k = slices.pop()
-    propagate = not args.no_propagate and axial.shape[0] > 1
+    propagate = not args.no_propagate and volume.array_hu.shape[0] > 1
     progress = _Progress("propagating") if propagate else None  # no empty bar for a single slice
-    started = time.perf_counter()
     try:
-        outcome = session.click(k, [(x, y) for _, x, y in positives], [(x, y) for _, x, y in negatives], box,
-                                propagate=propagate, progress=progress)
+        mask, report = segment_clicks(clicks, predictor, str(args.input), propagate, progress)
     finally:
         if progress is not None:
             progress.close()
-    seconds = time.perf_counter() - started
-    write_mask(output, stack.mask_to_volume(session.mask).astype(np.uint8), volume)
+    write_mask(output, mask.astype(np.uint8), volume)
     if args.dicom_seg:
-        write_mask(Path(args.dicom_seg), stack.mask_to_volume(session.mask).astype(np.uint8), volume)
-    measurements = measure_hemorrhage(session.mask, spacing)
-    report = {
-        "input": str(args.input), "output": str(output), "model": str(args.model),
-        "device": str(predictor.model.device), "engine": predictor.engine_name,
-        "precision": predictor.precision, "click_slice": k,
-        "spacing_mm": list(volume.spacing_ijk), "spacing_assumed": volume.spacing_assumed,
-        "spacing_note": volume.spacing_note,
-        "predicted_iou": {str(s): round(v, 4) for s, v in sorted(outcome.slice_iou.items())},
-        "answered_by": {str(s): m for s, m in sorted(outcome.slice_methods.items())},
-        "stop_reasons": outcome.stop_reasons, "message": outcome.message, "seconds": round(seconds, 2),
-        "encoded_slices": predictor.encoder_calls, "measurements": measurements.to_dict(),
-    }
+        write_mask(Path(args.dicom_seg), mask.astype(np.uint8), volume)
+    report.segmentation, report.model = str(output), str(args.model)
+    report.spacing_mm, report.spacing_assumed = list(volume.spacing_ijk), volume.spacing_assumed
+    report.spacing_note = volume.spacing_note
     if args.report:
-        write_text_atomic(args.report, json.dumps(report, indent=2))
-    if outcome.message:
-        print(f"samihs: warning: {outcome.message}", file=sys.stderr)
-    if not session.mask.any():
-        print(f"No hemorrhage segmented: {outcome.message or 'the model found nothing at the click'}; "
+        write_report_json(report, args.report)
+    if report.reason:
+        print(f"samihs: warning: {report.reason}", file=sys.stderr)
+    if not report.filled_slices:
+        print(f"No hemorrhage segmented: {report.reason or 'the model found nothing at the click'}; "
               f"wrote an empty {output}")
         return 0
-    print(f"Hemorrhage volume: {measurements.volume_ml:.2f} mL (ABC/2 {measurements.abc_over_2_ml:.2f} mL) "
-          f"on slices {measurements.first_slice}-{measurements.last_slice}; wrote {output}")
+    measured = report.measurements
+    print(f"Hemorrhage volume: {measured['volume_ml']:.2f} mL (ABC/2 {measured['abc_over_2_ml']:.2f} mL) "
+          f"on slices {measured['first_slice']}-{measured['last_slice']}; wrote {output}")
     return 0
 
 
@@ -162,8 +139,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from SAMIHSLib.io.overview_png import write_overview_png
     from SAMIHSLib.phantom import make_head_phantom
     from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
-    from SAMIHSLib.interaction.session import HemorrhageSession
     from SAMIHSLib.io.segment_terms import SEGMENT_NAME
+    from SAMIHSLib.volume.click_to_volume import AxialClicks, segment_clicks
     from SAMIHSLib.io.volume_io import CTVolume, write_ct, write_seg_nrrd
 
     out = Path(args.out)
@@ -176,30 +153,26 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Synthetic head CT {phantom.volume_hu.shape[::-1]} voxels, spacing {spacing_ijk} mm; "
           f"click at column {i}, row {j}, slice {k}")
     predictor = _load_predictor(args)
-    predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)
-    session = HemorrhageSession(predictor)
     progress = _Progress("segmenting")
-    started = time.perf_counter()
     try:
-        session.click(k, [(float(i), float(j))], progress=progress)
+        mask, report = segment_clicks(AxialClicks.from_volume(volume, [(k, float(i), float(j))]), predictor,
+                                      "phantom", progress=progress)
     finally:
         progress.close()
-    seconds = time.perf_counter() - started
     ct_path = write_ct(out / "demo_head_ct.nrrd", volume)
-    seg_path = write_seg_nrrd(out / "demo_hemorrhage.seg.nrrd", {SEGMENT_NAME: session.mask}, volume)
-    measurements = measure_hemorrhage(session.mask, phantom.spacing_zyx)
+    seg_path = write_seg_nrrd(out / "demo_hemorrhage.seg.nrrd", {SEGMENT_NAME: mask}, volume)
+    measured = report.measurements
     truth_ml = measure_hemorrhage(truth, phantom.spacing_zyx).volume_ml
-    score = dice(session.mask, truth)
-    png_path = write_overview_png(out / "demo_overview.png", phantom.volume_hu, session.mask, click_kji=(k, j, i),
-                                  title=f"SAMIHS demo: {measurements.volume_ml:.1f} mL, Dice {score:.3f}")
-    report = {"dice_vs_truth": round(score, 4), "truth_volume_ml": round(truth_ml, 3), "seconds": round(seconds, 2),
-              "device": str(predictor.model.device), "engine": predictor.engine_name,
-              "precision": predictor.precision, "measurements": measurements.to_dict()}
-    write_text_atomic(out / "demo_report.json", json.dumps(report, indent=2) + "\n")
+    score = dice(mask, truth)
+    png_path = write_overview_png(out / "demo_overview.png", phantom.volume_hu, mask, click_kji=(k, j, i),
+                                  title=f"SAMIHS demo: {measured['volume_ml']:.1f} mL, Dice {score:.3f}")
+    report.segmentation, report.model = str(seg_path), str(args.model)
+    write_text_atomic(out / "demo_report.json", json.dumps(
+        {"dice_vs_truth": round(score, 4), "truth_volume_ml": round(truth_ml, 3), **report.to_dict()}, indent=2) + "\n")
     print(f"Wrote {ct_path}, {seg_path}, {png_path}")
     print(f"Dice vs phantom truth: {score:.3f}")
-    print(f"Hemorrhage volume: {measurements.volume_ml:.2f} mL (truth {truth_ml:.2f} mL; ABC/2 "
-          f"{measurements.abc_over_2_ml:.2f} mL) in {seconds:.1f} s on {predictor.model.device}")
+    print(f"Hemorrhage volume: {measured['volume_ml']:.2f} mL (truth {truth_ml:.2f} mL; ABC/2 "
+          f"{measured['abc_over_2_ml']:.2f} mL) in {report.seconds:.1f} s on {predictor.model.device}")
     return 0
 
 

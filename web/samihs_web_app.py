@@ -46,8 +46,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_vuetify.ui.vuetify3 import SinglePageWithDrawerLayout
 
 from ct_library import UPLOAD_SUFFIXES, CTLibrary
-from result_files import (SegmentationReport, slice_status_text, write_dicom_segmentation, write_report,
-                          write_segmentation_nrrd)
+from result_files import write_dicom_segmentation, write_report, write_segmentation_nrrd
 from web_security import (LOOPBACK_NAMES, WILDCARD_HOSTS, check_save_path, is_loopback, reachable_host_names,
                           same_origin_guard)
 
@@ -102,7 +101,7 @@ class SAMIHSWebApp(TrameApp):
                        for mode, color in (("positive", (0.1, 0.9, 0.2)), ("negative", (0.95, 0.2, 0.9)),
                                            ("box", (1.0, 0.85, 0.1)))}
         self.volume_node = self.segmentation_node = self.ct_volume = None
-        self.segment_id, self.last_update, self.cancel = "", None, threading.Event()
+        self.segment_id, self.cancel = "", threading.Event()
         self._progress = (0, 0, "")
         self._syncing_markers = False  # markers redrawn from the history are not clicks
         self.box_roi = None
@@ -430,35 +429,22 @@ class SAMIHSWebApp(TrameApp):
         finally:
             self._syncing_markers = False
 
-    @staticmethod
-    def _summary(session):
-        """(measurements, axial slices with bleed) of the session's mask, or None while it is empty."""
-        from SAMIHSLib.interaction.measurements import measure_hemorrhage
-
-        if session is None or not session.mask.any():
-            return None
-        filled = [int(k) for k in np.nonzero(session.mask.any(axis=(1, 2)))[0]]
-        return measure_hemorrhage(session.mask, session.predictor.spacing_zyx), filled
-
     def _refresh(self, update) -> None:
-        session = self.logic.existing_session(self.volume_node)
-        if update is not None:
-            self.last_update = update
-            self.state.samihs_status = (f"Hemorrhage: {update.volume_ml:.2f} mL" +
-                                        (f". {update.message[0].upper()}{update.message[1:]}" if update.message else ""))
-            if self.save_path is not None:  # after every change, an emptied segmentation too
-                write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
+        """After an operation (``update``) or a change of CT: the logic's status and report on the page."""
+        session = self.logic.existing_session(self.volume_node) if self.volume_node is not None else None
+        if update is not None and self.save_path is not None:  # after every change, an emptied segmentation too
+            write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
         if self.volume_node is not None:
             self._show_markers()  # the session's click history, after every operation (a failed one too)
-        summary = self._summary(session)
-        if summary is None:
+        report = self.logic.report(self.volume_node) if session is not None else None
+        if update is not None:
+            self.state.samihs_status = report.headline()
+        self.state.samihs_slices = report.slices_text() if report is not None else "No slice segmented yet."
+        if report is None or not report.filled_slices:
             self.state.samihs_volume_ml = self.state.samihs_abc2_ml = None
-            self.state.samihs_slices = "No slice segmented yet."
         else:
-            measured, filled = summary
-            self.state.samihs_volume_ml = round(measured.volume_ml, 2)
-            self.state.samihs_abc2_ml = round(measured.abc_over_2_ml, 2)
-            self.state.samihs_slices = slice_status_text(filled, session.last_stop_reasons)
+            self.state.samihs_volume_ml = round(report.measurements["volume_ml"], 2)
+            self.state.samihs_abc2_ml = round(report.measurements["abc_over_2_ml"], 2)
             self.segmentation_node.CreateClosedSurfaceRepresentation()  # the bleed in the 3D view
         self.state.samihs_undo, self.state.samihs_redo = session.history_lengths if session is not None else (0, 0)
         self._render()
@@ -478,16 +464,12 @@ class SAMIHSWebApp(TrameApp):
             return write_dicom_segmentation(mask, self.ct_volume.dicom_files, out)
         return write_report(self._report(), out)
 
-    def _report(self) -> SegmentationReport:
-        session = self.logic.existing_session(self.volume_node)
-        summary = self._summary(session)
-        if summary is None:
+    def _report(self):
+        report = self.logic.report(self.volume_node)
+        if not report.filled_slices:
             raise ValueError("Nothing segmented yet.")
-        measured, filled = summary
-        return SegmentationReport(self.state.samihs_ct, self.model_name, self.logic.engine_description(),
-                                  measured.to_dict(), filled,
-                                  dict(session.slice_iou), dict(session.last_stop_reasons),
-                                  getattr(self.last_update, "message", ""))
+        report.volume, report.model = self.state.samihs_ct, self.model_name
+        return report
 
 
 def download_route(app: SAMIHSWebApp, token: str):

@@ -25,13 +25,15 @@ ModelLoader = Callable[[str, str], object]
 @dataclass
 class SegmentUpdate:
     """What one operation did: the segment's volume, the (k, j, i) voxel extent written, the
-    predicted IoU per slice and stop reasons (axial slice numbers), and what to tell the user."""
+    predicted IoU, stop reasons and fallback methods per slice (axial slice numbers), and what to
+    tell the user."""
 
     volume_ml: float
     extent: Optional[VoxelExtent]
     slice_iou: Dict[int, float] = field(default_factory=dict)
     stop_reasons: Dict[str, str] = field(default_factory=dict)
     message: str = ""
+    slice_methods: Dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class _VolumeState:
     applied_boxes: set = field(default_factory=set)
     # id(session edit) -> (that edit, what it took from other segments), for undo and redo.
     taken: Dict[int, Tuple[object, TakenVoxels]] = field(default_factory=dict)
+    last_update: Optional[SegmentUpdate] = None  # what the last operation said: the report's reason
 
 
 @dataclass(frozen=True)
@@ -301,16 +304,37 @@ class SAMIHSMRMLLogic:
                 state.applied_boxes.add(box_key)
             written = self._write(state, before, segmentation_node, segment_id, volume_node,
                                   overwrite_other_segments, edits_before)
-            return segment_id, self._update(session, written, outcomes)
+            return segment_id, self._update(state, written, outcomes)
 
-    def _update(self, session, written: Optional[VoxelExtent], outcomes: Sequence[object]) -> SegmentUpdate:
-        """One SegmentUpdate from the outcomes of the session calls of one operation."""
-        update = SegmentUpdate(self.hemorrhage_volume_ml(session), written)
+    def _update(self, state: _VolumeState, written: Optional[VoxelExtent], outcomes: Sequence[object]) -> SegmentUpdate:
+        """One SegmentUpdate from the outcomes of the session calls of one operation (kept for the
+        volume's report)."""
+        update = SegmentUpdate(self.hemorrhage_volume_ml(state.session), written)
         for outcome in outcomes:
             update.slice_iou.update(outcome.slice_iou)
             update.stop_reasons.update(outcome.stop_reasons)
+            update.slice_methods.update(outcome.slice_methods)
         update.message = "; ".join(outcome.message for outcome in outcomes if outcome.message)
+        state.last_update = update
         return update
+
+    def report(self, volume_node):
+        """The volume's segmentation in the one report schema (:class:`SAMIHSLib.io.report.SegmentationReport`):
+        measurements and filled slices of the session's mask, the engine that ran, and the last
+        operation's predicted IoU, stop reasons and message. Before any click: an empty report."""
+        from SAMIHSLib.io.report import SegmentationReport
+        from SAMIHSLib.volume.reports import mask_report
+
+        state = self._states.get(volume_node.GetID())
+        if state is None:
+            return SegmentationReport(volume_node.GetName(), model=self.model_spec)
+        session = state.session
+        return mask_report(volume_node.GetName(), session.mask, session.predictor.spacing_zyx, session.predictor,
+                           state.last_update, model=self.model_spec)
+
+    def status(self, volume_node) -> List[str]:
+        """What the panel and the web page show for the volume, line by line."""
+        return self.report(volume_node).status_lines()
 
     def roi_box(self, volume_node, roi_node) -> Optional[BoxPrompt]:
         """The ROI as a box prompt on the axial stack, or None without an ROI or while it has no
@@ -379,7 +403,7 @@ class SAMIHSMRMLLogic:
             outcome = session.repropagate(k, progress=progress, cancel=cancel)
             written = self._write(state, before, segmentation_node, segment_id, volume_node,
                                   overwrite_other_segments, edits_before)
-            return self._update(session, written, [outcome])
+            return self._update(state, written, [outcome])
 
     def undo(self, volume_node, segmentation_node, segment_id: str, redo: bool = False,
              positive_node=None, negative_node=None) -> SegmentUpdate:
@@ -399,7 +423,7 @@ class SAMIHSMRMLLogic:
                 self._on_main(lambda: give_back_to_other_segments(segmentation_node, volume_node, taken, take=redo))
             if positive_node is not None or negative_node is not None:
                 self._on_main(lambda: self.show_clicks(volume_node, positive_node, negative_node))
-            return SegmentUpdate(self.hemorrhage_volume_ml(session), written)
+            return self._update(state, written, [])
 
     def hemorrhage_volume_ml(self, session) -> float:
         from SAMIHSLib.metrics import volume_ml

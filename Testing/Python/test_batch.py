@@ -11,6 +11,7 @@ import slicerio
 
 from SAMIHSLib.interaction.auto_seeds import find_seed_clicks
 from SAMIHSLib.batch import REPORT_NAME, run_batch
+from SAMIHSLib.io.report import CSV_COLUMNS
 from SAMIHSLib.models import load_model
 from SAMIHSLib.cli import main
 from SAMIHSLib.io.validation import InputError
@@ -81,6 +82,9 @@ def test_batch_reports_failures_and_reruns_idempotently(tmp_path, lite_model, ba
     assert (out / "patient_a.seg.nrrd").stat().st_mtime_ns == stamp
     assert predictor.encoder_calls == encoder_calls  # finished volumes were skipped
     written = _rows(out)
+    with open(out / REPORT_NAME, newline="") as handle:  # the one report schema's CSV columns
+        assert tuple(next(csv.reader(handle))) == CSV_COLUMNS
+    assert (written["patient_a"]["engine"], written["patient_a"]["device"]) == (predictor.engine_name, "cpu")
     assert {n: r["status"] for n, r in again.items()} == {n: r["status"] for n, r in written.items()}
     for name, row in written.items():  # the CSV says what the files on disk hold
         seg = out / f"{name}.seg.nrrd"

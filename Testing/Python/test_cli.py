@@ -9,6 +9,7 @@ import slicerio
 import torch
 
 from SAMIHSLib.cli import main
+from SAMIHSLib.io.report import SegmentationReport
 from SAMIHSLib.phantom import oblique_direction
 from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_ct
 from SAMIHSLib.interaction.regions import slice_with_most
@@ -43,7 +44,9 @@ def test_segment_keeps_oblique_geometry_and_writes_slicer_segmentation(tmp_path,
     truth = small_phantom.bleed_mask(0)[k]
     assert dice(mask[k], truth) >= 0.8 and dice(mask[k].T, truth) < 0.5  # on the bleed, rows and columns not swapped
     written_report = json.loads(report.read_text())
+    assert list(written_report) == list(SegmentationReport("").to_dict())  # the one report schema
     assert written_report["measurements"]["volume_ml"] > 0
+    assert written_report["filled_slices"] == written_report["clicked_slices"] == [k]
     # auto runs lite-base exactly: bf16 moved its accuracy table (training/results/precision)
     assert (written_report["engine"], written_report["precision"]) == ("openvino", "fp32")
 
@@ -179,7 +182,7 @@ def test_a_click_on_no_bleed_is_said_in_words_and_box_alone_works(tmp_path, caps
     captured = capsys.readouterr()
     assert "no bleed found at the click: HU -" in captured.err
     assert "No hemorrhage segmented" in captured.out and "-1--1" not in captured.out
-    assert json.loads((tmp_path / "air.json").read_text())["message"].startswith("no bleed found")
+    assert json.loads((tmp_path / "air.json").read_text())["reason"].startswith("no bleed found")
     assert not np.asarray(slicerio.read_segmentation(str(air))["voxels"]).any()
 
     truth = small_phantom.bleed_mask(0)[k]

@@ -72,9 +72,17 @@ def test_click_fills_the_segment_other_segments_untouched_and_undo(scene_with_ct
     assert update.volume_ml == pytest.approx(mask.sum() * 0.9 * 0.9 * 5.0 / 1000.0, rel=1e-6)
     # the extent written is the box of what changed (the new bleed), not the volume
     assert tuple(update.extent) == changed_extent(np.zeros_like(mask), mask)
+    # the report and status the panel and the web page show describe this segment
+    report = logic.report(volume_node)
+    assert report.filled_slices == [int(z) for z in np.nonzero(mask.any(axis=(1, 2)))[0]]
+    assert report.measurements["volume_ml"] == pytest.approx(update.volume_ml, rel=1e-6)
+    assert report.predicted_iou and set(report.predicted_iou) <= set(report.filled_slices)
+    status = logic.status(volume_node)
+    assert status[0].startswith(f"Hemorrhage: {update.volume_ml:.2f} mL") and "Bleed on axial slices" in status[1]
 
     logic.undo(volume_node, segmentation_node, segment_id)
     assert not nodes.read_segment_mask(segmentation_node, segment_id, volume_node).any()
+    assert logic.status(volume_node) == ["No slice segmented yet."] and not logic.report(volume_node).filled_slices
     logic.undo(volume_node, segmentation_node, segment_id, redo=True)
     assert np.array_equal(nodes.read_segment_mask(segmentation_node, segment_id, volume_node), mask)
 

@@ -5,6 +5,8 @@ downloads .seg.nrrd, DICOM SEG and the reports; the files are read back in a fre
 and checked against the phantom's truth. Each state is screenshotted (``SAMIHS_SCREENSHOTS=DIR``
 keeps them: that is how Resources/Screenshots/ is made)."""
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 
 from SAMIHSLib.interaction.regions import slice_with_most
+from SAMIHSLib.io.report import CSV_COLUMNS, SegmentationReport
 from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_ct
 from SAMIHSLib.metrics import dice
 
@@ -317,9 +320,13 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
     assert np.array_equal(saved_after_change, mask)  # --save follows every change
     assert saved_when_empty.shape == mask.shape and not saved_when_empty.any()
     assert report["measurements"]["volume_ml"] == pytest.approx(shown, abs=0.01)
-    assert report["engine"] == "openvino (fp32 on cpu)"  # what ran, not "auto": lite-base runs exact fp32
-    assert report["filled_axial_slices"] == [int(k) for k in np.nonzero(mask.any(axis=(1, 2)))[0]]
-    assert csv_text.count("\n") == 1 + len(report["filled_axial_slices"])
+    # what ran, not "auto": lite-base runs exact fp32
+    assert (report["engine"], report["precision"], report["device"]) == ("openvino", "fp32", "cpu")
+    assert report["filled_slices"] == [int(k) for k in np.nonzero(mask.any(axis=(1, 2)))[0]]
+    assert list(report) == list(SegmentationReport("").to_dict())  # the CLI's and the batch's schema
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert len(rows) == 1 and tuple(rows[0]) == CSV_COLUMNS
+    assert float(rows[0]["volume_ml"]) == pytest.approx(shown, abs=0.01)
 
 
 def test_downloads_need_the_launch_token(web_app):
