@@ -35,7 +35,7 @@ EMPTY_REASON = "empty or tiny mask"
 class PropagationCancelled(RuntimeError):
     """The user cancelled; ``partial`` holds the slices done so far."""
 
-    def __init__(self, partial: "PropagationResult") -> None:
+    def __init__(self, partial: "SegmentOutcome") -> None:
         super().__init__("Propagation cancelled.")
         self.partial = partial
 
@@ -74,8 +74,8 @@ class PropagationConfig:
 
 
 @dataclass
-class PropagationResult:
-    """``mask`` (k, j, i) bool; ``slice_iou`` predicted IoU per filled slice; ``stop_reasons``
+class SegmentOutcome:
+    """What a click, a propagation or both gave: ``mask`` (k, j, i) bool; ``slice_iou`` predicted IoU per filled slice; ``stop_reasons``
     per direction ("up" = increasing k, "down" = decreasing k); ``slice_methods`` the slices
     answered by a fallback and how; ``message`` what the user must be told ("" if nothing);
     ``appearance`` the bleed's HU band the slices were held to (None if nothing propagated)."""
@@ -212,7 +212,7 @@ class SlicePropagator:
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[threading.Event] = None,
                   until_unchanged: Optional[np.ndarray] = None,
-                  stop_slices: Optional[Set[int]] = None) -> PropagationResult:
+                  stop_slices: Optional[Set[int]] = None) -> SegmentOutcome:
         """Propagate ``seed_mask`` on ``seed_slice`` in ``directions`` (+1 up, -1 down).
 
         ``stop_slices`` (slices the user fixed with clicks) end a direction: they and the slices
@@ -231,7 +231,7 @@ class SlicePropagator:
         locked = locked_slices or set()
         if base_mask is None and seed_slice not in locked:
             mask[seed_slice] = seed_mask
-        result = PropagationResult(mask)
+        result = SegmentOutcome(mask)
         appearance = self.appearance_of(seed_slice, seed_mask)
         result.appearance = appearance
         limit = self.config.max_slices_each_way or num_slices

@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig, ClickSegmenter
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, PropagationResult, SlicePropagator
+from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, SegmentOutcome, SlicePropagator
 from SAMIHSLib.interaction.prompts import Point
 from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.interaction.regions import (PixelBox, deepest_point, disc_around, keep_components_near, mm_to_px,
@@ -93,7 +93,7 @@ class HemorrhageSession:
     def click(self, slice_index: int, positive: Sequence[Point], negative: Sequence[Point] = (),
               box: Optional[PixelBox] = None, propagate: bool = True,
               directions: Sequence[int] = (1, -1), progress: Optional[ProgressCallback] = None,
-              cancel: Optional[threading.Event] = None) -> PropagationResult:
+              cancel: Optional[threading.Event] = None) -> SegmentOutcome:
         """Segment (or correct) slice ``slice_index`` from clicks/box, then optionally propagate.
 
         On a slice that already has a mask, positive clicks add to it and negative clicks remove
@@ -169,7 +169,7 @@ class HemorrhageSession:
             self.last_stop_reasons = outcome.stop_reasons
             label += " + propagation"
         else:
-            outcome = PropagationResult(new_mask, {slice_index: result.prediction.predicted_iou}, {})
+            outcome = SegmentOutcome(new_mask, {slice_index: result.prediction.predicted_iou}, {})
         outcome.slice_methods[slice_index] = result.method
         outcome.message = result.message
         if positive and not obj.any() and not outcome.message:
@@ -257,7 +257,7 @@ class HemorrhageSession:
 
     def repropagate(self, slice_index: int, directions: Sequence[int] = (1, -1),
                     progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[threading.Event] = None, until_unchanged: bool = True) -> PropagationResult:
+                    cancel: Optional[threading.Event] = None, until_unchanged: bool = True) -> SegmentOutcome:
         """Re-run propagation from slice ``slice_index``'s current mask (locked slices kept; a
         direction ends at a slice the user clicked, which keeps its mask).
 
