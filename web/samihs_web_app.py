@@ -501,7 +501,7 @@ def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ct", nargs="*", help="CT volumes (NRRD, NIfTI, MHA) or DICOM series folders")
     parser.add_argument("--data", help="a folder of CT volumes and DICOM series folders to choose from")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free port; the URL says which)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
@@ -540,9 +540,13 @@ def main(argv: Optional[list] = None) -> None:
         shown = [args.host]
     else:
         shown = (["127.0.0.1"] if args.host in WILDCARD_HOSTS else []) + network_names
-    for host in shown:  # every name the guard lets through, so no URL printed here is refused
-        url_host = f"[{host}]" if ":" in host else host
-        print(f"SAMIHS web app: open http://{url_host}:{args.port}/?secret={token}", flush=True)
+
+    def announce(**_) -> None:  # once the server listens: the port it got, every name the guard lets through
+        for host in shown:
+            url_host = f"[{host}]" if ":" in host else host
+            print(f"SAMIHS web app: open http://{url_host}:{app.server.port}/?secret={token}", flush=True)
+
+    app.server.controller.on_server_ready.add(announce)
     app.server.start(port=args.port, host=args.host, open_browser=False, show_connection_info=False)
 
 

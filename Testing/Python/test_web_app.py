@@ -10,10 +10,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from SAMIHSLib.metrics import dice
 
 from conftest import require, unavailable
 from dicom_series import write_dicom_series
+from web_server import WebAppProcess
 
 require("trame_slicer", module_level=True)
 require("highdicom", module_level=True)
@@ -42,55 +39,42 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for_server(url: str, process: subprocess.Popen, seconds: float = 120.0) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the web app exited with {process.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer in {seconds} s")
-
-
 @pytest.fixture
 def web_app(tmp_path, small_phantom):
     data = tmp_path / "data"
     data.mkdir()
     series = write_dicom_series(data / "head_series", small_phantom.volume_hu.astype(np.int16), SPACING)
     nrrd = write_ct(tmp_path / "head_ct.nrrd", CTVolume(small_phantom.volume_hu, SPACING, (0.0, 0.0, 0.0), np.eye(3)))
-    port, log_path = _free_port(), tmp_path / "web_app.log"
-    log = open(log_path, "w")
-    process = subprocess.Popen([sys.executable, str(REPO / "web" / "samihs_web_app.py"), "--data", str(data),
-                                "--port", str(port), "--save", str(tmp_path / "saved.seg.nrrd")],
-                               stdout=log, stderr=subprocess.STDOUT)
+    app = WebAppProcess(["--data", str(data), "--save", str(tmp_path / "saved.seg.nrrd")], tmp_path / "web_app.log")
     try:
-        _wait_for_server(f"http://127.0.0.1:{port}/", process)
-        printed = [line for line in log_path.read_text().splitlines() if "open http" in line]
-        yield printed[0].split("open ", 1)[1].strip(), series, nrrd  # the URL holds this launch's token
+        yield app.wait_for_urls()[0], series, nrrd  # the URL holds this launch's token
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        app.stop()
 
 
 # Counts every appearance of the busy overlay and notes what it held. Playwright polls a selector
 # every 500 ms after its first few tries, so a short operation's overlay (up ~0.25 s, one progress tick
 # of the server, for a negative click on a fast CPU) can come and go unseen; a MutationObserver sees all.
+# It also counts the frames the server pushes into the views (each one sets an <img>'s src): a
+# render is waited for by its frame, not by a guessed time.
 BUSY_WATCH = """
 window.samihsBusySeen = 0;
 window.samihsBusyHeld = [];
+window.samihsFrames = 0;
+window.samihsLastFrame = 0;
+window.samihsFramesAtBusy = 0;
+new MutationObserver(records => {
+  for (const record of records) {
+    if (record.target.tagName === "IMG") {
+      window.samihsFrames += 1;
+      window.samihsLastFrame = performance.now();
+    }
+  }
+}).observe(document, {attributes: true, attributeFilter: ["src"], subtree: true});
 new MutationObserver(() => {
   const overlay = document.getElementById("samihs-busy");
   if (overlay && !window.samihsBusyShown) {
+    window.samihsFramesAtBusy = window.samihsFrames;
     window.samihsBusySeen += 1;
     window.samihsBusyHeld.push({
       text: overlay.textContent,
@@ -118,8 +102,7 @@ class Page:
     def page_xy(self, ras) -> tuple:
         """Where on the page the axial view draws ``ras`` (after showing its slice)."""
         where = self.page.evaluate("ras => window.trame.trigger('samihs_locate', [ras])", [float(v) for v in ras])
-        view = self.views()[0]  # the axial view is the large one
-        time.sleep(1.0)
+        view = self.views()[0]  # the axial view is the large one (the server maps the click on its new slice)
         return (view["x"] + where["x"] * view["width"] / where["width"],
                 view["y"] + where["y"] * view["height"] / where["height"])
 
@@ -150,8 +133,17 @@ class Page:
         seen = self.page.evaluate("() => window.samihsBusySeen")
         assert seen == self.operations_waited + 1, f"{seen - self.operations_waited} operations ran, not one"
         self.operations_waited = seen
-        time.sleep(1.5)
+        self.wait_rendered("window.samihsFramesAtBusy")
         return self.page.text_content("#samihs-status")
+
+    def frames(self) -> int:
+        return self.page.evaluate("() => window.samihsFrames")
+
+    def wait_rendered(self, since: str) -> None:
+        """Wait for a frame pushed after ``since`` (a frame count, or a JS expression giving one),
+        then for the views to settle (no new frame for 0.4 s: a render may push several)."""
+        self.page.wait_for_function(f"() => window.samihsFrames > {since} && "
+                                    "performance.now() - window.samihsLastFrame > 400", timeout=60_000)
 
     def volume_ml(self) -> float:
         text = self.page.text_content("#samihs-volume").strip()
@@ -231,8 +223,9 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
         assert volume_a > 0.5 and "mL" in page.text_content("#samihs-status")
         assert "Bleed on axial slices" in page.text_content("#samihs-slices")
         assert _reddish(brain) > 300  # the segment over the CT, and its surface in the 3D view
+        frames = app.frames()
         page.click("#samihs-window-bone")
-        time.sleep(2.0)
+        app.wait_rendered(str(frames))
         bone = app.shot("bone-window")
         from PIL import Image
 

@@ -4,16 +4,13 @@ loopback by default, and --save that never overwrites the CT or an existing file
 import asyncio
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from SAMIHSLib.io.volume_io import CTVolume, write_ct
 
-REPO = Path(__file__).resolve().parents[2]
-APP = REPO / "web" / "samihs_web_app.py"
+from web_server import APP, REPO, WebAppProcess
 
 
 def _hello(ws_url: str, secret: str, headers=None):
@@ -44,44 +41,15 @@ def _hello(ws_url: str, secret: str, headers=None):
     return asyncio.run(run())
 
 
-def _wait_until_listening(port: int, deadline: float) -> None:
-    """Returns once a TCP connection to ``port`` on loopback is accepted (fails at ``deadline``)."""
-    import socket
-
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-            return
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.05)  # a poll interval, not a wait for the server
-
-
 @pytest.fixture(scope="module")
 def running_app(tmp_path_factory, small_phantom):
-    import socket
-
     folder = tmp_path_factory.mktemp("web")
     ct_path = write_ct(folder / "ct.nrrd", CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0, 0, 0), np.eye(3)))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(APP), str(ct_path), "--port", str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    url = ""
-    deadline = time.time() + 120
-    while time.time() < deadline and not url:
-        line = process.stdout.readline()
-        if "open http" in line:
-            url = line.split("open ", 1)[1].strip()
-        elif process.poll() is not None:
-            raise RuntimeError(f"the web app exited with {process.returncode}")
-    assert url, "the app never printed its URL"
-    _wait_until_listening(port, deadline)  # the server binds right after printing
-    yield port, url
-    process.terminate()
-    process.wait(timeout=30)
+    app = WebAppProcess([str(ct_path)])
+    try:
+        yield app.port, app.wait_for_urls()[0]
+    finally:
+        app.stop()
 
 
 def test_only_the_launch_token_opens_a_session(running_app):
@@ -132,34 +100,17 @@ def test_a_server_on_every_interface_serves_the_network_names_it_prints(tmp_path
     names = reachable_host_names("0.0.0.0")
     assert names and socket.gethostname().lower() in names
     ct_path = write_ct(tmp_path / "ct.nrrd", CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0, 0, 0), np.eye(3)))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(APP), str(ct_path), "--port", str(port), "--host", "0.0.0.0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    app = WebAppProcess([str(ct_path), "--host", "0.0.0.0"])
     try:
-        urls = []
-        deadline = time.time() + 120
-        while time.time() < deadline and len(urls) < 1 + len(names):
-            line = process.stdout.readline()
-            if "open http" in line:
-                urls.append(line.split("open ", 1)[1].strip())
-            elif process.poll() is not None:
-                raise RuntimeError(f"the web app exited with {process.returncode}")
+        urls = app.wait_for_urls(1 + len(names))  # printed once the server listens
+        port = app.port
         printed = {url.split("//", 1)[1].rsplit(":", 1)[0].strip("[]") for url in urls}
         assert printed == {"127.0.0.1"} | set(names)
         token = urls[0].split("secret=", 1)[1]
         ws = f"ws://127.0.0.1:{port}/ws"
-        status = ""
-        deadline = time.time() + 60
-        while time.time() < deadline and status != "reply":  # the server binds right after printing
-            try:
-                status = _hello(ws, token, {"Host": f"{names[0]}:{port}", "Origin": f"http://{names[0]}:{port}"})[0]
-            except OSError:
-                time.sleep(0.2)
-        assert status == "reply"  # a network client naming this machine
+        # a network client naming this machine
+        assert _hello(ws, token, {"Host": f"{names[0]}:{port}", "Origin": f"http://{names[0]}:{port}"})[0] == "reply"
         assert _hello(ws, token, {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"})[0] == \
             "http 403"
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        app.stop()
