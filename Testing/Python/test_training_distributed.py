@@ -17,11 +17,11 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.scale, pytest.mark.slow]  # ~2 min each on 2 cores: in `pytest -m slow`
 
 
-def _train(tmp_path: Path, name: str, processes: int) -> Path:
+def _train(tmp_path: Path, name: str, processes: int, **overrides) -> Path:
     out = tmp_path / name
     config = {"name": name, "adapter_positions": [], "cache_embeddings": True, "augmented_copies": 1,
               "augment": False, "phantom_cases": 2, "batch_size": 2, "max_steps": 16, "learning_rate": 0.0005,
-              "extra_click_probability": 0.0, "device": "cpu", "seed": 3, "output_dir": str(out)}
+              "extra_click_probability": 0.0, "device": "cpu", "seed": 3, "output_dir": str(out), **overrides}
     config_path = tmp_path / f"{name}.json"
     config_path.write_text(json.dumps(config))
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] \
@@ -51,3 +51,32 @@ def test_two_process_training_lowers_the_loss_and_writes_the_same_checkpoint_for
     a, b = load_model(ours, device="cpu").state_dict(), load_model(reference, device="cpu").state_dict()
     assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("mask_decoder."))  # both trained, differently
+
+
+def test_two_processes_of_batch_1_take_the_step_of_one_process_of_batch_2(tmp_path):
+    """DistributedDataParallel averages the gradients: with every random choice switched off (the
+    deepest click, no augmentation, boxes or pasting), two processes each training on one of two
+    real slices end where one process training on both as a batch of 2 ends. Without the average,
+    each process would step on its own slice alone."""
+    import shutil
+
+    from conftest import SHARED_SLICES, unavailable
+
+    if not SHARED_SLICES.is_dir():
+        unavailable("real ct-ich slices not available")
+    data = tmp_path / "two_slices"
+    for name in ("066_19.dcm", "075_30.dcm"):
+        for part in ("images", "masks"):
+            (data / part).mkdir(parents=True, exist_ok=True)
+            shutil.copy(SHARED_SLICES / part / name, data / part / name)
+    fixed = {"phantom_cases": 0, "datasets": [{"kind": "folder", "root": str(data)}], "max_steps": 3,
+             "deepest_click_probability": 1.0, "learning_rate": 0.001}
+    distributed = torch.load(_train(tmp_path, "ddp_b1", 2, batch_size=1, **fixed) / "last.pt", weights_only=True)
+    single = torch.load(_train(tmp_path, "single_b2", 1, batch_size=2, **fixed) / "last.pt", weights_only=True)
+    start = load_model("lite-base", device="cpu").state_dict()
+    trained = [k for k in single["model"] if k.startswith("mask_decoder.") and
+               not torch.equal(single["model"][k], start[k])]
+    assert trained  # the step moved the decoder
+    for key in trained:
+        assert torch.allclose(distributed["model"][key], single["model"][key], atol=1e-5, rtol=1e-4), key
+    assert distributed["losses"] == pytest.approx(single["losses"], rel=1e-4)
