@@ -3,6 +3,10 @@ resume behaviour as the local batch, and a bad volume fails alone."""
 
 import csv
 import json
+import os
+import signal
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +72,46 @@ def test_ray_batch_equals_local_batch_and_resumes(tmp_path, ct_folder, lite_mode
     assert main(["batch", str(ct_folder), "--prompts", prompts, "-o", str(on_ray), "--engine", "torch",
                  "--model", "lite-base", "--device", "cpu", "--ray", "local", "--ray-workers", "2"]) == 1
     assert {name: (on_ray / f"{name}.seg.nrrd").stat().st_mtime_ns for name in stamps} == stamps
+
+
+def _busy_worker_pids():
+    """Ray worker processes running ``VolumeWorker.process`` now (Ray titles a busy actor's process so)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"ray::VolumeWorker.process" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue  # the process ended meanwhile
+    return pids
+
+
+def test_a_ray_worker_killed_mid_volume_fails_that_volume_alone_and_is_replaced(tmp_path, ct_folder):
+    """SIGKILL, as the kernel's out-of-memory killer sends it, to a worker while it segments: that
+    volume's row says the worker died, a new worker takes the rest, and a rerun redoes that volume."""
+    from SAMIHSLib.batch_ray import run_batch_on_ray
+
+    ct_folder, prompts = ct_folder
+    out, killed = tmp_path / "ray", []
+
+    def kill_a_busy_worker(done, total, name):
+        deadline = time.time() + 120
+        while not killed and done >= 1 and time.time() < deadline:
+            busy = _busy_worker_pids()
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            else:
+                time.sleep(0.05)  # a poll interval while the next volume starts
+
+    rows = run_batch_on_ray([ct_folder], prompts, out, "lite-base", "cpu", "torch", "local", workers=2,
+                            progress=kill_a_busy_worker)
+    assert killed
+    died = [name for name, row in rows.items() if row["reason"].startswith("Ray worker died")]
+    assert len(died) == 1 and rows[died[0]]["status"] == "failed" and died[0] != "broken"
+    assert sorted(name for name, row in rows.items() if row["status"] == "ok") == \
+        sorted({"ct0", "ct1", "ct2"} - set(died))  # the replacement finished the others
+    assert not (out / f"{died[0]}.seg.nrrd").exists()  # nothing half-written for the killed volume
+    again = run_batch_on_ray([ct_folder], prompts, out, "lite-base", "cpu", "torch", "local", workers=2)
+    assert again[died[0]]["status"] == "ok"
