@@ -53,6 +53,24 @@ def lite_model():
 
 
 @pytest.fixture(scope="session")
+def shared_embeddings():
+    """Slice embeddings shared by tests whose predictors must be fresh but whose images repeat: the
+    cache keys by volume content, model, preprocessing and engine, so each slice is encoded once."""
+    from SAMIHSLib.interaction.predictor import SliceEmbeddingCache
+
+    return SliceEmbeddingCache()
+
+
+@pytest.fixture
+def fresh_predictor(lite_model, shared_embeddings):
+    """A new lite-base predictor (no volume, no remembered answers, counters at 0) over the shared
+    embeddings."""
+    from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+
+    return SAMIHSPredictor(lite_model, cache=shared_embeddings)
+
+
+@pytest.fixture(scope="session")
 def real_slices() -> List[Tuple[str, np.ndarray, np.ndarray]]:
     """(name, image in HU (rows, columns), hemorrhage mask) for every shared slice."""
     import SimpleITK as sitk

@@ -11,10 +11,9 @@ from SAMIHSLib.interaction.regions import deepest_point
 
 
 @pytest.fixture
-def session(lite_model, small_phantom):
-    predictor = SAMIHSPredictor(lite_model)
-    predictor.set_volume(small_phantom.volume_hu, small_phantom.spacing_zyx)
-    return HemorrhageSession(predictor)
+def session(fresh_predictor, small_phantom):
+    fresh_predictor.set_volume(small_phantom.volume_hu, small_phantom.spacing_zyx)
+    return HemorrhageSession(fresh_predictor)
 
 
 def _first_click(session, phantom, bleed=0):
