@@ -104,6 +104,7 @@ class SAMIHSWebApp(TrameApp):
         self.segment_id, self.cancel = "", threading.Event()
         self._progress = (0, 0, "")
         self._syncing_markers = False  # markers redrawn from the history are not clicks
+        self._region_texts: dict = {}  # segment id -> the detector's summary of that region
         self.box_roi = None
         self._init_state(names)
         self._build_ui()
@@ -132,6 +133,7 @@ class SAMIHSWebApp(TrameApp):
         state.samihs_busy, state.samihs_progress, state.samihs_progress_text = False, 0, ""
         state.samihs_upload, state.samihs_download_query = None, ""
         state.samihs_dicom = False
+        state.samihs_regions = []  # the detector's regions on this CT: [{"id": segment id, "text": ...}]
         state.change("samihs_ct")(lambda samihs_ct, **_: self._when_idle(lambda: self.open_ct(samihs_ct)))
         state.change("samihs_mode")(lambda samihs_mode, **_: self.set_mode(samihs_mode))
         state.change("samihs_window")(lambda samihs_window, **_: self.set_window(samihs_window))
@@ -144,6 +146,9 @@ class SAMIHSWebApp(TrameApp):
         controller.trigger("samihs_redo")(lambda: self._start("Redo", lambda p, c: self._undo(True)))
         controller.trigger("samihs_repropagate")(lambda: self._start("Re-propagating", self._repropagate))
         controller.trigger("samihs_cancel")(self.cancel.set)
+        controller.trigger("samihs_find_bleeds")(lambda: self._start("Finding bleeds", self._find_bleeds))
+        controller.trigger("samihs_delete_region")(lambda segment_id: self._when_idle(
+            lambda: self.delete_region(segment_id)))
 
     def _build_ui(self) -> None:
         with SinglePageWithDrawerLayout(self.server, full_height=True) as self.ui:
@@ -177,6 +182,15 @@ class SAMIHSWebApp(TrameApp):
                                 disabled=("samihs_busy || samihs_redo === 0",), density="compact")
                     v3.VBtn("Re-propagate from this slice", id="samihs-repropagate", density="compact",
                             click="trigger('samihs_repropagate')", disabled=("samihs_busy || samihs_volume_ml === null",))
+                    v3.VBtn("Find bleeds automatically", id="samihs-find-bleeds", density="compact",
+                            click="trigger('samihs_find_bleeds')", disabled=("samihs_busy",),
+                            title="The bleed detector proposes each bleed as its own segment, named with its "
+                                  "score; delete any you reject")
+                    with html.Div(v_for="region in samihs_regions", key=("region.id",), classes="d-flex align-center",
+                                  style="gap: 6px"):
+                        html.Span("{{ region.text }}", classes="samihs-region text-caption", style="flex: 1")
+                        v3.VBtn("Delete", classes="samihs-region-delete", density="compact", size="small",
+                                click="trigger('samihs_delete_region', [region.id])", disabled=("samihs_busy",))
                     html.Div("{{ samihs_status }}", id="samihs-status", classes="text-body-2",
                              style="white-space: normal; overflow-wrap: anywhere")
                     html.Div("{{ samihs_slices }}", id="samihs-slices", classes="text-caption",
@@ -190,7 +204,8 @@ class SAMIHSWebApp(TrameApp):
                                    href=(f"'samihs/download/{kind}?' + samihs_download_query",),
                                    classes="v-btn v-btn--density-compact v-btn--variant-tonal v-btn--size-small pa-2",
                                    style="text-decoration: none", v_show=(
-                                       "samihs_volume_ml !== null" + (" && samihs_dicom" if kind == "dicom" else ""),))
+                                       "samihs_volume_ml !== null" + (" && samihs_dicom" if kind == "dicom" else "") +
+                                       (" || samihs_regions.length > 0" if kind == "seg" else ""),))
                     html.Div(MOUSE_HELP, id="samihs-help", classes="text-caption", style="white-space: normal")
             with self.ui.content:
                 with html.Div(style="position: relative; width: 100%; height: 100%"):
@@ -230,6 +245,7 @@ class SAMIHSWebApp(TrameApp):
         self.slicer_app.display_manager.reset_views()
         self.state.samihs_dicom = bool(self.ct_volume.dicom_files)
         self.state.samihs_status = f"{name}: click the bleed in the axial view."
+        self._list_regions()
         self._refresh(None)  # (shows this CT's markers too)
 
     def _nodes(self, class_name: str) -> list:
@@ -355,6 +371,9 @@ class SAMIHSWebApp(TrameApp):
             self.points["box"].RemoveAllControlPoints()
         with self.state:
             self.state.samihs_busy = False
+            if isinstance(update, dict):  # the detector's findings, not a click's update
+                self._show_findings(update)
+                update = None
             self._refresh(update)
             if error is not None:
                 self.state.samihs_status = f"SAMIHS could not segment: {error}"
@@ -386,6 +405,39 @@ class SAMIHSWebApp(TrameApp):
             self.volume_node, self.segmentation_node, None, None, segment_id=self.segment_id, roi_node=self.box_roi,
             progress=progress, cancel=cancel)
         return update
+
+    def _find_bleeds(self, progress, cancel) -> dict:
+        """The bleed detector on the CT on screen: one segment per region in this CT's segmentation."""
+        return self.logic.segment_automatically(self.volume_node, self.segmentation_node, progress, cancel)
+
+    def _show_findings(self, found: dict) -> None:
+        """Say what the detector found (or "no bleed found" with its highest score) and list the regions."""
+        self._region_texts.update({
+            segment_id: f"axial slices {region['slices'][0]}-{region['slices'][1]}, {region['volume_ml']:.1f} mL"
+            for segment_id, region in zip(found["segment_ids"], found["regions"])})
+        self.state.samihs_status = found["error"] or found["skipped"] or found["detection"]
+        if found["segment_ids"] and self.save_path is not None:
+            write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
+        self._list_regions()
+
+    def _list_regions(self) -> None:
+        """The detector's segments of this CT (every segment but the click segment), for the page."""
+        segmentation = self.segmentation_node.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        self.state.samihs_regions = [
+            {"id": segment_id, "text": f"{segmentation.GetSegment(segment_id).GetName()}: "
+                                       f"{self._region_texts.get(segment_id, '')}".rstrip(": ")}
+            for segment_id in ids if segment_id != self.segment_id]
+
+    def delete_region(self, segment_id: str) -> None:
+        """Remove a detected region the reader rejects (never the click segment)."""
+        if segment_id == self.segment_id or self.segmentation_node.GetSegmentation().GetSegment(segment_id) is None:
+            raise ValueError("No such detected region on this CT.")
+        self.segmentation_node.GetSegmentation().RemoveSegment(segment_id)
+        if self.save_path is not None:
+            write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
+        self._list_regions()
+        self._render()
 
     def _make_box_roi(self) -> None:
         """An ROI node spanning the two box corners (on this thread: it changes the scene)."""

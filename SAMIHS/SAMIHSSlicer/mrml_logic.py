@@ -438,18 +438,10 @@ class SAMIHSMRMLLogic:
     def segment_all_loaded_volumes(self, scene, progress: Optional[ProgressCallback] = None,
                                    cancel: Optional[threading.Event] = None) -> List[Dict[str, object]]:
         """Automatic segmentation (the bleed detector, as ``samihs batch --prompts auto``) of every
-        CT volume in ``scene``. Where bleeds are found, one new segmentation node per volume holds
-        one segment per detected region, named with its score, so the reader can delete a region
-        they reject; ``detection`` says what was found, or "no bleed found" with the highest
-        score (a result: no node is made). A volume that is not CT in HU is skipped with its reason;
-        one that fails is reported; the others go on. ``progress`` is called per batch of slices,
-        so a caller can keep its window responsive and its Cancel button clickable within a volume."""
-        from SAMIHSLib.volume.automatic import AUTOMATIC_MODE, load_detector, segment_automatically
-        from SAMIHSLib.metrics import volume_ml
-        from SAMIHSLib.interaction.session import changed_extent
-        from SAMIHSLib.io.validation import validate_ct_volume
-        from SAMIHSLib.io.volume_io import AxialStack
-
+        CT volume in ``scene`` (:meth:`segment_automatically` on each, into a new segmentation node
+        where bleeds are found). A volume that is not CT in HU is skipped with its reason; one that
+        fails is reported; the others go on. ``progress`` is called per batch of slices, so a caller
+        can keep its window responsive and its Cancel button clickable within a volume."""
         volumes = [node for node in nodes_of_class(scene, "vtkMRMLScalarVolumeNode")
                    if not node.IsA("vtkMRMLLabelMapVolumeNode")]
         results = []
@@ -464,36 +456,56 @@ class SAMIHSMRMLLogic:
                 if progress is not None:
                     progress(done, len(volumes), f"{name}: {message} ({step}/{steps})")
 
-            entry: Dict[str, object] = {"volume": name, "segmentation": None, "volume_ml": 0.0, "error": "",
-                                        "skipped": "", "detection": "", "regions": []}
-            try:
-                ct = ct_volume_from_node(volume_node)
-                try:
-                    validate_ct_volume(ct.array_hu, f"volume '{name}'")
-                except ValueError as not_ct:
-                    results.append({**entry, "skipped": str(not_ct)})
-                    continue
-                stack = AxialStack.of(ct)
-                predictor = self.new_predictor() if AUTOMATIC_MODE == "seeded" else None
-                found = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel,
-                                              progress=within_volume)
-                entry.update(detection=found.describe(), regions=[r.summary() for r in found.regions])
-                if found.bleed_found:
-                    segmentation_node = self.new_segmentation_node(volume_node, scene)
-                    segmentation = segmentation_node.GetSegmentation()
-                    for number, (region, mask) in enumerate(zip(found.regions, found.region_masks), 1):
-                        segment_id = segmentation.AddEmptySegment(
-                            "", f"{SEGMENT_NAME} {number} (score {region.score:.3f})", SEGMENT_COLOR)
-                        mask = stack.mask_to_volume(mask)
-                        write_segment_region(segmentation_node, segment_id, volume_node, mask,
-                                             changed_extent(np.zeros_like(mask), mask))
-                    entry.update(segmentation=segmentation_node, volume_ml=volume_ml(found.mask, stack.spacing_zyx))
-            except Exception as error:  # report and go on with the next volume
-                entry["error"] = str(error)
-            results.append(entry)
+            results.append(self.segment_automatically(volume_node, None, within_volume, cancel))
         if progress is not None:
             progress(len(volumes), len(volumes), "done")
         return results
+
+    def segment_automatically(self, volume_node, segmentation_node=None, progress: Optional[ProgressCallback] = None,
+                              cancel: Optional[threading.Event] = None) -> Dict[str, object]:
+        """The bleed detector on one volume: each detected region becomes its own segment, named with
+        its score ("Hemorrhage 1 (score 0.998)"), so the reader can delete one they reject; in
+        ``segmentation_node``, or in a new node only when something is found. Returns ``volume``,
+        ``segmentation`` (the node, or None), ``segment_ids``, ``volume_ml``, ``detection`` (what
+        was found, or "no bleed found" with the highest score: a result), ``regions`` (one summary
+        each), ``skipped`` (why a volume that is not CT was left alone) and ``error``."""
+        from SAMIHSLib.volume.automatic import AUTOMATIC_MODE, load_detector, segment_automatically
+        from SAMIHSLib.metrics import volume_ml
+        from SAMIHSLib.interaction.session import changed_extent
+        from SAMIHSLib.io.validation import validate_ct_volume
+        from SAMIHSLib.io.volume_io import AxialStack
+
+        name = volume_node.GetName()
+        entry: Dict[str, object] = {"volume": name, "segmentation": None, "segment_ids": [], "volume_ml": 0.0,
+                                    "error": "", "skipped": "", "detection": "", "regions": []}
+        try:
+            ct = ct_volume_from_node(volume_node)
+            try:
+                validate_ct_volume(ct.array_hu, f"volume '{name}'")
+            except ValueError as not_ct:
+                return {**entry, "skipped": str(not_ct)}
+            stack = AxialStack.of(ct)
+            predictor = self.new_predictor() if AUTOMATIC_MODE == "seeded" else None
+            found = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel, progress=progress)
+            entry.update(detection=found.describe(), regions=[r.summary() for r in found.regions])
+            if not found.bleed_found:
+                return entry
+
+            def write_segments():
+                node = segmentation_node or self.new_segmentation_node(volume_node, volume_node.GetScene())
+                segmentation, ids = node.GetSegmentation(), []
+                for number, (region, mask) in enumerate(zip(found.regions, found.region_masks), 1):
+                    ids.append(segmentation.AddEmptySegment(
+                        "", f"{SEGMENT_NAME} {number} (score {region.score:.3f})", SEGMENT_COLOR))
+                    mask = stack.mask_to_volume(mask)
+                    write_segment_region(node, ids[-1], volume_node, mask, changed_extent(np.zeros_like(mask), mask))
+                return node, ids
+
+            node, ids = self._on_main(write_segments)
+            entry.update(segmentation=node, segment_ids=ids, volume_ml=volume_ml(found.mask, stack.spacing_zyx))
+        except Exception as error:  # reported with the volume: the caller goes on
+            entry["error"] = str(error)
+        return entry
 
 
 def _new_clicks_by_slice(clicks: Sequence[Tuple[bool, Tuple[int, float, float]]], history: Dict[int, tuple],

@@ -333,3 +333,45 @@ def test_downloads_need_the_launch_token(web_app):
     with pytest.raises(urllib.error.HTTPError) as nothing_yet:
         urllib.request.urlopen(f"{base}samihs/download/json?secret={token}", timeout=30)
     assert nothing_yet.value.code == 409  # nothing segmented: said, not an empty file
+
+
+@pytest.mark.real_data
+def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_path):
+    """"Find bleeds automatically" on a real head CT (patient 075, its 98 mL bleed): each region the
+    detector keeps becomes a segment named with its score, listed on the page with its slices and
+    mL; together they cover the bleed; "Delete" removes one from the scene and from the saved file."""
+    import slicerio
+
+    from conftest import real_whole_ct
+
+    volume, truth = real_whole_ct("075", slice(12, 34))
+    ct_path = write_ct(tmp_path / "075.nrrd", volume)
+    saved = tmp_path / "saved.seg.nrrd"
+    server = WebAppProcess([str(ct_path), "--save", str(saved)], tmp_path / "web_app.log")
+    try:
+        url = server.wait_for_urls()[0]
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            app = Page(page, tmp_path)
+            page.goto(url)
+            page.wait_for_selector("#samihs-find-bleeds")
+            page.click("#samihs-find-bleeds")
+            status = app.wait_done()
+            regions = page.locator(".samihs-region").all_text_contents()
+            assert regions and status.startswith("region 1: slices "), status
+            assert all("(score " in text and "mL" in text for text in regions), regions
+            found = slicerio.read_segmentation(str(saved))
+            assert [s["name"] for s in found["segments"]] == [text.split(":")[0] for text in regions]
+            union = np.asarray(found["voxels"]).transpose(2, 1, 0) > 0
+            if union.ndim == 4:  # several segments: one layer each
+                union = union.any(axis=-1)
+            assert dice(union, truth) >= 0.5
+
+            page.locator(".samihs-region-delete").first.click()
+            page.wait_for_function(f"() => document.querySelectorAll('.samihs-region').length == {len(regions) - 1}")
+            browser.close()
+        assert [s["name"] for s in slicerio.read_segmentation(str(saved))["segments"]] == \
+            [text.split(":")[0] for text in regions[1:]]
+    finally:
+        server.stop()
