@@ -232,9 +232,7 @@ class SAMIHSWebApp(TrameApp):
         self.volume_node = existing or volume_node_from_ct(self.scene, self.ct_volume, f"CT {name}")
         segmentation = self.scene.GetFirstNodeByName(f"SAMIHS {name}")
         if segmentation is None:
-            segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"SAMIHS {name}")
-            segmentation.CreateDefaultDisplayNodes()
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
+            segmentation = self.logic.new_segmentation_node(self.volume_node, self.scene, f"SAMIHS {name}")
         for node in self._nodes("vtkMRMLSegmentationNode"):
             node.GetDisplayNode().SetVisibility(node is segmentation)
         self.segmentation_node = segmentation

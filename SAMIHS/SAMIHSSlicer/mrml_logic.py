@@ -198,10 +198,11 @@ class SAMIHSMRMLLogic:
         state = self._states.get(volume_node.GetID())
         return state.session if state is not None else None
 
-    def new_segmentation_node(self, volume_node, scene=None):
-        """A new segmentation node on the volume's geometry, with display nodes."""
+    def new_segmentation_node(self, volume_node, scene=None, name: str = ""):
+        """A new segmentation node on the volume's geometry, with display nodes (named
+        "<volume> hemorrhage" unless ``name`` is given)."""
         scene = scene or volume_node.GetScene()
-        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume_node.GetName()} hemorrhage")
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volume_node.GetName()} hemorrhage")
         segmentation.CreateDefaultDisplayNodes()
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
         return segmentation
