@@ -301,7 +301,8 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
 
 def failed_row(volume: str, reason: str) -> Dict[str, str]:
     """The report row of a volume that could not be segmented: its first line of reason."""
-    return SegmentationReport(volume, status=FAILED, reason=reason.splitlines()[0]).csv_row()
+    first_line = (reason.splitlines() or ["no reason given"])[0]
+    return SegmentationReport(volume, status=FAILED, reason=first_line).csv_row()
 
 
 def run_batch(inputs: Sequence[Path], prompt_spec: str, out_dir: Path, predictor: SAMIHSPredictor,

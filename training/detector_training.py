@@ -31,6 +31,10 @@ class DetectorTrainingConfig:
     batch_size: int = 16
     patch_side: int = 128  # training crops (the network is fully convolutional): 4x more slices per second
     bleed_fraction: float = 0.5  # share of each batch drawn from slices with bleed
+    # How a bleed crop is drawn: "slice" (any slice with bleed, centred on any of its bleed pixels:
+    # large bleeds fill most crops) or "bleed" (any 3D bleed alike, then one of its slices and pixels:
+    # a 1 mL bleed is seen as often as a 100 mL one).
+    positive_sampling: str = "slice"
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     hu_shift: float = 4.0  # uniform +-HU added to a whole input: scanners differ in calibration
@@ -63,16 +67,18 @@ def detector_volume(name: str, image_hu: np.ndarray, mask: np.ndarray, spacing_z
 
 def _batch(volumes: Sequence[DetectorVolume], positives: Sequence[tuple], others: Sequence[tuple],
            config: DetectorConfig, recipe: DetectorTrainingConfig, rng: np.random.Generator):
+    """One batch: ``positives`` are (volume, slice, bleed pixels to centre on or None) to draw the
+    bleed share from, ``others`` (volume, slice, None) the rest."""
     wanted = recipe.batch_size
     bleed_count = min(len(positives), int(round(wanted * recipe.bleed_fraction)))
     picks = [positives[i] for i in rng.integers(len(positives), size=bleed_count)] if bleed_count else []
     picks += [others[i] for i in rng.integers(len(others), size=wanted - bleed_count)]
     inputs, targets = [], []
-    for volume_index, k in picks:
+    for volume_index, k, centres in picks:
         volume = volumes[volume_index]
         image = stack_neighbours(volume.slices, [k], volume.offset, config.neighbours)[0].float()
         target = volume.bleed_fraction[k].float()[None]
-        image, target = _crop(image, target, recipe.patch_side, rng)
+        image, target = _crop(image, target, recipe.patch_side, rng, centres)
         if rng.random() < 0.5:
             image, target = image.flip(-1), target.flip(-1)
         if rng.random() < 0.5:
@@ -83,13 +89,36 @@ def _batch(volumes: Sequence[DetectorVolume], positives: Sequence[tuple], others
     return torch.stack(inputs), torch.stack(targets)
 
 
-def _crop(image: torch.Tensor, target: torch.Tensor, side: int, rng: np.random.Generator):
-    """A ``side`` crop: around a random bleed pixel where the slice has one (nnU-Net's foreground
-    oversampling), anywhere inside the head otherwise."""
+def bleed_positives(volumes: Sequence[DetectorVolume], sampling: str) -> List[tuple]:
+    """The draws for bleed crops: every slice with bleed ("slice"), or every (3D bleed, slice of it)
+    repeated so that each bleed is drawn as often as any other ("bleed"; its pixels on that slice
+    are the crop centres)."""
+    if sampling == "slice":
+        return [(v, k, None) for v, volume in enumerate(volumes) for k in volume.bleed_slices]
+    if sampling != "bleed":
+        raise ValueError(f"positive_sampling must be 'slice' or 'bleed', not {sampling!r}.")
+    from scipy import ndimage as ndi
+
+    per_bleed: List[List[tuple]] = []
+    for v, volume in enumerate(volumes):
+        labels, count = ndi.label(volume.bleed_fraction.float().numpy() > 0, structure=np.ones((3, 3, 3), bool))
+        for label in range(1, count + 1):
+            component = torch.from_numpy(labels == label)
+            per_bleed.append([(v, k, torch.nonzero(component[k])) for k in range(component.shape[0])
+                              if bool(component[k].any())])
+    longest = max((len(draws) for draws in per_bleed), default=0)
+    # each bleed's slices repeated up to the longest bleed's count: a uniform draw picks bleeds alike
+    return [draws[i % len(draws)] for draws in per_bleed for i in range(longest)]
+
+
+def _crop(image: torch.Tensor, target: torch.Tensor, side: int, rng: np.random.Generator,
+          centres: Optional[torch.Tensor] = None):
+    """A ``side`` crop: around one of ``centres`` (pixels) if given, else a random bleed pixel where
+    the slice has one (nnU-Net's foreground oversampling), anywhere inside the head otherwise."""
     full = image.shape[-1]
     if side >= full:
         return image, target
-    bleed = torch.nonzero(target[0] > 0)
+    bleed = centres if centres is not None else torch.nonzero(target[0] > 0)
     head = bleed if len(bleed) else torch.nonzero(image[image.shape[0] // 2] > 0.1)
     if len(head):
         row, column = (int(v) for v in head[rng.integers(len(head))])
@@ -116,9 +145,10 @@ def train_detector(volumes: Sequence[DetectorVolume], config: DetectorConfig, re
     per 20 steps (step, loss, learning rate, seconds)."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    positives = [(v, k) for v, volume in enumerate(volumes) for k in volume.bleed_slices]
-    bleed = set(positives)
-    others = [(v, k) for v, volume in enumerate(volumes) for k in range(volume.slices.shape[0]) if (v, k) not in bleed]
+    positives = bleed_positives(volumes, recipe.positive_sampling)
+    bleed = {(v, k) for v, volume in enumerate(volumes) for k in volume.bleed_slices}
+    others = [(v, k, None) for v, volume in enumerate(volumes) for k in range(volume.slices.shape[0])
+              if (v, k) not in bleed]
     if not others:
         raise ValueError("The detector needs slices without bleed to learn what is not blood.")
     network = BleedDetectorNet(config).train()

@@ -92,12 +92,29 @@ def test_cancelling_stops_the_detection():
         detector.probabilities(np.zeros((20, 64, 64), np.int16), (5.0, 0.9, 0.9), cancel=cancel)
 
 
+def test_per_bleed_sampling_draws_a_small_bleed_as_often_as_a_large_one():
+    """``positive_sampling: bleed`` (measured, not shipped): every 3D bleed is drawn alike, and its
+    crops centre on that bleed's pixels, not on a larger bleed sharing the slice."""
+    from training.detector_training import DetectorVolume, bleed_positives
+
+    target = torch.zeros(4, 32, 32, dtype=torch.float16)
+    target[0:3, 2:20, 2:20] = 1  # a large bleed on three slices
+    target[2, 28:30, 28:30] = 1  # a small one on one of them
+    volume = DetectorVolume("x", torch.zeros_like(target), target, 1)
+    assert len(bleed_positives([volume], "slice")) == 3  # per slice: the small bleed is one crop in three at best
+    draws = bleed_positives([volume], "bleed")
+    small = [centres for _, k, centres in draws if len(centres) == 4]
+    assert len(small) == len(draws) // 2 and all(int(c[:, 0].min()) >= 28 for c in small)
+    with pytest.raises(ValueError, match="positive_sampling"):
+        bleed_positives([volume], "voxel")
+
+
 @pytest.mark.real_data
 def test_a_short_training_on_real_ct_lowers_the_loss():
     """A few steps of the real recipe (smaller) on two real whole CTs, one with bleed, lower the
     loss on a fixed batch of their slices (a broken target, loss or optimiser would not)."""
-    from training.detector_training import (DetectorTrainingConfig, _batch, detector_loss, detector_volume,
-                                            train_detector)
+    from training.detector_training import (DetectorTrainingConfig, _batch, bleed_positives, detector_loss,
+                                            detector_volume, train_detector)
 
     config = DetectorConfig(input_side=128, widths=(8, 16, 32))
     volumes = []
@@ -111,9 +128,10 @@ def test_a_short_training_on_real_ct_lowers_the_loss():
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(VOLUMES / "masks" / f"{patient}.nii.gz"))) > 0
         volumes.append(detector_volume(patient, image, mask, (5.0, 0.45, 0.45), config))
     recipe = DetectorTrainingConfig(steps=100, batch_size=8, patch_side=64, learning_rate=3e-3, cpu_autocast="fp32")
-    positives = [(v, k) for v, volume in enumerate(volumes) for k in volume.bleed_slices]
-    others = [(v, k) for v, volume in enumerate(volumes) for k in range(volume.slices.shape[0])
-              if (v, k) not in positives]
+    positives = bleed_positives(volumes, "slice")
+    bleed = {(v, k) for v, k, _ in positives}
+    others = [(v, k, None) for v, volume in enumerate(volumes) for k in range(volume.slices.shape[0])
+              if (v, k) not in bleed]
     inputs, targets = _batch(volumes, positives, others, config, recipe, np.random.default_rng(7))
     torch.manual_seed(recipe.seed)
     untrained = BleedDetectorNet(config).eval()
