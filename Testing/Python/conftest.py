@@ -112,3 +112,27 @@ def small_phantom():
     bleeds = (BleedSpec("intraparenchymal", (26.0, -14.0, 0.0), (13.0, 10.0, 11.0), 66.0),
               BleedSpec("intraparenchymal", (-30.0, 30.0, 0.0), (9.0, 8.0, 9.0), 68.0))
     return make_head_phantom(shape=(16, 256, 256), spacing_zyx=(5.0, 0.9, 0.9), bleeds=bleeds, seed=3)
+
+
+@pytest.fixture(scope="session")
+def web_app_server(tmp_path_factory, small_phantom):
+    """One browser-app server for the web tests (started once): the small phantom as a DICOM series
+    under ``--data`` and as an NRRD to upload, and ``--save``. Its ``url`` holds the launch token."""
+    from types import SimpleNamespace
+
+    from SAMIHSLib.io.volume_io import CTVolume, write_ct
+    from dicom_series import write_dicom_series
+    from web_server import PHANTOM_SPACING_IJK, WebAppProcess
+
+    folder = tmp_path_factory.mktemp("web_app")
+    data = folder / "data"
+    data.mkdir()
+    series = write_dicom_series(data / "head_series", small_phantom.volume_hu.astype(np.int16), PHANTOM_SPACING_IJK)
+    nrrd = write_ct(folder / "head_ct.nrrd", CTVolume(small_phantom.volume_hu, PHANTOM_SPACING_IJK, (0.0, 0.0, 0.0),
+                                                      np.eye(3)))
+    saved = folder / "saved.seg.nrrd"
+    app = WebAppProcess(["--data", str(data), "--save", str(saved)], folder / "web_app.log")
+    try:
+        yield SimpleNamespace(url=app.wait_for_urls()[0], port=app.port, series=series, nrrd=nrrd, saved=saved)
+    finally:
+        app.stop()

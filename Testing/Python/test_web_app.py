@@ -22,8 +22,7 @@ from SAMIHSLib.io.volume_io import CTVolume, read_ct, write_ct
 from SAMIHSLib.metrics import dice
 
 from conftest import require, unavailable
-from dicom_series import write_dicom_series
-from web_server import WebAppProcess
+from web_server import PHANTOM_SPACING_IJK, WebAppProcess
 
 require("trame_slicer", module_level=True)
 require("highdicom", module_level=True)
@@ -33,23 +32,10 @@ if not Path(CHROMIUM).is_file():
     unavailable("Debian's chromium is not installed (tools/install_system_packages.sh installs it)", module_level=True)
 
 REPO = Path(__file__).resolve().parents[2]
-SPACING = (0.9, 0.9, 5.0)
+SPACING = PHANTOM_SPACING_IJK
 pytestmark = pytest.mark.browser
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def web_app(tmp_path, small_phantom):
-    data = tmp_path / "data"
-    data.mkdir()
-    series = write_dicom_series(data / "head_series", small_phantom.volume_hu.astype(np.int16), SPACING)
-    nrrd = write_ct(tmp_path / "head_ct.nrrd", CTVolume(small_phantom.volume_hu, SPACING, (0.0, 0.0, 0.0), np.eye(3)))
-    app = WebAppProcess(["--data", str(data), "--save", str(tmp_path / "saved.seg.nrrd")], tmp_path / "web_app.log")
-    try:
-        yield app.wait_for_urls()[0], series, nrrd  # the URL holds this launch's token
-    finally:
-        app.stop()
 
 
 # Counts every appearance of the busy overlay and notes what it held. Playwright polls a selector
@@ -187,8 +173,8 @@ def _read_back(segmentation_path: Path, ct_path: Path) -> np.ndarray:
     return core.read_segment_mask(segmentation, segment_id, volume_node)
 
 
-def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
-    url, series, nrrd = web_app
+def test_the_browser_correction_flow(web_app_server, small_phantom, tmp_path):
+    url, series, nrrd, saved = web_app_server.url, web_app_server.series, web_app_server.nrrd, web_app_server.saved
     volume = read_ct(series)
     bleed_a, bleed_b = small_phantom.bleed_mask(0), small_phantom.bleed_mask(1)
     k_a, k_b = slice_with_most(bleed_a), slice_with_most(bleed_b)
@@ -295,12 +281,12 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
         dicom_path = app.download("dicom", tmp_path / "result_seg.dcm")
         report = json.loads(app.download("json", tmp_path / "report.json").read_text())
         csv_text = app.download("csv", tmp_path / "report.csv").read_text()
-        saved_after_change = _read_back(tmp_path / "saved.seg.nrrd", nrrd)
+        saved_after_change = _read_back(saved, nrrd)
         # Undone to nothing, the --save file says so too (it is written after every change).
         while not page.is_disabled("#samihs-undo"):
             page.click("#samihs-undo")
             app.wait_done()
-        saved_when_empty = _read_back(tmp_path / "saved.seg.nrrd", nrrd)
+        saved_when_empty = _read_back(saved, nrrd)
         browser.close()
 
     mask = _read_back(seg_path, nrrd)
@@ -322,8 +308,8 @@ def test_the_browser_correction_flow(web_app, small_phantom, tmp_path):
     assert float(rows[0]["volume_ml"]) == pytest.approx(shown, abs=0.01)
 
 
-def test_downloads_need_the_launch_token(web_app):
-    url, _, _ = web_app
+def test_downloads_need_the_launch_token(web_app_server):
+    url = web_app_server.url
     base = url.split("?")[0]
     for query in ("", "?secret=wrong"):
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -41,15 +41,10 @@ def _hello(ws_url: str, secret: str, headers=None):
     return asyncio.run(run())
 
 
-@pytest.fixture(scope="module")
-def running_app(tmp_path_factory, small_phantom):
-    folder = tmp_path_factory.mktemp("web")
-    ct_path = write_ct(folder / "ct.nrrd", CTVolume(small_phantom.volume_hu, (0.9, 0.9, 5.0), (0, 0, 0), np.eye(3)))
-    app = WebAppProcess([str(ct_path)])
-    try:
-        yield app.port, app.wait_for_urls()[0]
-    finally:
-        app.stop()
+@pytest.fixture
+def running_app(web_app_server):
+    """The web tests' one server: (its port, its URL with the token)."""
+    return web_app_server.port, web_app_server.url
 
 
 def test_only_the_launch_token_opens_a_session(running_app):

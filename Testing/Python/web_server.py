@@ -9,6 +9,7 @@ from typing import List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "web" / "samihs_web_app.py"
+PHANTOM_SPACING_IJK = (0.9, 0.9, 5.0)  # the shared server's CTs: the small phantom at this voxel size
 
 
 class WebAppProcess:
