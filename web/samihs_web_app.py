@@ -369,12 +369,16 @@ class SAMIHSWebApp(TrameApp):
             self.points["box"].RemoveAllControlPoints()
         with self.state:
             self.state.samihs_busy = False
-            if isinstance(update, dict):  # the detector's findings, not a click's update
-                self._show_findings(update)
+            findings = update if isinstance(update, dict) else None  # the detector's, not a click's update
+            if findings is not None:
+                self._show_findings(findings)
                 update = None
             self._refresh(update)
             if error is not None:
                 self.state.samihs_status = f"SAMIHS could not segment: {error}"
+            elif findings is not None:
+                if self.cancel.is_set() and not findings["segment_ids"]:
+                    self.state.samihs_status = "Finding bleeds was cancelled: no region was added."
             elif self.cancel.is_set():
                 self.state.samihs_status += " (cancelled: the slices done so far are kept; undo removes them)"
 
