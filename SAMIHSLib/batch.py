@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import numpy as np
-
 from SAMIHSLib import __version__
 from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.io.markups_io import read_markups_clicks
@@ -277,8 +275,7 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
                 for stale in (job.seg_path, job.out_dir / f"{job.name}.seg.dcm"):
                     stale.unlink(missing_ok=True)  # an earlier run's result no longer holds
                 write_text_atomic(job.manifest_path, json.dumps(job.manifest, indent=2) + "\n")
-                nothing = np.zeros(stack.array_hu.shape, dtype=bool)
-                return mask_report(job.name, nothing, stack.spacing_zyx, predictor, status=NO_BLEED_FOUND,
+                return mask_report(job.name, result.mask, stack.spacing_zyx, predictor, status=NO_BLEED_FOUND,
                                    seconds=time.perf_counter() - started, **found).csv_row()
             segments = {f"{SEGMENT_NAME} {number} (score {region.score:.3f})": stack.mask_to_volume(mask)
                         for number, (region, mask) in enumerate(zip(result.regions, result.region_masks), 1)}

@@ -158,15 +158,20 @@ def slice_scores(item: EvalVolume, probability: np.ndarray) -> List[Dict[str, ob
             for k in range(item.truth.shape[0])]
 
 
-def records_csv(rows: Sequence[object], row_type: type) -> str:
-    """Dataclass rows as CSV text."""
+def csv_text(fieldnames: Sequence[str], rows: Sequence[Dict[str, object]]) -> str:
+    """Rows of dicts as CSV text (``\\n`` line ends, as the committed result files)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(row_type)], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
-                         for key, value in asdict(row).items()})
+    writer.writerows(rows)
     return buffer.getvalue()
+
+
+def records_csv(rows: Sequence[object], row_type: type) -> str:
+    """Dataclass rows as CSV text, floats to 6 significant digits."""
+    return csv_text([f.name for f in fields(row_type)],
+                    [{key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in asdict(row).items()}
+                     for row in rows])
 
 
 def read_detection_records(text: str) -> List[DetectionRecord]:
@@ -223,11 +228,7 @@ class DetectorCrossValidation:
             self.progress(f"  step {row['step']}: loss {row['loss']:.4f} ({row['seconds']:.0f} s)")
 
         network = train_detector([self.prepared[v.name] for v in training], self.config, self.recipe, log)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["step", "loss", "learning_rate", "seconds"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(log_path, buffer.getvalue())
+        write_text_atomic(log_path, csv_text(["step", "loss", "learning_rate", "seconds"], rows))
         return network
 
     def run(self, out: Path, runs: Path, only_folds: Optional[Sequence[int]] = None) -> Dict[str, torch.Tensor]:
@@ -271,8 +272,7 @@ def seeded_records(volumes: Sequence[EvalVolume], runs: Path, chosen: Sequence[s
         detector.thresholds = setting_by_label(chosen[item.fold])
         predictor.cache.clear()
         found = segment_automatically(item.stack(), detector, predictor, "seeded")
-        mask = found.mask if found.bleed_found else np.zeros(item.truth.shape, bool)
-        records.append(detection_record(f"seeded: {chosen[item.fold]}", item, mask,
+        records.append(detection_record(f"seeded: {chosen[item.fold]}", item, found.mask,
                                         bleeds_over_half_ml(item.truth, item.spacing_zyx), len(found.regions),
                                         found.top_score))
         progress(f"seeded {item.name}: {records[-1].found_ml:.1f} mL, Dice {records[-1].dice_all:.3f}")
@@ -310,11 +310,7 @@ def write_results(out: Path, records: Sequence[DetectionRecord], slices: Sequenc
                "setting_on_all_folds": choose_setting(records)}
     write_text_atomic(out / "records.csv", records_csv(records, DetectionRecord))
     write_text_atomic(out / "selected.csv", records_csv(selected, DetectionRecord))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(slices[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(slices)
-    write_text_atomic(out / "slice_scores.csv", buffer.getvalue())
+    write_text_atomic(out / "slice_scores.csv", csv_text(list(slices[0]), slices))
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(out / "tables.md", detection_table(selected, floor, auc, caption))
     return summary

@@ -75,10 +75,11 @@ class PropagationConfig:
 
 @dataclass
 class SegmentOutcome:
-    """What a click, a propagation or both gave: ``mask`` (k, j, i) bool; ``slice_iou`` predicted IoU per filled slice; ``stop_reasons``
-    per direction ("up" = increasing k, "down" = decreasing k); ``slice_methods`` the slices
-    answered by a fallback and how; ``message`` what the user must be told ("" if nothing);
-    ``appearance`` the bleed's HU band the slices were held to (None if nothing propagated)."""
+    """What a click, a propagation or both gave: ``mask`` (k, j, i) bool; ``slice_iou`` predicted
+    IoU per filled slice; ``stop_reasons`` per direction ("up" = increasing k, "down" =
+    decreasing k); ``slice_methods`` the slices answered by a fallback and how; ``message`` what
+    the user must be told ("" if nothing); ``appearance`` the bleed's HU band the slices were held
+    to (None if nothing propagated)."""
 
     mask: np.ndarray
     slice_iou: Dict[int, float] = field(default_factory=dict)

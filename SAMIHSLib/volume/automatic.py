@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -36,11 +36,12 @@ class AutomaticResult:
     region_masks: List[np.ndarray] = field(repr=False)  # the final mask of each region, same order
     top_score: float
     region_threshold: float
+    shape: Tuple[int, ...]  # the stack's (slices, rows, columns)
 
     @property
     def mask(self) -> np.ndarray:
-        """Every kept region joined."""
-        return np.logical_or.reduce(self.region_masks) if self.region_masks else np.zeros(0, bool)
+        """Every kept region joined (all False when none was kept)."""
+        return np.logical_or.reduce(self.region_masks) if self.region_masks else np.zeros(self.shape, bool)
 
     @property
     def bleed_found(self) -> bool:
@@ -83,7 +84,8 @@ def segment_automatically(stack: AxialStack, detector: BleedDetector, predictor=
         if predictor is None:
             raise ValueError("Seeded automatic segmentation needs a predictor.")
         masks = _segment_from_seeds(stack, regions, predictor, cancel, progress)
-    return AutomaticResult(regions, masks, float(probability.max()), detector.thresholds.region_threshold)
+    return AutomaticResult(regions, masks, float(probability.max()), detector.thresholds.region_threshold,
+                           stack.array_hu.shape)
 
 
 def _segment_from_seeds(stack: AxialStack, regions: List[DetectedRegion], predictor,
