@@ -10,7 +10,7 @@ Slicer panel and the web page both show.
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -53,20 +53,14 @@ class SegmentationReport:
     detected_regions: Optional[int] = None
 
     def to_dict(self) -> Dict[str, object]:
-        """The JSON form: every field; per-slice maps keyed by the axial slice number as text."""
-        return {"volume": self.volume, "status": self.status, "reason": self.reason,
-                "segmentation": self.segmentation, "model": self.model, "engine": self.engine,
-                "precision": self.precision, "device": self.device, "measurements": dict(self.measurements),
-                "filled_slices": list(self.filled_slices), "clicked_slices": list(self.clicked_slices),
-                "bleeds_clicked": self.bleeds_clicked,
-                "predicted_iou": {str(k): round(v, 4) for k, v in sorted(self.predicted_iou.items())},
-                "answered_by": {str(k): v for k, v in sorted(self.answered_by.items())},
-                "stop_reasons": dict(self.stop_reasons),
-                "seconds": None if self.seconds is None else round(self.seconds, 2),
-                "encoded_slices": self.encoded_slices, "spacing_mm": list(self.spacing_mm),
-                "spacing_assumed": self.spacing_assumed, "spacing_note": self.spacing_note,
-                "detection_score": None if self.detection_score is None else round(self.detection_score, 4),
-                "detected_regions": self.detected_regions}
+        """The JSON form: every field, in field order; per-slice maps keyed by the axial slice number
+        as text, in slice order."""
+        data = asdict(self)
+        data["predicted_iou"] = {str(k): round(v, 4) for k, v in sorted(self.predicted_iou.items())}
+        data["answered_by"] = {str(k): v for k, v in sorted(self.answered_by.items())}
+        data["seconds"] = None if self.seconds is None else round(self.seconds, 2)
+        data["detection_score"] = None if self.detection_score is None else round(self.detection_score, 4)
+        return data
 
     def csv_row(self) -> Dict[str, str]:
         """The CSV form: ``CSV_COLUMNS``, empty where a value does not apply."""
