@@ -34,9 +34,10 @@ import numpy as np
 import slicer  # slicer-core: MRML without the desktop application
 import vtk
 from SAMIHSLib.imaging.display_windows import DISPLAY_WINDOWS
+from SAMIHSLib.io.report import NO_BLEED_FOUND
 from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSSlicer.mrml_logic import SAMIHSMRMLLogic
-from SAMIHSSlicer.mrml_nodes import ensure_segmentation_converters, read_segment_mask, volume_node_from_ct
+from SAMIHSSlicer.mrml_nodes import ensure_segmentation_converters, volume_node_from_ct
 from trame.app import TrameApp, asynchronous
 from trame.app.file_upload import ClientFile
 from trame.widgets import client, html
@@ -133,6 +134,7 @@ class SAMIHSWebApp(TrameApp):
         state.samihs_busy, state.samihs_progress, state.samihs_progress_text = False, 0, ""
         state.samihs_upload, state.samihs_download_query = None, ""
         state.samihs_dicom = False
+        state.samihs_report_ready = False  # a segmentation, or the detector's "no bleed found", to report
         state.samihs_regions = []  # the detector's regions on this CT: [{"id": segment id, "text": ...}]
         state.change("samihs_ct")(lambda samihs_ct, **_: self._when_idle(lambda: self.open_ct(samihs_ct)))
         state.change("samihs_mode")(lambda samihs_mode, **_: self.set_mode(samihs_mode))
@@ -204,8 +206,8 @@ class SAMIHSWebApp(TrameApp):
                                    href=(f"'samihs/download/{kind}?' + samihs_download_query",),
                                    classes="v-btn v-btn--density-compact v-btn--variant-tonal v-btn--size-small pa-2",
                                    style="text-decoration: none", v_show=(
-                                       "samihs_volume_ml !== null" + (" && samihs_dicom" if kind == "dicom" else "") +
-                                       (" || samihs_regions.length > 0" if kind == "seg" else ""),))
+                                       "samihs_report_ready" if kind in ("json", "csv") else
+                                       "samihs_volume_ml !== null" + (" && samihs_dicom" if kind == "dicom" else ""),))
                     html.Div(MOUSE_HELP, id="samihs-help", classes="text-caption", style="white-space: normal")
             with self.ui.content:
                 with html.Div(style="position: relative; width: 100%; height: 100%"):
@@ -439,7 +441,7 @@ class SAMIHSWebApp(TrameApp):
         if self.save_path is not None:
             write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
         self._list_regions()
-        self._render()
+        self._refresh(None)  # the page's volume and slices without the region
 
     def _make_box_roi(self) -> None:
         """An ROI node spanning the two box corners (on this thread: it changes the scene)."""
@@ -490,10 +492,12 @@ class SAMIHSWebApp(TrameApp):
             write_segmentation_nrrd(self.scene, self.segmentation_node, self.save_path)
         if self.volume_node is not None:
             self._show_markers()  # the session's click history, after every operation (a failed one too)
-        report = self.logic.report(self.volume_node) if session is not None else None
+        report = self.logic.report(self.volume_node) if self.volume_node is not None else None
         if update is not None:
             self.state.samihs_status = report.headline()
         self.state.samihs_slices = report.slices_text() if report is not None else "No slice segmented yet."
+        self.state.samihs_report_ready = report is not None and (
+            bool(report.filled_slices) or report.status == NO_BLEED_FOUND)
         if report is None or not report.filled_slices:
             self.state.samihs_volume_ml = self.state.samihs_abc2_ml = None
         else:
@@ -511,16 +515,16 @@ class SAMIHSWebApp(TrameApp):
         out = self.work_dir / "downloads" / DOWNLOADS[kind][0]
         if kind == "seg":
             return write_segmentation_nrrd(self.scene, self.segmentation_node, out)
-        mask = read_segment_mask(self.segmentation_node, self.segment_id, self.volume_node) if self.segment_id else None
-        if mask is None or not mask.any():
-            raise ValueError("Nothing segmented yet.")
-        if kind == "dicom":
+        if kind == "dicom":  # the click segment and the detected regions kept, as one segment
+            mask = self.logic.hemorrhage_mask(self.volume_node)
+            if not mask.any():
+                raise ValueError("Nothing segmented yet.")
             return write_dicom_segmentation(mask, self.ct_volume.dicom_files, out)
         return write_report(self._report(), out)
 
     def _report(self):
         report = self.logic.report(self.volume_node)
-        if not report.filled_slices:
+        if not report.filled_slices and report.status != NO_BLEED_FOUND:  # a bleed-free head is a result
             raise ValueError("Nothing segmented yet.")
         report.volume, report.model = self.state.samihs_ct, self.model_name
         return report

@@ -48,6 +48,19 @@ class _VolumeState:
     last_update: Optional[SegmentUpdate] = None  # what the last operation said: the report's reason
 
 
+@dataclass
+class _Findings:
+    """What the bleed detector found in a volume: the node its segments went to, each segment's
+    region (its number in the segment name, and where it is and how sure the detector was), and the
+    detector's highest score and words for a head where nothing was kept."""
+
+    fingerprint: Tuple[str, int]  # of the volume it was found in (as _VolumeState's)
+    segmentation_id: str
+    regions: Dict[str, Tuple[int, str]]  # segment id -> (region number, DetectedRegion.describe())
+    top_score: float
+    nothing_found: str  # AutomaticResult.describe() when no region was kept, else ""
+
+
 @dataclass(frozen=True)
 class BoxPrompt:
     """An ROI as a prompt: its (x0, y0, x1, y1) pixel box on the axial stack and the axial slices it covers."""
@@ -84,6 +97,7 @@ class SAMIHSMRMLLogic:
         self._engine = None
         self._cache = None
         self._states: Dict[str, _VolumeState] = {}
+        self._findings: Dict[str, _Findings] = {}  # volume node id -> the detector's last findings
         self._lock = threading.RLock()
         ensure_segmentation_converters()
 
@@ -178,8 +192,7 @@ class SAMIHSMRMLLogic:
         from SAMIHSLib.interaction.session import HemorrhageSession
         from SAMIHSLib.io.volume_io import AxialStack
 
-        image = volume_node.GetImageData()
-        fingerprint = (volume_node.GetID(), image.GetMTime() if image is not None else -1)
+        fingerprint = _fingerprint(volume_node)
         state = self._states.get(volume_node.GetID())
         if state is None or state.fingerprint != fingerprint:
             stack = AxialStack.of(ct_volume_from_node(volume_node))
@@ -195,7 +208,7 @@ class SAMIHSMRMLLogic:
 
     def existing_session(self, volume_node):
         """The volume's session if one was started (never loads the model), else None."""
-        state = self._states.get(volume_node.GetID())
+        state, _ = self._current(volume_node)
         return state.session if state is not None else None
 
     def new_segmentation_node(self, volume_node, scene=None, name: str = ""):
@@ -321,17 +334,61 @@ class SAMIHSMRMLLogic:
 
     def report(self, volume_node):
         """The volume's segmentation in the one report schema (:class:`SAMIHSLib.io.report.SegmentationReport`):
-        measurements and filled slices of the session's mask, the engine that ran, and the last
-        operation's predicted IoU, stop reasons and message. Before any click: an empty report."""
-        from SAMIHSLib.io.report import SegmentationReport
+        the session's mask and, after the bleed detector ran, the detected regions' segments the
+        reader kept; their measurements and filled slices, the engine that ran, the last operation's
+        predicted IoU and stop reasons, and the detector's regions (as the automatic batch reports
+        them), those deleted counted. Before anything ran: an empty report."""
+        from SAMIHSLib.io.report import NO_BLEED_FOUND, SegmentationReport
         from SAMIHSLib.volume.reports import mask_report
 
-        state = self._states.get(volume_node.GetID())
-        if state is None:
+        state, findings = self._current(volume_node)
+        if state is None and findings is None:
             return SegmentationReport(volume_node.GetName(), model=self.model_spec)
-        session = state.session
-        return mask_report(volume_node.GetName(), session.mask, session.predictor.spacing_zyx, session.predictor,
-                           state.last_update, model=self.model_spec)
+        stack, mask, kept = self._hemorrhage_in_stack(volume_node)
+        predictor, outcome = (state.session.predictor, state.last_update) if state is not None else (None, None)
+        report = mask_report(volume_node.GetName(), mask, stack.spacing_zyx, predictor, outcome, model=self.model_spec)
+        if findings is None:
+            return report
+        deleted = len(findings.regions) - len(kept)
+        said = [report.reason] if report.reason else []
+        said += [f"region {number}: {where}" for number, where in kept] or [findings.nothing_found]
+        said += [f"{deleted} detected region{'s' if deleted > 1 else ''} deleted by the reader"] if deleted else []
+        report.reason = "; ".join(text for text in said if text)
+        report.detection_score, report.detected_regions = findings.top_score, len(kept)
+        if not report.filled_slices and not findings.regions:
+            report.status = NO_BLEED_FOUND
+        return report
+
+    def _current(self, volume_node) -> Tuple[Optional[_VolumeState], Optional[_Findings]]:
+        """The volume's session state and detector findings, each only if made on its present voxels
+        (node ids repeat across scenes, and a volume's voxels may be replaced)."""
+        fingerprint = _fingerprint(volume_node)
+        state = self._states.get(volume_node.GetID())
+        findings = self._findings.get(volume_node.GetID())
+        return (state if state is not None and state.fingerprint == fingerprint else None,
+                findings if findings is not None and findings.fingerprint == fingerprint else None)
+
+    def hemorrhage_mask(self, volume_node) -> np.ndarray:
+        """The volume's hemorrhage as one (k, j, i) mask: the session's mask joined with the detected
+        regions the reader kept (what the report measures)."""
+        stack, mask, _ = self._hemorrhage_in_stack(volume_node)
+        return stack.mask_to_volume(mask)
+
+    def _hemorrhage_in_stack(self, volume_node) -> Tuple[object, np.ndarray, List[Tuple[int, str]]]:
+        """(the axial stack, the session's mask joined with the kept detected segments in stack
+        order, the kept regions' (number, description) in number order)."""
+        from SAMIHSLib.io.volume_io import AxialStack
+
+        state, findings = self._current(volume_node)
+        stack = state.stack if state is not None else AxialStack.of(ct_volume_from_node(volume_node))
+        mask = state.session.mask.copy() if state is not None else np.zeros(stack.array_hu.shape, bool)
+        node = volume_node.GetScene().GetNodeByID(findings.segmentation_id) if findings and findings.segmentation_id else None
+        kept = []
+        for segment_id, region in (findings.regions.items() if node is not None else ()):
+            if node.GetSegmentation().GetSegment(segment_id) is not None:
+                mask |= stack.mask_to_stack(read_segment_mask(node, segment_id, volume_node))
+                kept.append(region)
+        return stack, mask, sorted(kept)
 
     def status(self, volume_node) -> List[str]:
         """What the panel and the web page show for the volume, line by line."""
@@ -435,6 +492,7 @@ class SAMIHSMRMLLogic:
         """Forget every volume's session and cached slices (the scene closed)."""
         with self._lock:
             self._states.clear()
+            self._findings.clear()
 
     def segment_all_loaded_volumes(self, scene, progress: Optional[ProgressCallback] = None,
                                    cancel: Optional[threading.Event] = None) -> List[Dict[str, object]]:
@@ -490,12 +548,14 @@ class SAMIHSMRMLLogic:
             found = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel, progress=progress)
             entry.update(detection=found.describe(), regions=[r.summary() for r in found.regions])
             if not found.bleed_found:
+                self._found(volume_node, segmentation_node, [], found)
                 return entry
 
             def write_segments():
                 node = segmentation_node or self.new_segmentation_node(volume_node, volume_node.GetScene())
                 segmentation, ids = node.GetSegmentation(), []
-                for number, (region, mask) in enumerate(zip(found.regions, found.region_masks), 1):
+                first = len(self._earlier_regions(volume_node, node)) + 1  # numbers go on after an earlier run's
+                for number, (region, mask) in enumerate(zip(found.regions, found.region_masks), first):
                     ids.append(segmentation.AddEmptySegment(
                         "", f"{SEGMENT_NAME} {number} (score {region.score:.3f})", SEGMENT_COLOR))
                     mask = stack.mask_to_volume(mask)
@@ -503,10 +563,37 @@ class SAMIHSMRMLLogic:
                 return node, ids
 
             node, ids = self._on_main(write_segments)
+            self._found(volume_node, node, ids, found)
             entry.update(segmentation=node, segment_ids=ids, volume_ml=volume_ml(found.mask, stack.spacing_zyx))
         except Exception as error:  # reported with the volume: the caller goes on
             entry["error"] = str(error)
         return entry
+
+    def _earlier_regions(self, volume_node, segmentation_node) -> Dict[str, Tuple[int, str]]:
+        """The regions an earlier detector run put into ``segmentation_node`` for this volume."""
+        _, earlier = self._current(volume_node)
+        same_node = earlier is not None and segmentation_node is not None and \
+            earlier.segmentation_id == segmentation_node.GetID()
+        return dict(earlier.regions) if same_node else {}
+
+    def _found(self, volume_node, segmentation_node, segment_ids: Sequence[str], found) -> None:
+        """Remember what the detector found (``found``: an AutomaticResult whose regions went to
+        ``segment_ids``, in order) for the report; regions an earlier run put into the same node stay."""
+        regions = self._earlier_regions(volume_node, segmentation_node)
+        top = found.top_score
+        if regions:  # an earlier run into this node: its regions and its score stand
+            top = max(top, self._findings[volume_node.GetID()].top_score)
+        regions.update({segment_id: (number, region.describe()) for number, (segment_id, region)
+                        in enumerate(zip(segment_ids, found.regions), len(regions) + 1)})
+        self._findings[volume_node.GetID()] = _Findings(
+            _fingerprint(volume_node), segmentation_node.GetID() if segmentation_node is not None else "", regions, top,
+            "" if found.bleed_found else found.describe())
+
+
+def _fingerprint(volume_node) -> Tuple[str, int]:
+    """What a session or finding was made on: the node and the time its voxels last changed."""
+    image = volume_node.GetImageData()
+    return volume_node.GetID(), image.GetMTime() if image is not None else -1
 
 
 def _new_clicks_by_slice(clicks: Sequence[Tuple[bool, Tuple[int, float, float]]], history: Dict[int, tuple],

@@ -81,9 +81,11 @@ class SegmentationReport:
         if self.filled_slices:
             text = (f"Hemorrhage: {self.measurements.get('volume_ml', 0.0):.2f} mL "
                     f"(ABC/2 {self.measurements.get('abc_over_2_ml', 0.0):.2f} mL).")
+        elif self.status == NO_BLEED_FOUND and self.reason.startswith(NO_BLEED_FOUND):
+            text = ""  # the reason says it, with the detector's score
         else:
             text = "No slice segmented yet." if self.status == OK else "No bleed found."
-        return text + (f" {self.reason[0].upper()}{self.reason[1:]}." if self.reason else "")
+        return (text + (f" {self.reason[0].upper()}{self.reason[1:]}." if self.reason else "")).lstrip()
 
     def slices_text(self) -> str:
         """Where the bleed is, and where and why propagation stopped."""

@@ -52,8 +52,7 @@ class AutomaticResult:
         if not self.regions:
             return (f"no bleed found: highest detector score {self.top_score:.3f} "
                     f"(a region needs {self.region_threshold:.3f})")
-        return "; ".join(f"region {number}: slices {r.first_slice}-{r.last_slice}, {r.volume_ml:.1f} mL, "
-                         f"score {r.score:.3f}" for number, r in enumerate(self.regions, 1))
+        return "; ".join(f"region {number}: {region.describe()}" for number, region in enumerate(self.regions, 1))
 
 
 def detector_fingerprint(detector: BleedDetector) -> str:

@@ -58,6 +58,10 @@ class DetectedRegion:
     first_slice: int
     last_slice: int
 
+    def describe(self) -> str:
+        """Where it is and how sure the detector is, for a report: "slices 3-7, 6.0 mL, score 0.998"."""
+        return f"slices {self.first_slice}-{self.last_slice}, {self.volume_ml:.1f} mL, score {self.score:.3f}"
+
     def summary(self) -> Dict[str, object]:
         """What a report lists for the reader to review: slices (stack order), mL, score."""
         return {"slices": [self.first_slice, self.last_slice], "volume_ml": round(self.volume_ml, 2),

@@ -149,6 +149,26 @@ def test_segment_all_loaded_volumes_gives_each_detected_region_its_own_segment(t
     assert progress[-1] == (2, 2)
     assert len(nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 1
 
+    # The report (panel status, web downloads) measures the regions the reader keeps and names them.
+    report = logic.report(volume_node)
+    assert (report.detected_regions, report.detection_score) == (len(found["regions"]), pytest.approx(
+        max(r["score"] for r in found["regions"]), abs=5e-4))
+    assert report.reason.startswith("region 1: slices ") and report.reason.count("region ") == len(found["regions"])
+    assert report.measurements["volume_ml"] == pytest.approx(found["volume_ml"], rel=1e-6)
+    assert logic.status(volume_node)[0].startswith(f"Hemorrhage: {found['volume_ml']:.2f} mL")
+    first_id = segmentation.GetNthSegmentID(0)
+    segmentation.RemoveSegment(first_id)  # the reader rejects region 1
+    kept = [nodes.read_segment_mask(found["segmentation"], segmentation.GetNthSegmentID(n), volume_node)
+            for n in range(segmentation.GetNumberOfSegments())]
+    kept_ml = np.logical_or.reduce(kept).sum() * 0.45 * 0.45 * 5.0 / 1000.0 if kept else 0.0
+    report = logic.report(volume_node)
+    assert report.detected_regions == len(found["regions"]) - 1 and "region 1:" not in report.reason
+    assert report.reason.endswith("1 detected region deleted by the reader")
+    assert report.measurements["volume_ml"] == pytest.approx(kept_ml, rel=1e-6)
+    free_report = logic.report(nodes.nodes_of_class(scene, "vtkMRMLScalarVolumeNode")[1])
+    assert free_report.status == "no bleed found" and free_report.detected_regions == 0
+    assert free_report.headline() == f"{free['detection'][0].upper()}{free['detection'][1:]}."
+
 
 def test_bad_input_changes_nothing(scene_with_ct, logic):
     scene, volume_node, segmentation_node, _ = scene_with_ct

@@ -325,7 +325,8 @@ def test_downloads_need_the_launch_token(web_app_server):
 def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_path):
     """"Find bleeds automatically" on a real head CT (patient 075, its 98 mL bleed): each region the
     detector keeps becomes a segment named with its score, listed on the page with its slices and
-    mL; together they cover the bleed; "Delete" removes one from the scene and from the saved file."""
+    mL; together they cover the bleed; the report measures and lists them; "Delete" removes one from
+    the scene, the saved file and the report."""
     import slicerio
 
     from conftest import real_whole_ct
@@ -338,7 +339,7 @@ def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_pat
         url = server.wait_for_urls()[0]
         with playwright.sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
             app = Page(page, tmp_path)
             page.goto(url)
             page.wait_for_selector("#samihs-find-bleeds")
@@ -353,9 +354,20 @@ def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_pat
             if union.ndim == 4:  # several segments: one layer each
                 union = union.any(axis=-1)
             assert dice(union, truth) >= 0.5
+            report = json.loads(app.download("json", tmp_path / "found.json").read_text())
+            assert report["detected_regions"] == len(regions) and report["reason"] == status
+            assert report["measurements"]["volume_ml"] == pytest.approx(union.sum() * 0.45 * 0.45 * 5.0 / 1000, rel=1e-6)
+            assert app.volume_ml() == pytest.approx(report["measurements"]["volume_ml"], abs=0.01)
 
             page.locator(".samihs-region-delete").first.click()
             page.wait_for_function(f"() => document.querySelectorAll('.samihs-region').length == {len(regions) - 1}")
+            if len(regions) > 1:
+                report = json.loads(app.download("json", tmp_path / "after_delete.json").read_text())
+                assert report["detected_regions"] == len(regions) - 1
+                assert report["reason"].endswith("1 detected region deleted by the reader")
+            else:  # the reader rejected the only region: nothing is left to measure or report
+                page.wait_for_selector("#samihs-download-json", state="hidden")
+                assert app.volume_ml() == 0.0
             browser.close()
         assert [s["name"] for s in slicerio.read_segmentation(str(saved))["segments"]] == \
             [text.split(":")[0] for text in regions[1:]]
