@@ -314,6 +314,13 @@ def parse_window(text: str) -> Tuple[float, float]:
     return level, width
 
 
+def split_method_label(spec: str) -> Tuple[str, str]:
+    """``LABEL=SPEC`` -> (LABEL, SPEC); a spec without a label -> ("", spec). The first "=" names
+    the method unless a ":" comes before it (there it belongs to an option, ``SPEC:KEY=VALUES``)."""
+    label, named, rest = spec.partition("=")
+    return (label, rest) if named and ":" not in label else ("", spec)
+
+
 def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, SettingFactory]]:
     """A method named on the command line -> (its name in the tables, its settings).
 
@@ -325,7 +332,7 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
     ``NAME=SPEC``: SPEC shown as NAME. ``SPEC@L/W,L/W...``: the model fed CT windows of level L and
     width W (HU) instead of its own; several windows are settings, chosen per fold like the others.
     """
-    label, _, named_spec = spec.rpartition("=")  # NAME=SPEC names a candidate in the tables
+    label, named_spec = split_method_label(spec)  # NAME=SPEC names a candidate in the tables
     if label:
         return label, method_settings(named_spec, engine)[1]
     spec, _, window_list = spec.partition("@")

@@ -30,7 +30,8 @@ from SAMIHSLib.interaction.prompts import Point
 from SAMIHSLib.interaction.regions import NEGATIVE_REACH_MM, mm_to_px, remove_nearest_to_negatives, slice_with_most
 from SAMIHSLib.metrics import dice, hd95_mm, volume_ml
 
-from .click_crossval import PROTOCOLS, REPORTED_CLICKS, SELECTION, first_click, pick_records, select_per_fold
+from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, SELECTION, first_click, pick_records, select_per_fold,
+                             split_method_label)
 from .datasets import Case
 from .folds import fold_of_scan
 from .prompts import corrective_click_3d
@@ -441,9 +442,9 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
     ``SPEC:propagation=NAME,NAME``: candidate propagation settings (:data:`PROPAGATION_CANDIDATES`),
     chosen per fold on the training folds. ``LABEL=SPEC`` names the method in the tables.
     """
-    label, named, rest = spec.partition("=")
-    if named and ":" not in label:
-        return label, volume_method_settings(rest, engine)[1]
+    label, named_spec = split_method_label(spec)
+    if label:
+        return label, volume_method_settings(named_spec, engine)[1]
     if spec == "region":
         return "3D HU region growing (floor)", {
             f"{band[0]:.0f}-{band[1]:.0f} HU, opening {opening} px":

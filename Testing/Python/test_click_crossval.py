@@ -145,6 +145,20 @@ def test_ct_windows_are_settings_of_a_model_each_feeding_it_that_window():
             method_settings(spec)
 
 
+def test_a_label_names_a_method_in_both_harnesses_and_an_option_keeps_its_equals_sign():
+    from training.click_crossval import method_settings, split_method_label
+    from training.volume_eval import volume_method_settings
+
+    assert split_method_label("staged (per fold)=runs/x/fold{fold}/model.samihs.pt") == \
+        ("staged (per fold)", "runs/x/fold{fold}/model.samihs.pt")
+    option = "lite-base:propagation=as shipped,contrast >= 2 HU only"
+    assert split_method_label(option) == ("", option)
+    assert split_method_label("acute=" + option) == ("acute", option)
+    assert method_settings("mine=region")[0] == "mine"
+    assert volume_method_settings("mine=region")[0] == "mine"
+    assert list(volume_method_settings("acute=" + option)[1]) == ["as shipped", "contrast >= 2 HU only"]
+
+
 def _session_after_first_click(case, model):
     """(predictor, session, click): ``model`` on the case's one slice, after the evaluation's first
     (deepest) click, applied as the app applies it."""
