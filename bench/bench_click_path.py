@@ -1,14 +1,17 @@
-"""A click on an encoded slice, as the default model (`lite-base`) answers it, on real whole CTs:
-the click handling's candidate boxes, their decoder calls, the region rules and the upsampling.
+"""A click on an encoded slice, as the default model (`lite-base`) and the one-prompt fine-tuned
+`samihs` answer it, on real whole CTs: the click handling's candidate boxes, their decoder calls,
+the region rules and the upsampling.
 
 The path as it was (each hyperdense region computed on the whole slice, the head's area computed
-per click, nothing remembered) and as it is now (regions on the crop that can hold them, the
-area once per slice, the predictor's remembered answers cleared before each click, so the click
-is a first one) run alternately in this one process on the same slices, and their masks are
+per click, the click's HU read from the whole denoised slice, nothing remembered) and as it is now
+(regions on the crop that can hold them, the area once per slice, the click's HU from its own
+3x3 neighbourhood, the predictor's remembered answers and denoised slices cleared before each
+click, so the click is a first one) run alternately in this one process on the same slices, and their masks are
 compared pixel for pixel. Also: the same click again (answers remembered), and the decoder alone.
 The click on the 24 bleed volumes of ../shared/data/ct-ich-volumes: the deepest point of the
 largest bleed slice. Writes bench/results/click_path.json.
-Run: .venv/bin/python bench/bench_click_path.py [ENGINE ...]   (default: auto, and openvino-bf16 where native)
+Run: .venv/bin/python bench/bench_click_path.py [ENGINE ...]   (default: auto, and openvino-bf16 where
+native; `samihs` with auto)
 """
 
 from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
@@ -56,11 +59,13 @@ class PathAsItWas:
     def __enter__(self):
         click_segmentation.hyperdense_region = whole_slice_region
         self.predictor.head_area_px = lambda k: head_area_px(self.predictor.denoised_slice(k))
+        self.predictor.denoised_hu_at = lambda k, column, row: float(self.predictor.denoised_slice(k)[row, column])
         self.predictor.remembered_answers = 0
 
     def __exit__(self, *_):
         click_segmentation.hyperdense_region = hyperdense_region
         del self.predictor.head_area_px
+        del self.predictor.denoised_hu_at
         self.predictor.remembered_answers = 64
 
 
@@ -78,8 +83,8 @@ def median_ms(times):
     return round(1000.0 * statistics.median(times), 1)
 
 
-def bench_engine(engine: str) -> dict:
-    predictor = load_predictor("lite-base", engine=engine)
+def bench_engine(engine: str, model: str = "lite-base") -> dict:
+    predictor = load_predictor(model, engine=engine)
     segmenter = ClickSegmenter(predictor)
     before, after, again, decoder, calls, identical = [], [], [], [], [], 0
     per_volume = {}
@@ -112,7 +117,7 @@ def bench_engine(engine: str) -> dict:
             decoder.append(time.perf_counter() - started)
         identical += int(np.array_equal(masks["before"], masks["after"]))
         per_volume[name] = {"decoder_calls": calls[-1], "same_mask": bool(np.array_equal(masks["before"], masks["after"]))}
-    return {"engine": predictor.engine_description, "clicks": len(per_volume),
+    return {"model": model, "engine": predictor.engine_description, "clicks": len(per_volume),
             "first_click_ms_as_it_was": median_ms(before), "first_click_ms_now": median_ms(after),
             "speedup": round(statistics.median(before) / statistics.median(after), 2),
             "same_click_again_ms": median_ms(again), "one_prompt_ms": median_ms(decoder),
@@ -123,7 +128,7 @@ def bench_engine(engine: str) -> dict:
 def main(engines) -> dict:
     return {"machine": {**cpu_info(), "python_platform": platform.machine(), "threads": torch.get_num_threads(),
                         "torch": torch.__version__},
-            "engines": [bench_engine(engine) for engine in engines]}
+            "engines": [bench_engine(engine) for engine in engines] + [bench_engine("auto", "samihs")]}
 
 
 if __name__ == "__main__":

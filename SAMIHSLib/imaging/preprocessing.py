@@ -72,3 +72,12 @@ def denoise_slice(slice_hu: np.ndarray) -> np.ndarray:
     """A 3x3 median-filtered float32 copy of a slice in HU: scanner noise (~4-10 HU) would
     otherwise scatter voxels in and out of the narrow blood HU band."""
     return ndi.median_filter(np.asarray(slice_hu, dtype=np.float32), size=DENOISE_MEDIAN_PX)
+
+
+def denoised_value_at(slice_hu: np.ndarray, row: int, column: int) -> float:
+    """``denoise_slice(slice_hu)[row, column]`` from that pixel's neighbourhood alone (the same
+    median and edge rule: the crop keeps the slice's own edges), for one pixel without the whole slice."""
+    reach = DENOISE_MEDIAN_PX // 2
+    top, left = max(0, row - reach), max(0, column - reach)
+    crop = np.asarray(slice_hu[top:row + reach + 1, left:column + reach + 1])
+    return float(denoise_slice(crop)[row - top, column - left])

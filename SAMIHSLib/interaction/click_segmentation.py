@@ -133,12 +133,12 @@ class ClickSegmenter:
     def _refuse_non_blood(self, slice_index: int, click: Point, result: ClickResult) -> ClickResult:
         """An answer to a click on clearly non-blood HU (air, fat, bone) that is itself not
         hyperdense is no bleed: empty, with the reason in words."""
-        slice_hu = self.predictor.denoised_slice(slice_index)
-        click_hu = float(slice_hu[int(round(click[1])), int(round(click[0]))])
+        click_hu = self.predictor.denoised_hu_at(slice_index, int(round(click[0])), int(round(click[1])))
         low, high = BLOOD_HU.possible
         mask = result.prediction.mask
         if low <= click_hu <= high or not mask.any():
             return result
+        slice_hu = self.predictor.denoised_slice(slice_index)  # only now: the answer's own HU matter
         band_low, band_high = BLOOD_HU.check_band
         blood_fraction = float(np.mean((slice_hu[mask] >= band_low) & (slice_hu[mask] <= band_high)))
         if blood_fraction >= MIN_BLOOD_FRACTION:

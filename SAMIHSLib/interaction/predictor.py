@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.imaging.preprocessing import denoise_slice, denoised_value_at, normalize_slice
 from SAMIHSLib.interaction.regions import head_area_px
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
@@ -137,6 +137,14 @@ class SAMIHSPredictor:
             while len(self._denoised) > 64:
                 self._denoised.popitem(last=False)
         return self._denoised[index]
+
+    def denoised_hu_at(self, slice_index: int, column: int, row: int) -> float:
+        """``denoised_slice(slice_index)[row, column]``, without filtering the whole slice when it is
+        not cached (a click needs its own pixel's HU: 14 ms of a 40 ms click otherwise)."""
+        index = validate_slice_index(slice_index, self.num_slices)
+        if index in self._denoised:
+            return float(self._denoised[index][row, column])
+        return denoised_value_at(self.volume_hu[index], row, column)  # type: ignore[index]
 
     def head_area_px(self, slice_index: int) -> int:
         """Pixels of the head's cross-section on slice ``slice_index`` (computed once per slice)."""

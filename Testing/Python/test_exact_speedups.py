@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, unavailable
 from SAMIHSLib.interaction.click_segmentation import ClickSegmenter
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.imaging.preprocessing import denoise_slice
+from SAMIHSLib.imaging.preprocessing import denoise_slice, denoised_value_at
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import (_opened_region_at, box_around, deepest_point, hyperdense_region,
                                            slice_with_most)
@@ -85,3 +85,26 @@ def test_a_remembered_answer_is_a_copy_the_caller_may_edit(lite_model):
     answer = predictor.predict(k, prompt)
     answer.mask[:] = False  # a caller that edits what it got
     assert predictor.predict(k, prompt).mask.any()
+
+
+@pytest.mark.real_data
+def test_one_pixel_of_the_denoised_slice_equals_the_whole_slice_filter_on_real_ct(lite_model):
+    """A click reads its own pixel's denoised HU without filtering the whole slice: the same value
+    at every edge, corner and inside (the crop keeps the slice's own edges)."""
+    volume, truth = _volume("068")
+    rng = np.random.default_rng(68)
+    for index in (slice_with_most(truth), 0):
+        slice_hu = volume[index]
+        whole = denoise_slice(slice_hu)
+        last_row, last_column = slice_hu.shape[0] - 1, slice_hu.shape[1] - 1
+        pixels = [(r, c) for r in (0, 1, last_row - 1, last_row) for c in (0, 1, last_column - 1, last_column)]
+        pixels += [tuple(rng.integers(0, 512, size=2)) for _ in range(200)]
+        for row, column in pixels:
+            assert denoised_value_at(slice_hu, row, column) == whole[row, column], (index, row, column)
+    predictor = SAMIHSPredictor(lite_model)  # the predictor's read: uncached, then from its cache
+    predictor.set_volume(volume, SPACING_ZYX)
+    k = slice_with_most(truth)
+    row, column = map(int, np.argwhere(truth[k])[0])
+    assert predictor.denoised_hu_at(k, column, row) == denoise_slice(volume[k])[row, column]
+    predictor._denoised[k] = np.full(volume[k].shape, 7.0, np.float32)
+    assert predictor.denoised_hu_at(k, column, row) == 7.0
