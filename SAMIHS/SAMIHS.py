@@ -402,9 +402,13 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.enabled = bool(session and session.can_undo) and not self._busy
         self.ui.redoButton.enabled = bool(session and session.can_redo) and not self._busy
 
-    def _showUpdate(self, update) -> None:
-        self.ui.hemorrhageVolumeLabel.text = _("Hemorrhage volume: {ml:.2f} mL").format(ml=update.volume_ml)
-        self.ui.statusLabel.text = "\n".join(self.logic.status(self._parameterNode.inputVolume))
+    def _showReport(self) -> None:
+        """The volume's hemorrhage after an operation: the logic's report (the click segment and any
+        detected regions kept) gives both the mL and the status lines."""
+        report = self.logic.report(self._parameterNode.inputVolume)
+        self.ui.hemorrhageVolumeLabel.text = _("Hemorrhage volume: {ml:.2f} mL").format(
+            ml=report.measurements.get("volume_ml", 0.0))
+        self.ui.statusLabel.text = "\n".join(report.status_lines())
         self._updateUndoButtons()
 
     def onPromptChanged(self, caller, event) -> None:
@@ -416,13 +420,13 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
 
         def work(progress, cancel):
-            segmentID, update = self.logic.segment_from_points(
+            segmentID, _update = self.logic.segment_from_points(
                 node.inputVolume, self._ensureSegmentation(), node.positivePoints, node.negativePoints,
                 node.segmentID, node.boxROI, propagate=node.propagateOnClick,
                 overwrite_other_segments=node.overwriteOtherSegments, progress=progress, cancel=cancel)
             node.segmentID = segmentID
             self.ui.segmentSelector.setCurrentSegmentID(segmentID)
-            self._showUpdate(update)
+            self._showReport()
 
         self._run(work, _("Segmenting..."))
 
@@ -430,18 +434,21 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode
 
         def work(progress, cancel):
-            self._showUpdate(self.logic.propagate(node.inputVolume, self._ensureSegmentation(), node.segmentID,
-                                                  overwrite_other_segments=node.overwriteOtherSegments,
-                                                  progress=progress, cancel=cancel))
+            self.logic.propagate(node.inputVolume, self._ensureSegmentation(), node.segmentID,
+                                 overwrite_other_segments=node.overwriteOtherSegments, progress=progress, cancel=cancel)
+            self._showReport()
 
         self._run(work, _("Propagating..."))
 
     def onUndo(self, redo: bool) -> None:
         node = self._parameterNode
-        self._run(lambda progress, cancel: self._showUpdate(
+
+        def work(progress, cancel):
             self.logic.undo(node.inputVolume, self._ensureSegmentation(), node.segmentID, redo=redo,
-                            positive_node=node.positivePoints, negative_node=node.negativePoints)),
-            _("Redo") if redo else _("Undo"))
+                            positive_node=node.positivePoints, negative_node=node.negativePoints)
+            self._showReport()
+
+        self._run(work, _("Redo") if redo else _("Undo"))
 
     def onSegmentAll(self) -> None:
         def work(progress, cancel):

@@ -155,6 +155,7 @@ def test_a_click_on_the_panel_loads_the_model_off_the_gui_thread_segments_and_un
     widget.onUndo(redo=False)
     assert not mrml_nodes.read_segment_mask(node.segmentationNode, node.segmentID, volume).any()
     assert node.positivePoints.GetNumberOfControlPoints() == 0  # the undone point is gone from the list
+    assert widget.ui.hemorrhageVolumeLabel.text == "Hemorrhage volume: 0.00 mL"  # the report after the undo
 
 
 def test_install_runs_inside_the_busy_guard_and_a_pip_failure_is_shown_with_pip_output(app_with_ct, a_package_missing):
