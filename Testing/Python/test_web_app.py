@@ -81,6 +81,15 @@ class Page:
         self.operations_waited = 0
         page.add_init_script(BUSY_WATCH)
 
+    @classmethod
+    def opened(cls, driver, url: str, shots: Path) -> "Page":
+        """Chromium (headless, 1280x800, downloads accepted) on the app at ``url``; its browser is
+        ``page.page.context.browser``."""
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        app = cls(browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True), shots)
+        app.page.goto(url)
+        return app
+
     def views(self):
         images = [box for box in (image.bounding_box() for image in self.page.query_selector_all("img")) if box]
         return sorted(images, key=lambda box: box["width"] * box["height"], reverse=True)
@@ -183,10 +192,8 @@ def test_the_browser_correction_flow(web_app_server, small_phantom, tmp_path):
     shots = Path(os.environ.get("SAMIHS_SCREENSHOTS", tmp_path / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-        app = Page(page, shots)
-        page.goto(url)
+        app = Page.opened(driver, url, shots)
+        page, browser = app.page, app.page.context.browser
         page.wait_for_selector("#samihs-status")
         page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => i.naturalWidth > 0)")
         assert "head_series" in page.text_content("#samihs-status")  # the DICOM series under --data
@@ -338,10 +345,8 @@ def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_pat
     try:
         url = server.wait_for_urls()[0]
         with playwright.sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-            app = Page(page, tmp_path)
-            page.goto(url)
+            app = Page.opened(driver, url, tmp_path)
+            page, browser = app.page, app.page.context.browser
             page.wait_for_selector("#samihs-find-bleeds")
             page.click("#samihs-find-bleeds")
             status = app.wait_done()
