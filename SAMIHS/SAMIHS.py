@@ -459,7 +459,7 @@ class SAMIHSWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     lines.append(_("{volume}: failed: {error}").format(**result))
                 elif result["skipped"]:
                     lines.append(_("{volume}: skipped: {skipped}").format(**result))
-                elif result["segmentation"] is None:
+                elif not result["segment_ids"]:  # no bleed found, or only what an earlier search found
                     lines.append(_("{volume}: {detection}").format(**result))
                 else:
                     lines.append(_("{volume}: {ml:.2f} mL ({detection}); delete a segment to reject its region").format(

@@ -131,6 +131,7 @@ class SAMIHSWebApp(TrameApp):
         state.samihs_status, state.samihs_slices = "Click the bleed in the axial view.", "No slice segmented yet."
         state.samihs_volume_ml = state.samihs_abc2_ml = None
         state.samihs_undo = state.samihs_redo = 0
+        state.samihs_clicked = False  # the click segment has voxels: what "Re-propagate" starts from
         state.samihs_busy, state.samihs_progress, state.samihs_progress_text = False, 0, ""
         state.samihs_upload, state.samihs_download_query = None, ""
         state.samihs_dicom = False
@@ -183,7 +184,7 @@ class SAMIHSWebApp(TrameApp):
                         v3.VBtn("Redo ({{ samihs_redo }})", id="samihs-redo", click="trigger('samihs_redo')",
                                 disabled=("samihs_busy || samihs_redo === 0",), density="compact")
                     v3.VBtn("Re-propagate from this slice", id="samihs-repropagate", density="compact",
-                            click="trigger('samihs_repropagate')", disabled=("samihs_busy || samihs_volume_ml === null",))
+                            click="trigger('samihs_repropagate')", disabled=("samihs_busy || !samihs_clicked",))
                     v3.VBtn("Find bleeds automatically", id="samihs-find-bleeds", density="compact",
                             click="trigger('samihs_find_bleeds')", disabled=("samihs_busy",),
                             title="The bleed detector proposes each bleed as its own segment, named with its "
@@ -505,6 +506,7 @@ class SAMIHSWebApp(TrameApp):
             self.state.samihs_abc2_ml = round(report.measurements["abc_over_2_ml"], 2)
             self.segmentation_node.CreateClosedSurfaceRepresentation()  # the bleed in the 3D view
         self.state.samihs_undo, self.state.samihs_redo = session.history_lengths if session is not None else (0, 0)
+        self.state.samihs_clicked = session is not None and bool(session.mask.any())
         self._render()
 
     # -- downloads (HTTP, token-checked) ------------------------------------------------------------

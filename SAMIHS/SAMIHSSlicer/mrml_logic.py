@@ -8,7 +8,7 @@ PyTorch) is imported on first use, so the module loads before its dependencies a
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -59,6 +59,8 @@ class _Findings:
     regions: Dict[str, Tuple[int, str]]  # segment id -> (region number, DetectedRegion.describe())
     top_score: float
     nothing_found: str  # AutomaticResult.describe() when no region was kept, else ""
+    # The voxels of every region written so far (deleted ones too): a later search adds only new ones.
+    region_digests: Set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -524,10 +526,12 @@ class SAMIHSMRMLLogic:
                               cancel: Optional[threading.Event] = None) -> Dict[str, object]:
         """The bleed detector on one volume: each detected region becomes its own segment, named with
         its score ("Hemorrhage 1 (score 0.998)"), so the reader can delete one they reject; in
-        ``segmentation_node``, or in a new node only when something is found. Returns ``volume``,
-        ``segmentation`` (the node, or None), ``segment_ids``, ``volume_ml``, ``detection`` (what
-        was found, or "no bleed found" with the highest score: a result), ``regions`` (one summary
-        each), ``skipped`` (why a volume that is not CT was left alone) and ``error``."""
+        ``segmentation_node``, else in the node an earlier search of the same voxels wrote to, else
+        in a new node only when something is found. A region an earlier search already wrote there
+        (kept or deleted by the reader) is not added again. Returns ``volume``, ``segmentation`` (the
+        node, or None), ``segment_ids`` and ``regions`` (one summary each) of the segments added,
+        ``volume_ml`` of those, ``detection`` (what was found, or "no bleed found" with the highest
+        score: a result), ``skipped`` (why a volume that is not CT was left alone) and ``error``."""
         from SAMIHSLib.volume.automatic import AUTOMATIC_MODE, load_detector, segment_automatically
         from SAMIHSLib.metrics import volume_ml
         from SAMIHSLib.interaction.session import changed_extent
@@ -546,48 +550,75 @@ class SAMIHSMRMLLogic:
             stack = AxialStack.of(ct)
             predictor = self.new_predictor() if AUTOMATIC_MODE == "seeded" else None
             found = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel, progress=progress)
-            entry.update(detection=found.describe(), regions=[r.summary() for r in found.regions])
             if not found.bleed_found:
                 self._found(volume_node, segmentation_node, [], found)
+                return {**entry, "detection": found.describe()}
+            earlier, node = self._earlier_search(volume_node, segmentation_node)
+            known = earlier.region_digests if earlier is not None else set()
+            fresh = [index for index, mask in enumerate(found.region_masks) if _mask_digest(mask) not in known]
+            first = len(earlier.regions) + 1 if earlier is not None else 1  # numbers go on after an earlier run's
+            said = [f"region {number}: {found.regions[index].describe()}" for number, index in enumerate(fresh, first)]
+            repeated = len(found.regions) - len(fresh)
+            said += [f"{repeated} region{'s' if repeated > 1 else ''} found by this CT's earlier search, "
+                     f"not added again"] if repeated else []
+            entry.update(detection="; ".join(said), segmentation=node)
+            if not fresh:
                 return entry
 
             def write_segments():
-                node = segmentation_node or self.new_segmentation_node(volume_node, volume_node.GetScene())
-                segmentation, ids = node.GetSegmentation(), []
-                first = len(self._earlier_regions(volume_node, node)) + 1  # numbers go on after an earlier run's
-                for number, (region, mask) in enumerate(zip(found.regions, found.region_masks), first):
+                target = node or self.new_segmentation_node(volume_node, volume_node.GetScene())
+                segmentation, ids = target.GetSegmentation(), []
+                for number, index in enumerate(fresh, first):
                     ids.append(segmentation.AddEmptySegment(
-                        "", f"{SEGMENT_NAME} {number} (score {region.score:.3f})", SEGMENT_COLOR))
-                    mask = stack.mask_to_volume(mask)
-                    write_segment_region(node, ids[-1], volume_node, mask, changed_extent(np.zeros_like(mask), mask))
-                return node, ids
+                        "", f"{SEGMENT_NAME} {number} (score {found.regions[index].score:.3f})", SEGMENT_COLOR))
+                    mask = stack.mask_to_volume(found.region_masks[index])
+                    write_segment_region(target, ids[-1], volume_node, mask, changed_extent(np.zeros_like(mask), mask))
+                return target, ids
 
             node, ids = self._on_main(write_segments)
-            self._found(volume_node, node, ids, found)
-            entry.update(segmentation=node, segment_ids=ids, volume_ml=volume_ml(found.mask, stack.spacing_zyx))
+            self._found(volume_node, node, ids, found, fresh)
+            added = np.logical_or.reduce([found.region_masks[index] for index in fresh])
+            entry.update(segmentation=node, segment_ids=ids, volume_ml=volume_ml(added, stack.spacing_zyx),
+                         regions=[found.regions[index].summary() for index in fresh])
         except Exception as error:  # reported with the volume: the caller goes on
             entry["error"] = str(error)
         return entry
 
-    def _earlier_regions(self, volume_node, segmentation_node) -> Dict[str, Tuple[int, str]]:
-        """The regions an earlier detector run put into ``segmentation_node`` for this volume."""
+    def _earlier_search(self, volume_node, segmentation_node) -> Tuple[Optional[_Findings], object]:
+        """(the findings of an earlier search of this volume's voxels that wrote into
+        ``segmentation_node``, or into any node still in the scene when none is given; the node a new
+        search writes to: ``segmentation_node``, else that earlier node, else None)."""
         _, earlier = self._current(volume_node)
-        same_node = earlier is not None and segmentation_node is not None and \
-            earlier.segmentation_id == segmentation_node.GetID()
-        return dict(earlier.regions) if same_node else {}
+        earlier_node = volume_node.GetScene().GetNodeByID(earlier.segmentation_id) \
+            if earlier is not None and earlier.segmentation_id else None
+        if earlier_node is None or (segmentation_node is not None and segmentation_node is not earlier_node):
+            return None, segmentation_node
+        return earlier, earlier_node
 
-    def _found(self, volume_node, segmentation_node, segment_ids: Sequence[str], found) -> None:
-        """Remember what the detector found (``found``: an AutomaticResult whose regions went to
-        ``segment_ids``, in order) for the report; regions an earlier run put into the same node stay."""
-        regions = self._earlier_regions(volume_node, segmentation_node)
-        top = found.top_score
-        if regions:  # an earlier run into this node: its regions and its score stand
-            top = max(top, self._findings[volume_node.GetID()].top_score)
-        regions.update({segment_id: (number, region.describe()) for number, (segment_id, region)
-                        in enumerate(zip(segment_ids, found.regions), len(regions) + 1)})
+    def _found(self, volume_node, segmentation_node, segment_ids: Sequence[str], found,
+               written: Sequence[int] = ()) -> None:
+        """Remember what the detector found for the report: ``found`` (an AutomaticResult) whose
+        regions at indices ``written`` went to ``segment_ids``, in order; regions an earlier search
+        put into the same node stay, with their numbers."""
+        earlier, node = self._earlier_search(volume_node, segmentation_node)
+        regions = dict(earlier.regions) if earlier is not None else {}
+        digests = set(earlier.region_digests) if earlier is not None else set()
+        top = max(found.top_score, earlier.top_score) if earlier is not None else found.top_score
+        regions.update({segment_id: (number, found.regions[index].describe()) for number, (segment_id, index)
+                        in enumerate(zip(segment_ids, written), len(regions) + 1)})
+        digests.update(_mask_digest(found.region_masks[index]) for index in written)
         self._findings[volume_node.GetID()] = _Findings(
-            _fingerprint(volume_node), segmentation_node.GetID() if segmentation_node is not None else "", regions, top,
-            "" if found.bleed_found else found.describe())
+            _fingerprint(volume_node), node.GetID() if node is not None else "", regions, top,
+            "" if found.bleed_found else found.describe(), digests)
+
+
+def _mask_digest(mask: np.ndarray) -> str:
+    """The identity of a region's voxels (and of the stack they are in)."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(mask.shape).encode())
+    digest.update(np.packbits(mask).tobytes())
+    return digest.hexdigest()
 
 
 def _fingerprint(volume_node) -> Tuple[str, int]:

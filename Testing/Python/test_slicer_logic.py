@@ -169,6 +169,18 @@ def test_segment_all_loaded_volumes_gives_each_detected_region_its_own_segment(t
     assert free_report.status == "no bleed found" and free_report.detected_regions == 0
     assert free_report.headline() == f"{free['detection'][0].upper()}{free['detection'][1:]}."
 
+    # Searching the same CTs again adds none of the regions found before (the rejected one included)
+    # and no second node; the report stays as it was.
+    again = {r["volume"]: r for r in logic.segment_all_loaded_volumes(scene)}
+    repeated = len(found["regions"])
+    assert again["bleed head"]["segment_ids"] == [] and again["bleed head"]["segmentation"] is found["segmentation"]
+    assert again["bleed head"]["detection"] == \
+        f"{repeated} region{'s' if repeated > 1 else ''} found by this CT's earlier search, not added again"
+    assert segmentation.GetNumberOfSegments() == repeated - 1
+    assert len(nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")) == 1
+    assert logic.report(volume_node).reason == report.reason
+    assert again["bleed-free head"]["detection"] == free["detection"]
+
 
 def test_bad_input_changes_nothing(scene_with_ct, logic):
     scene, volume_node, segmentation_node, _ = scene_with_ct

@@ -332,8 +332,9 @@ def test_downloads_need_the_launch_token(web_app_server):
 def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_path):
     """"Find bleeds automatically" on a real head CT (patient 075, its 98 mL bleed): each region the
     detector keeps becomes a segment named with its score, listed on the page with its slices and
-    mL; together they cover the bleed; the report measures and lists them; "Delete" removes one from
-    the scene, the saved file and the report."""
+    mL; together they cover the bleed; the report measures and lists them; "Re-propagate" waits for a
+    click; "Delete" removes one from the scene, the saved file and the report; a second search adds
+    none of them again."""
     import slicerio
 
     from conftest import real_whole_ct
@@ -363,6 +364,7 @@ def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_pat
             assert report["detected_regions"] == len(regions) and report["reason"] == status
             assert report["measurements"]["volume_ml"] == pytest.approx(union.sum() * 0.45 * 0.45 * 5.0 / 1000, rel=1e-6)
             assert app.volume_ml() == pytest.approx(report["measurements"]["volume_ml"], abs=0.01)
+            assert page.is_disabled("#samihs-repropagate")  # detected regions are no click to propagate from
 
             page.locator(".samihs-region-delete").first.click()
             page.wait_for_function(f"() => document.querySelectorAll('.samihs-region').length == {len(regions) - 1}")
@@ -373,6 +375,10 @@ def test_the_detector_lists_each_bleed_as_a_region_the_reader_can_delete(tmp_pat
             else:  # the reader rejected the only region: nothing is left to measure or report
                 page.wait_for_selector("#samihs-download-json", state="hidden")
                 assert app.volume_ml() == 0.0
+            page.click("#samihs-find-bleeds")  # searching again adds nothing the first search found
+            status = app.wait_done()
+            assert status.endswith("found by this CT's earlier search, not added again"), status
+            assert page.locator(".samihs-region").count() == len(regions) - 1
             browser.close()
         assert [s["name"] for s in slicerio.read_segmentation(str(saved))["segments"]] == \
             [text.split(":")[0] for text in regions[1:]]
