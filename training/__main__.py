@@ -41,12 +41,13 @@ from SAMIHSLib.models import load_model
 from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.cpu_info import cpu_description
 
-from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, evaluation_slices, method_settings, read_records_csv,
-                             records_csv, results_tables, run_method, select_per_fold, summarize)
+from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, ClickRecord, evaluation_slices, method_settings, results_tables,
+                             run_method, select_per_fold, summarize)
 from .datasets import Case, load_dataset, write_packed
 from .folds import extend_scan_folds, make_scan_folds, read_fold_scans, read_folds, write_folds
 from .batches import configured_phantoms, training_slices
 from .checkpoint_export import export_checkpoint
+from .record_csv import read_records_csv, records_csv
 from .trainer import fold_config, train
 from .training_config import TrainingConfig
 
@@ -179,7 +180,7 @@ def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs:
     out = Path(args.out)
     methods, everything = [], []
     for reused in reuse:  # methods measured earlier on the same folds, with the same code
-        for record in read_records_csv(Path(reused).read_text()):
+        for record in read_records_csv(Path(reused).read_text(), ClickRecord):
             everything.append(record)
             if record.method not in methods:
                 methods.append(record.method)
@@ -197,8 +198,8 @@ def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs:
                f"{len({s.scan for s in slices})} scans (folds: {args.folds}). Settings of each method chosen per "
                f"fold on the other folds only. Engine {args.engine}; CPU: {cpu_description()}.")
     write_text_atomic(out / "table.md", results_tables(selected, methods, caption))
-    write_text_atomic(out / "records.csv", records_csv(selected))
-    write_text_atomic(out / "all_settings.csv", records_csv(everything))
+    write_text_atomic(out / "records.csv", records_csv(selected, ClickRecord))
+    write_text_atomic(out / "all_settings.csv", records_csv(everything, ClickRecord))
     summary = {"command": " ".join(sys.argv), "folds_file": args.folds, "datasets": args.dataset,
                "engine": args.engine, "cpu": cpu_description(), "chosen_settings_per_fold": chosen,
                "results": {method: {f"{protocol}, {count} click(s)": summarize(
@@ -212,9 +213,8 @@ def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs:
 def run_volumeeval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .volume_eval import (evaluation_volumes, per_volume_table, read_volume_records_csv, run_volume_method,
-                              selection_table, summarize_volumes, volume_method_settings, volume_records_csv,
-                              volume_tables)
+    from .volume_eval import (VolumeRecord, evaluation_volumes, per_volume_table, run_volume_method, selection_table,
+                              summarize_volumes, volume_method_settings, volume_tables)
 
     if not args.method and not args.reuse and not args.auto:
         raise SystemExit("volumeeval: name a --method to run, --auto, or a --reuse file to tabulate.")
@@ -226,7 +226,7 @@ def run_volumeeval(args: argparse.Namespace) -> int:
         return _volumeeval_auto(args, cases, folds, out)
     methods, selected, selection, chosen = [], [], [], {}
     for reused in args.reuse or ():  # records.csv of an earlier volumeeval on the same folds
-        for record in read_volume_records_csv(Path(reused).read_text()):
+        for record in read_records_csv(Path(reused).read_text(), VolumeRecord):
             selected.append(record)
             if record.method not in methods:
                 methods.append(record.method)
@@ -251,8 +251,8 @@ def run_volumeeval(args: argparse.Namespace) -> int:
     for method in methods:
         report += f"\nPer volume, {method}:\n\n" + per_volume_table(selected, method)
     write_text_atomic(out / "table.md", report)
-    write_text_atomic(out / "records.csv", volume_records_csv(selected))
-    write_text_atomic(out / "selection.csv", volume_records_csv(selection))
+    write_text_atomic(out / "records.csv", records_csv(selected, VolumeRecord))
+    write_text_atomic(out / "selection.csv", records_csv(selection, VolumeRecord))
     summary = {"command": " ".join(sys.argv), "folds_file": args.folds, "datasets": args.dataset,
                "engine": args.engine, "cpu": cpu_description(), "chosen_settings_per_fold": chosen,
                "results": {method: {f"{protocol}, {count} click(s)": summarize_volumes(
@@ -269,7 +269,7 @@ def _volumeeval_auto(args: argparse.Namespace, cases, folds, out: Path) -> int:
 
     from SAMIHSLib.interaction.predictor import load_predictor
 
-    from .volume_eval import auto_records_csv, auto_table, evaluation_volumes, run_auto_batch
+    from .volume_eval import AutoRecord, auto_table, evaluation_volumes, run_auto_batch
 
     volumes = [v for v in evaluation_volumes(cases, folds, with_bleed=False) if not args.only or v.name in args.only]
     bar = tqdm(desc="auto batch", unit="volume", total=len(volumes))
@@ -279,7 +279,7 @@ def _volumeeval_auto(args: argparse.Namespace, cases, folds, out: Path) -> int:
     report = auto_table(records, f"`samihs batch --prompts auto` ({args.auto}) on {len(volumes)} whole CTs of "
                                  f"{', '.join(args.dataset)}; engine {args.engine}; CPU: {cpu_description()}.")
     write_text_atomic(out / "auto_table.md", report)
-    write_text_atomic(out / "auto_records.csv", auto_records_csv(records))
+    write_text_atomic(out / "auto_records.csv", records_csv(records, AutoRecord))
     print(report)
     return 0
 
@@ -346,14 +346,14 @@ def _detector_modes(args: argparse.Namespace, volumes, summary, records, floor, 
     detector's own regions, chosen per fold on the other folds."""
     from SAMIHSLib.interaction.predictor import load_predictor
 
-    from .detector_crossval import (DetectionRecord, choose_mode_per_fold, detection_table, records_csv,
-                                    seeded_records, select_per_fold)
+    from .detector_crossval import (choose_mode_per_fold, detection_records_csv, detection_table, seeded_records,
+                                    select_per_fold)
 
     out = Path(args.out)
     selected, chosen = select_per_fold(records, folds)
     seeded = seeded_records(volumes, Path(args.runs), chosen, load_predictor(args.seeded, engine=args.engine))
     by_mode, modes = choose_mode_per_fold(selected, seeded, folds)
-    write_text_atomic(out / "seeded_records.csv", records_csv(seeded, DetectionRecord))
+    write_text_atomic(out / "seeded_records.csv", detection_records_csv(seeded))
     summary.update({"seeded_model": args.seeded, "engine": args.engine, "per_fold_mode": modes})
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(out / "tables.md", detection_table(

@@ -15,11 +15,9 @@ by looking at the slices it is tested on. A method may also name one checkpoint 
 (``{fold}`` in its path): trained on that fold's training scans.
 """
 
-import csv
 import dataclasses
-import io
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -277,25 +275,6 @@ def results_tables(records: Sequence[ClickRecord], methods: Sequence[str], capti
             count = len(pick_records(records, method=methods[0], protocol="deepest", clicks=1, **{key: value}))
             lines.append(f"| {value} | {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def records_csv(records: Sequence[ClickRecord]) -> str:
-    """Every record as CSV text (one row per method, slice, protocol and click count)."""
-    buffer = io.StringIO()
-    fields = list(ClickRecord.__dataclass_fields__)
-    writer = csv.DictWriter(buffer, fieldnames=fields)
-    writer.writeheader()
-    for record in records:
-        writer.writerow(asdict(record))
-    return buffer.getvalue()
-
-
-def read_records_csv(text: str) -> List[ClickRecord]:
-    """Records written by :func:`records_csv`, typed again (to reuse an earlier run's methods)."""
-    types = {"fold": int, "clicks": int, "dice_clicked": float, "dice_all": float, "hd95_clicked_mm": float,
-             "empty": lambda value: value == "True"}
-    return [ClickRecord(**{key: types.get(key, str)(value) for key, value in row.items()})
-            for row in csv.DictReader(io.StringIO(text))]
 
 
 # The classical floor's settings: (HU band, opening in pixels), tuned per fold like everything else.

@@ -17,7 +17,7 @@ import io
 import itertools
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -33,6 +33,7 @@ from SAMIHSLib.volume.bleed_detection import (BleedDetector, DetectionThresholds
                                               logits_to_probability)
 
 from .detector_training import DetectorTrainingConfig, DetectorVolume, detector_volume, recipe_dict, train_detector
+from .record_csv import records_csv
 from .volume_eval import EvalVolume, bleeds_over_half_ml
 
 THRESHOLD_GRID = [DetectionThresholds(pixel, region, minimum)
@@ -167,20 +168,9 @@ def csv_text(fieldnames: Sequence[str], rows: Sequence[Dict[str, object]]) -> st
     return buffer.getvalue()
 
 
-def records_csv(rows: Sequence[object], row_type: type) -> str:
-    """Dataclass rows as CSV text, floats to 6 significant digits."""
-    return csv_text([f.name for f in fields(row_type)],
-                    [{key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in asdict(row).items()}
-                     for row in rows])
-
-
-def read_detection_records(text: str) -> List[DetectionRecord]:
-    """What :func:`records_csv` wrote for detection records."""
-    types = {f.name: f.type for f in fields(DetectionRecord)}
-    parse = {"bool": lambda v: v == "True", "int": int, "float": float, "str": str}
-    return [DetectionRecord(**{key: parse[getattr(types[key], "__name__", str(types[key]))](value)
-                               for key, value in row.items()})
-            for row in csv.DictReader(io.StringIO(text))]
+def detection_records_csv(rows: Sequence[DetectionRecord]) -> str:
+    """Detection records as the committed files hold them (6 significant digits, ``\\n`` line ends)."""
+    return records_csv(rows, DetectionRecord, float_digits=6, line_end="\n")
 
 
 def detection_table(selected: Sequence[DetectionRecord], floor: Dict[str, float], auc: Dict[str, float],
@@ -308,8 +298,8 @@ def write_results(out: Path, records: Sequence[DetectionRecord], slices: Sequenc
                "slice_auc": auc, "slices": len(slices),
                "slices_with_bleed": int(sum(bool(s["bleed"]) for s in slices)),
                "setting_on_all_folds": choose_setting(records)}
-    write_text_atomic(out / "records.csv", records_csv(records, DetectionRecord))
-    write_text_atomic(out / "selected.csv", records_csv(selected, DetectionRecord))
+    write_text_atomic(out / "records.csv", detection_records_csv(records))
+    write_text_atomic(out / "selected.csv", detection_records_csv(selected))
     write_text_atomic(out / "slice_scores.csv", csv_text(list(slices[0]), slices))
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text_atomic(out / "tables.md", detection_table(selected, floor, auc, caption))

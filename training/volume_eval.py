@@ -15,10 +15,8 @@ click counts and per-fold choice of settings (on the other folds only, by clicke
 after the deepest first click: here in 3D) are those of the 2D table (:mod:`training.click_crossval`).
 """
 
-import csv
-import io
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -406,28 +404,6 @@ def per_volume_table(records: Sequence[VolumeRecord], method: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _records_csv(records: Sequence[object], record_type: type) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(record_type.__dataclass_fields__))  # type: ignore[attr-defined]
-    writer.writeheader()
-    for record in records:
-        writer.writerow(asdict(record))  # type: ignore[call-overload]
-    return buffer.getvalue()
-
-
-def volume_records_csv(records: Sequence[VolumeRecord]) -> str:
-    """Every record as CSV text."""
-    return _records_csv(records, VolumeRecord)
-
-
-def read_volume_records_csv(text: str) -> List[VolumeRecord]:
-    """Records written by :func:`volume_records_csv`, typed again."""
-    kinds = {name: field.type for name, field in VolumeRecord.__dataclass_fields__.items()}
-    cast = {"int": int, "float": float, "str": str, int: int, float: float, str: str}
-    return [VolumeRecord(**{key: cast[kinds[key]](value) for key, value in row.items()})
-            for row in csv.DictReader(io.StringIO(text))]
-
-
 # The floor's (HU band, in-plane opening in pixels) settings, chosen per fold like everything else
 # (fewer than in 2D: every 3D setting costs a pass over whole CTs).
 REGION_GROWING_3D_SETTINGS: Tuple[Tuple[Tuple[float, float], int], ...] = (
@@ -550,8 +526,3 @@ def auto_table(records: Sequence[AutoRecord], caption: str) -> str:
                  f"{np.mean(free_ml):.1f} / {np.max(free_ml):.1f}; {int(np.sum(free_ml > 2.0))} | "
                  f"{np.mean([r.seconds for r in records]):.1f} |")
     return "\n".join(lines) + "\n"
-
-
-def auto_records_csv(records: Sequence[AutoRecord]) -> str:
-    """Every automatic-batch record as CSV text."""
-    return _records_csv(records, AutoRecord)

@@ -184,9 +184,10 @@ def test_a_real_bleed_volume_gets_one_reviewable_segment_per_region_on_its_bleed
 def test_the_shipped_thresholds_are_recomputed_from_the_training_folds_records():
     """The committed out-of-fold records give the per-fold choices of the results and the shipped
     detector's thresholds; a fold's choice never looks at that fold (its records can change freely)."""
-    from training.detector_crossval import choose_setting, read_detection_records, select_per_fold
+    from training.detector_crossval import DetectionRecord, choose_setting, select_per_fold
+    from training.record_csv import read_records_csv
 
-    records = read_detection_records((RESULTS / "records.csv").read_text())
+    records = read_records_csv((RESULTS / "records.csv").read_text(), DetectionRecord)
     summary = json.loads((RESULTS / "summary.json").read_text())
     _, chosen = select_per_fold(records, 5)
     assert chosen == summary["per_fold_setting"]

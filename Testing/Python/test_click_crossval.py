@@ -124,13 +124,20 @@ def test_a_click_the_model_misses_still_returns_the_bleed_under_it(shared_cases,
 
 
 def test_records_read_back_as_written():
-    from training.click_crossval import ClickRecord, read_records_csv, records_csv
+    from training.click_crossval import ClickRecord
+    from training.detector_crossval import DetectionRecord, detection_records_csv
+    from training.record_csv import read_records_csv, records_csv
 
     records = [ClickRecord("m", "s", "a.dcm", "ct-ich/001", "ct-ich", 2, "IPH", "deepest", 3, 0.5, 0.25, 7.5, True,
                            "model", "no bleed found, at 12 HU"),
                ClickRecord("m", "s", "b.dcm", "bhsd/x", "bhsd", 0, "SDH", "random", 1, 0.0, 0.0, float("inf"), False,
                            "fallback", "")]
-    assert read_records_csv(records_csv(records)) == records
+    assert read_records_csv(records_csv(records, ClickRecord), ClickRecord) == records
+    # The detector's files hold 6 significant digits and \n line ends (as committed).
+    detected = DetectionRecord("pixel>0.7", "075", 1, True, 12.3456789, 13.0, 0.123456789, 2, 1, 3, 0.99)
+    text = detection_records_csv([detected])
+    assert "\r" not in text and text.splitlines()[1] == "pixel>0.7,075,1,True,12.3457,13,0.123457,2,1,3,0.99"
+    assert read_records_csv(text, DetectionRecord)[0].found_ml == 12.3457
 
 
 def test_ct_windows_are_settings_of_a_model_each_feeding_it_that_window():

@@ -13,7 +13,8 @@ from training.datasets import load_dataset
 from training.folds import extend_scan_folds, read_fold_scans, read_folds
 from training.prompts import corrective_click_3d
 from training.volume_eval import (RegionGrowing3DSegmenter, VolumeRecord, clicked_bleed, evaluation_volumes,
-                                  first_volume_click, read_volume_records_csv, simulate_volume, volume_records_csv)
+                                  first_volume_click, simulate_volume)
+from training.record_csv import read_records_csv, records_csv
 
 from conftest import unavailable
 
@@ -113,7 +114,7 @@ def test_the_records_measure_the_answer_in_3d_against_the_clicked_bleed():
     assert (first.slices_clicked, first.slices_missed, first.slices_leaked) == (4, 0, 1)
     assert first.abc2_truth_ml == pytest.approx(10.0 * 10.0 * 20.0 / 2 / 1000.0)  # 10 mm x 10 mm x 4 slices of 5 mm
     assert records[1].clicks == 3 and records[1].slices_leaked == 0  # a negative click took the leak
-    assert read_volume_records_csv(volume_records_csv(records)) == records
+    assert read_records_csv(records_csv(records, VolumeRecord), VolumeRecord) == records
 
 
 def _case(volume: np.ndarray, truth: np.ndarray):
