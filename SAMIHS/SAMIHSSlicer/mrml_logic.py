@@ -591,7 +591,7 @@ class SAMIHSMRMLLogic:
         _, earlier = self._current(volume_node)
         earlier_node = volume_node.GetScene().GetNodeByID(earlier.segmentation_id) \
             if earlier is not None and earlier.segmentation_id else None
-        if earlier_node is None or (segmentation_node is not None and segmentation_node is not earlier_node):
+        if earlier_node is None or (segmentation_node is not None and segmentation_node.GetID() != earlier_node.GetID()):
             return None, segmentation_node
         return earlier, earlier_node
 
