@@ -14,6 +14,7 @@ the cached output (staged training: the paper's adapters on 2 CPU cores).
 
 import csv
 import dataclasses
+import gc
 import json
 import time
 from pathlib import Path
@@ -206,6 +207,9 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
     if group.is_main:
         _save_state(state_path, model, optimizer, scheduler, step, losses)
     bar.close()
+    if group.distributed:  # DDP's reducer sits in reference cycles: free it while the process group lives
+        del forward
+        gc.collect()
     model.eval()
     return model, losses
 
