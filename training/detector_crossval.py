@@ -33,7 +33,7 @@ from SAMIHSLib.volume.bleed_detection import (BleedDetector, DetectionThresholds
                                               logits_to_probability)
 
 from .detector_training import DetectorTrainingConfig, DetectorVolume, detector_volume, recipe_dict, train_detector
-from .record_csv import records_csv
+from .record_csv import csv_text, records_csv
 from .volume_eval import EvalVolume, bleeds_over_half_ml
 
 THRESHOLD_GRID = [DetectionThresholds(pixel, region, minimum)
@@ -157,15 +157,6 @@ def slice_scores(item: EvalVolume, probability: np.ndarray) -> List[Dict[str, ob
     return [{"volume": item.name, "fold": item.fold, "slice": k, "bleed": bool(item.truth[k].any()),
              "detector": float(probability[k].max()), "band_voxels": int(band[k].sum())}
             for k in range(item.truth.shape[0])]
-
-
-def csv_text(fieldnames: Sequence[str], rows: Sequence[Dict[str, object]]) -> str:
-    """Rows of dicts as CSV text (``\\n`` line ends, as the committed result files)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def detection_records_csv(rows: Sequence[DetectionRecord]) -> str:

@@ -1,5 +1,5 @@
-"""Result records (dataclasses, one per method x case x setting) as CSV text and back: the one
-writer and reader of the 2D, 3D and detector harnesses' ``records.csv`` files."""
+"""Result rows as CSV text and back: the one writer of the harnesses' result files (dict rows, and
+records: dataclasses, one per method x case x setting) and the one reader of their ``records.csv``."""
 
 import csv
 import io
@@ -13,20 +13,24 @@ _PARSERS: Dict[str, Callable[[str], object]] = {"bool": lambda text: text == "Tr
                                                 "str": str}
 
 
+def csv_text(fieldnames: Sequence[str], rows: Sequence[Dict[str, object]], line_end: str = "\n") -> str:
+    """Rows of dicts as CSV text under a header of ``fieldnames``."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator=line_end)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def records_csv(rows: Sequence[object], row_type: type, float_digits: Optional[int] = None,
                 line_end: str = "\r\n") -> str:
     """Dataclass ``rows`` of ``row_type`` as CSV text under a header of its field names; floats in
     full (``repr``), or to ``float_digits`` significant digits."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[field.name for field in fields(row_type)], lineterminator=line_end)
-    writer.writeheader()
-    for row in rows:
-        values = asdict(row)
-        if float_digits is not None:
-            values = {key: (f"{value:.{float_digits}g}" if isinstance(value, float) else value)
-                      for key, value in values.items()}
-        writer.writerow(values)
-    return buffer.getvalue()
+    values = [asdict(row) for row in rows]
+    if float_digits is not None:
+        values = [{key: (f"{value:.{float_digits}g}" if isinstance(value, float) else value) for key, value in row.items()}
+                  for row in values]
+    return csv_text([field.name for field in fields(row_type)], values, line_end)
 
 
 def read_records_csv(text: str, row_type: Type[Record]) -> List[Record]:
