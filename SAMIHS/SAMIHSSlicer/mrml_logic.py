@@ -550,10 +550,10 @@ class SAMIHSMRMLLogic:
             stack = AxialStack.of(ct)
             predictor = self.new_predictor() if AUTOMATIC_MODE == "seeded" else None
             found = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel, progress=progress)
-            if not found.bleed_found:
-                self._found(volume_node, segmentation_node, [], found)
-                return {**entry, "detection": found.describe()}
             earlier, node = self._earlier_search(volume_node, segmentation_node)
+            if not found.bleed_found:
+                self._found(volume_node, earlier, node, [], found)
+                return {**entry, "detection": found.describe()}
             known = earlier.region_digests if earlier is not None else set()
             fresh = [index for index, mask in enumerate(found.region_masks) if _mask_digest(mask) not in known]
             first = len(earlier.regions) + 1 if earlier is not None else 1  # numbers go on after an earlier run's
@@ -576,7 +576,7 @@ class SAMIHSMRMLLogic:
                 return target, ids
 
             node, ids = self._on_main(write_segments)
-            self._found(volume_node, node, ids, found, fresh)
+            self._found(volume_node, earlier, node, ids, found, fresh)
             added = np.logical_or.reduce([found.region_masks[index] for index in fresh])
             entry.update(segmentation=node, segment_ids=ids, volume_ml=volume_ml(added, stack.spacing_zyx),
                          regions=[found.regions[index].summary() for index in fresh])
@@ -595,12 +595,12 @@ class SAMIHSMRMLLogic:
             return None, segmentation_node
         return earlier, earlier_node
 
-    def _found(self, volume_node, segmentation_node, segment_ids: Sequence[str], found,
+    def _found(self, volume_node, earlier: Optional[_Findings], node, segment_ids: Sequence[str], found,
                written: Sequence[int] = ()) -> None:
         """Remember what the detector found for the report: ``found`` (an AutomaticResult) whose
-        regions at indices ``written`` went to ``segment_ids``, in order; regions an earlier search
-        put into the same node stay, with their numbers."""
-        earlier, node = self._earlier_search(volume_node, segmentation_node)
+        regions at indices ``written`` went to ``segment_ids`` in ``node``, in order; the regions of
+        ``earlier`` (the search that wrote into that node before, :meth:`_earlier_search`) stay, with
+        their numbers."""
         regions = dict(earlier.regions) if earlier is not None else {}
         digests = set(earlier.region_digests) if earlier is not None else set()
         top = max(found.top_score, earlier.top_score) if earlier is not None else found.top_score
