@@ -19,6 +19,7 @@ from SAMIHSLib.interaction.regions import component_at, deepest_point
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
 from .augment import AugmentConfig, augment_slice
+from .bleed_age import age_bleeds
 from .bleed_paste import paste_bleed
 from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case, load_dataset, phantom_cases
 from .prompts import corrective_click, jittered_box, random_foreground_click, region_box
@@ -32,12 +33,21 @@ class TrainingSlice:
     patient: str
     pixel_mm: float = 1.0
     subtypes: Optional[np.ndarray] = None  # SUBTYPES class per pixel, when the dataset has them
+    flags: Tuple[str, ...] = ()  # the subtypes on the slice (from its pixel classes or per-slice flags)
+
+
+def slice_flags(case: Case, k: int) -> Tuple[str, ...]:
+    """The subtype names of slice ``k``: its bleed pixels' classes, else the dataset's per-slice flags."""
+    if case.subtype_labels is not None:
+        classes = np.unique(case.subtype_labels[k][case.mask[k]])
+        return tuple(SUBTYPES[int(c)] for c in classes if int(c) in SUBTYPES)
+    return tuple(case.slice_subtypes.get(k, ())) if case.slice_subtypes else ()
 
 
 def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:
     """Slices with hemorrhage, as the paper trains on."""
     return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient, min(case.spacing_zyx[1:]),
-                          None if case.subtype_labels is None else case.subtype_labels[k])
+                          None if case.subtype_labels is None else case.subtype_labels[k], slice_flags(case, k))
             for case in cases for k in case.hemorrhage_slices()]
 
 
@@ -160,6 +170,7 @@ class BatchMaker:
                 image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
         if self.donors is not None and self.rng.random() < self.config.paste_probability:
             image, mask = self._paste(sample, image, mask)
+        image, _ = age_bleeds(image, mask, self.rng, self.config.aged_bleed_probability)
         base = self.model.config.preprocessing
         window = dataclasses.replace(base, window_level_hu=base.window_level_hu + level_jitter,
                                      window_width_hu=max(20.0, base.window_width_hu + width_jitter)) \

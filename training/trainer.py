@@ -33,6 +33,7 @@ from .batches import (BatchMaker, EmbeddingBank, TrainingPrompt, TrainingSlice, 
 from .distributed import SINGLE_PROCESS, ProcessGroup
 from .losses import samihs_loss
 from .prompts import corrective_click
+from .subtype_sampling import WeightedEpochSampler, sampling_weights
 from .training_config import TrainingConfig
 
 
@@ -130,8 +131,12 @@ def train(config: TrainingConfig, slices: Optional[List[TrainingSlice]] = None, 
     model = build_trainable_model(config, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
-    sampler = DistributedSampler(range(len(slices)), num_replicas=group.world_size, rank=group.rank,
-                                 shuffle=True, seed=config.seed)
+    if config.subtype_balance > 0:
+        sampler = WeightedEpochSampler(sampling_weights([item.flags for item in slices], config.subtype_balance),
+                                       num_replicas=group.world_size, rank=group.rank, seed=config.seed)
+    else:
+        sampler = DistributedSampler(range(len(slices)), num_replicas=group.world_size, rank=group.rank,
+                                     shuffle=True, seed=config.seed)
     steps_per_epoch = max(1, len(sampler) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs * steps_per_epoch,
                                                 gamma=config.lr_gamma)

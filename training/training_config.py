@@ -56,6 +56,12 @@ class TrainingConfig:
     max_pasted_bleeds: int = 2
     # Target the connected bleed under the click (what a click asks for) instead of all bleed on the slice.
     clicked_bleed_target: bool = False
+    # Draw subtype groups in proportion to n ** (1 - subtype_balance) (training/subtype_sampling.py):
+    # 0 = as the data has them, 1 = every subtype equally often.
+    subtype_balance: float = 0.0
+    # The chance that each bleed of a training image is redrawn as a subacute or chronic one
+    # (training/bleed_age.py), so that hypodense collections are blood to the model too.
+    aged_bleed_probability: float = 0.0
 
     @classmethod
     def from_json(cls, path: Path) -> "TrainingConfig":
@@ -65,6 +71,9 @@ class TrainingConfig:
             raise ValueError(f"Unknown training option(s) in {path}: {sorted(unknown)}")
         if data.get("cpu_autocast", "fp32") not in ("auto", "bf16", "fp32"):
             raise ValueError(f"cpu_autocast in {path} must be auto, bf16 or fp32, not {data['cpu_autocast']!r}.")
+        for key in ("subtype_balance", "aged_bleed_probability"):
+            if not 0.0 <= float(data.get(key, 0.0)) <= 1.0:
+                raise ValueError(f"{key} in {path} must be between 0 and 1, not {data[key]!r}.")
         if "adapter_positions" in data:
             data["adapter_positions"] = tuple(data["adapter_positions"])
         return cls(**data)
