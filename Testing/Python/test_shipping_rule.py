@@ -11,14 +11,16 @@ from training.shipping_rule import RuleTable, shipping_decision
 
 RESULTS = Path(__file__).resolve().parents[2] / "training" / "results"
 # The committed runs of the staged fine-tuned candidates (300 steps: what `samihs` ships; 500 steps on 3
-# and on 6 augmented copies), each beside lite-base on the same folds.
+# and on 6 augmented copies; the 6-copies recipe with balanced subtypes and aged bleeds), each beside
+# lite-base on the same folds.
 CANDIDATE_TABLES = {
     run: (RuleTable("2D, 59 slices", RESULTS / f"real59_5fold_{run}" / "records.csv",
                     method, "lite-base + intensity-guided click handling"),
           RuleTable("3D, 24 volumes", RESULTS / f"volumes_5fold_{run}" / "records.csv", method, "lite-base (default)"))
     for run, method in (("staged", "SAMIHS staged (per fold)"),
                         ("staged_long", "SAMIHS staged, 500 steps (per fold)"),
-                        ("staged_copies6", "SAMIHS staged, 500 steps, 6 copies (per fold)"))}
+                        ("staged_copies6", "SAMIHS staged, 500 steps, 6 copies (per fold)"),
+                        ("staged_balanced_aged", "SAMIHS staged, balanced subtypes, aged bleeds (per fold)"))}
 
 
 def _records(path: Path, rows):
@@ -54,7 +56,9 @@ def test_the_default_model_is_what_the_rule_gives_on_the_committed_records(run):
 @pytest.mark.parametrize("run, failing", [
     ("staged_long", {("2D, 59 slices", 1, "overall"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 3, "SDH")}),
     ("staged_copies6", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 3, "SDH"),
-                        ("3D, 24 volumes", 3, "SDH")})])
+                        ("3D, 24 volumes", 3, "SDH")}),
+    ("staged_balanced_aged", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 1, "overall"),
+                              ("3D, 24 volumes", 1, "EDH")})])
 def test_the_later_candidates_fail_where_the_readme_says(run, failing):
     _, checks = shipping_decision(CANDIDATE_TABLES[run])
     assert {(c.table, c.clicks, c.group) for c in checks if not c.passed} == failing
