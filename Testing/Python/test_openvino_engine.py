@@ -55,3 +55,34 @@ def test_unknown_precision_is_refused_before_anything_is_exported(shipped_model,
     with pytest.raises(ValueError, match="precision"):
         OpenVinoEngine.from_model(shipped_model, cache_dir=tmp_path, precision="int4")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.real_data
+def test_the_mask_as_a_convolution_gives_the_same_logits_as_predict_masks_product(real_slices, tmp_path):
+    """The decoder graph reads its one mask as a 1x1 convolution (no reorder of the upscaled
+    embedding); in fp32 its low-res logits equal the reference product's, value for value."""
+    import torch
+
+    from SAMIHSLib.engines.export import export_onnx
+    from SAMIHSLib.imaging.preprocessing import normalize_slice
+    from SAMIHSLib.imaging.transforms import SliceToModelTransform
+    from SAMIHSLib.interaction.regions import box_around, deepest_point
+
+    model = load_model("lite-base", device="cpu")
+    engines = {variant: OpenVinoEngine(*export_onnx(model, tmp_path / variant, mask_as_convolution=variant == "conv"))
+               for variant in ("product", "conv")}
+    compared = answered = 0
+    for _, image, truth in real_slices[:6]:
+        transform = SliceToModelTransform(image.shape, model.config.image_size)
+        embedding = engines["product"].encode(
+            transform.image_to_model(normalize_slice(image.astype(np.float32), model.config.preprocessing)))
+        click = np.array([deepest_point(truth)], float)
+        corners = np.array(box_around(truth, 3), float).reshape(2, 2)
+        for points, labels in ((click, [[1]]), (corners, [[2, 3]])):
+            prompt = (torch.from_numpy(transform.points_to_model(points)).float()[None], torch.tensor(labels))
+            product, product_iou = engines["product"].decode(embedding, prompt)
+            conv, conv_iou = engines["conv"].decode(embedding, prompt)
+            assert torch.equal(product, conv) and torch.equal(product_iou, conv_iou)
+            compared += 1
+            answered += int((product > 0).any())
+    assert compared == 12 and answered >= 6  # real answers, not empty ones agreeing
