@@ -19,6 +19,7 @@ from SAMIHSLib.io.atomic_write import write_text_atomic
 OK, NO_BLEED_FOUND, FAILED = "ok", "no bleed found", "failed"
 
 MEASUREMENT_COLUMNS = ("volume_ml", "abc_over_2_ml", "max_axial_area_mm2", "first_slice", "last_slice", "num_slices")
+INTEGER_MEASUREMENTS = ("first_slice", "last_slice", "num_slices")
 CSV_COLUMNS = ("volume", "status", "reason", "segmentation", "bleeds_clicked") + MEASUREMENT_COLUMNS + (
     "seconds", "engine", "precision", "device", "model", "detection_score", "detected_regions")
 
@@ -70,8 +71,8 @@ class SegmentationReport:
                "bleeds_clicked": _text(self.bleeds_clicked), "seconds": _text(self.seconds, "{:.1f}"),
                "detection_score": _text(self.detection_score, "{:.3f}"),
                "detected_regions": _text(self.detected_regions)}
-        for column in MEASUREMENT_COLUMNS:
-            row[column] = _text(self.measurements.get(column), "{:.3f}")
+        for column in MEASUREMENT_COLUMNS:  # slice numbers and counts as integers, mL and mm2 to 0.001
+            row[column] = _text(self.measurements.get(column), "{:.0f}" if column in INTEGER_MEASUREMENTS else "{:.3f}")
         return row
 
     def headline(self) -> str:

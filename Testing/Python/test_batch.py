@@ -92,6 +92,8 @@ def test_batch_reports_failures_and_reruns_idempotently(tmp_path, lite_model, ba
         if seg.exists():
             voxels = np.asarray(slicerio.read_segmentation(str(seg))["voxels"]) > 0
             assert float(row["volume_ml"]) == pytest.approx(voxels.sum() * 0.9 * 0.9 * 5.0 / 1000.0, abs=0.001)
+            axial = int(np.count_nonzero(voxels.any(axis=(0, 1))))  # slicerio's voxels are (i, j, k)
+            assert row["num_slices"] == str(axial)  # a count of the file's axial slices, not "4.000"
 
 
 def test_markups_round_trip_through_slicers_own_markups_storage(tmp_path):
