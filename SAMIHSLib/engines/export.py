@@ -62,7 +62,9 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder written without data-dependent Python branches."""
+    """Prompt encoder + mask decoder written without data-dependent Python branches; it returns
+    the single-mask output only, read as a 1x1 convolution (``mask_as_convolution``, the default)
+    or as ``predict_masks`` reads every mask (the reference the benchmark and test compare with)."""
 
     def __init__(self, model: SegmentAnythingModel, mask_as_convolution: bool = True) -> None:
         super().__init__()
