@@ -39,10 +39,11 @@ ROUNDS = 5
 
 
 def prompts(transform: SliceToModelTransform, click, bleed: np.ndarray):
-    """The click and a box around the bleed, as the decoder graph takes them."""
+    """The click and a box around the bleed, as the predictor hands them to ``engine.decode``
+    (``points``, ``boxes``)."""
     point = (torch.from_numpy(transform.points_to_model(np.array([click], float))).float()[None], torch.tensor([[1]]))
-    corners = transform.points_to_model(np.array(box_around(bleed, 3), float).reshape(2, 2))
-    return {"click": point, "box": (torch.from_numpy(corners).float()[None], torch.tensor([[2, 3]]))}
+    box = torch.from_numpy(transform.box_to_model(np.array(box_around(bleed, 3), float))).float()[None]
+    return {"click": {"points": point}, "box": {"boxes": box}}
 
 
 def bench_model(name: str, precision: str) -> dict:
@@ -61,13 +62,13 @@ def bench_model(name: str, precision: str) -> dict:
             image = transform.image_to_model(normalize_slice(volume[k].astype(np.float32), model.config.preprocessing))
             embedding = engines["product"].encode(image)
             for kind, prompt in prompts(transform, click, bleed).items():
-                product = engines["product"].decode(embedding, prompt)[0]
-                convolution = engines["convolution"].decode(embedding, prompt)[0]
+                product = engines["product"].decode(embedding, **prompt)[0]
+                convolution = engines["convolution"].decode(embedding, **prompt)[0]
                 total += 1
                 identical += int(torch.equal(product, convolution))
                 largest_difference = max(largest_difference, float((product - convolution).abs().max()))
-                medians = interleaved_medians_ms(lambda: engines["product"].decode(embedding, prompt),
-                                                 lambda: engines["convolution"].decode(embedding, prompt), ROUNDS)
+                medians = interleaved_medians_ms(lambda: engines["product"].decode(embedding, **prompt),
+                                                 lambda: engines["convolution"].decode(embedding, **prompt), ROUNDS)
                 for spent, median in zip(times[kind], medians):
                     spent.append(median)
     row = {"model": name, "engine": engines["convolution"].name, "decodes_compared": total,

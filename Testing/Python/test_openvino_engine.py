@@ -76,12 +76,12 @@ def test_the_mask_as_a_convolution_gives_the_same_logits_as_predict_masks_produc
         transform = SliceToModelTransform(image.shape, model.config.image_size)
         embedding = engines["product"].encode(
             transform.image_to_model(normalize_slice(image.astype(np.float32), model.config.preprocessing)))
-        click = np.array([deepest_point(truth)], float)
-        corners = np.array(box_around(truth, 3), float).reshape(2, 2)
-        for points, labels in ((click, [[1]]), (corners, [[2, 3]])):
-            prompt = (torch.from_numpy(transform.points_to_model(points)).float()[None], torch.tensor(labels))
-            product, product_iou = engines["product"].decode(embedding, prompt)
-            conv, conv_iou = engines["conv"].decode(embedding, prompt)
+        click = (torch.from_numpy(transform.points_to_model(np.array([deepest_point(truth)], float))).float()[None],
+                 torch.tensor([[1]]))
+        box = torch.from_numpy(transform.box_to_model(np.array(box_around(truth, 3), float))).float()[None]
+        for prompt in ({"points": click}, {"boxes": box}):  # as the predictor hands them to the engine
+            product, product_iou = engines["product"].decode(embedding, **prompt)
+            conv, conv_iou = engines["conv"].decode(embedding, **prompt)
             assert torch.equal(product, conv) and torch.equal(product_iou, conv_iou)
             compared += 1
             answered += int((product > 0).any())
