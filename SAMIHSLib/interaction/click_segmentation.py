@@ -20,7 +20,7 @@ from SAMIHSLib.metrics import dice
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
 from SAMIHSLib.interaction.prompts import Point, SlicePrompt
 from SAMIHSLib.interaction.regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
-                      fills_the_head, hyperdense_region, mm_to_px, mm_to_whole_px, NEGATIVE_REACH_MM,
+                      enclosed_by_bone, fills_the_head, hyperdense_region, mm_to_px, mm_to_whole_px, NEGATIVE_REACH_MM,
                       remove_nearest_to_negatives)
 from SAMIHSLib.io.validation import validate_point_in_slice
 
@@ -99,11 +99,13 @@ class ClickSegmenter:
         regions: List[np.ndarray] = []
         seed_search = self._mm_to_px(self.config.seed_search_mm)
         head_px = self.predictor.head_area_px(slice_index)
+        pixel_mm = min(self.predictor.spacing_zyx[1:])
         for band in self.config.hu_bands:
             for radius_mm in self.config.opening_radii_mm:
                 opening = max(1, self._whole_px(radius_mm))
                 region = hyperdense_region(slice_hu, click, band, opening, seed_search)
-                if region.sum() < MIN_REGION_PIXELS or fills_the_head(region, head_px):
+                if region.sum() < MIN_REGION_PIXELS or fills_the_head(region, head_px) \
+                        or enclosed_by_bone(region, slice_hu, pixel_mm):
                     continue  # nothing there, or the band leaked into the brain (approximate HU, noise)
                 if not any(np.array_equal(region, r) for r in regions):
                     regions.append(region)

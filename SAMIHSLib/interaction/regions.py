@@ -206,6 +206,29 @@ def fills_the_head(mask: np.ndarray, head_px: int) -> bool:
     return head_px > 0 and mask.sum() > MAX_HEAD_FRACTION * head_px
 
 
+# A bleed on one slice lies against brain somewhere: of the 340 true bleed components (>= 50 px) on
+# the 241 bleed slices of the whole CTs and the shared slices, none has more than 72 % of its edge
+# within BONE_CONTACT_MM of bone. A region bordered by bone nearly all round is the whole brain
+# section of a slice near the vertex, where partial volume puts brain in the blood band.
+MAX_BONE_EDGE_FRACTION = 0.85
+BONE_CONTACT_MM = 1.0
+
+
+def enclosed_by_bone(mask: np.ndarray, slice_hu: np.ndarray, pixel_mm: float, blood: BloodHU = BLOOD_HU) -> bool:
+    """Whether more than ``MAX_BONE_EDGE_FRACTION`` of ``mask``'s edge lies within
+    ``BONE_CONTACT_MM`` of bone: the intracranial section itself, not a bleed."""
+    if not mask.any():
+        return False
+    reach = max(1, int(round(BONE_CONTACT_MM / pixel_mm)))
+    rows, cols = np.nonzero(mask)  # only the mask's neighbourhood matters
+    r0, r1 = max(0, rows.min() - reach - 1), min(mask.shape[0], rows.max() + reach + 2)
+    c0, c1 = max(0, cols.min() - reach - 1), min(mask.shape[1], cols.max() + reach + 2)
+    crop = mask[r0:r1, c0:c1]
+    edge = crop & ~ndi.binary_erosion(crop)
+    near_bone = ndi.binary_dilation(slice_hu[r0:r1, c0:c1] > blood.bone, iterations=reach)
+    return float((edge & near_bone).sum()) > MAX_BONE_EDGE_FRACTION * float(edge.sum())
+
+
 # How far from the click a fallback answer (the click's own intensity region) may reach: it is a
 # local blob that contains the click, never half the brain.
 CLICK_REGION_RADIUS_MM = 10.0
