@@ -12,15 +12,20 @@ from training.shipping_rule import RuleTable, shipping_decision
 RESULTS = Path(__file__).resolve().parents[2] / "training" / "results"
 # The committed runs of the staged fine-tuned candidates (300 steps: what `samihs` ships; 500 steps on 3
 # and on 6 augmented copies; the 6-copies recipe with balanced subtypes and aged bleeds), each beside
-# lite-base on the same folds.
+# lite-base on the same folds; then (vertex_check) the 6-copies and aged-bleeds candidates with the
+# click handling's bone-enclosure check, beside lite-base with it.
+COPIES6 = "SAMIHS staged, 500 steps, 6 copies (per fold)"
 CANDIDATE_TABLES = {
-    run: (RuleTable("2D, 59 slices", RESULTS / f"real59_5fold_{run}" / "records.csv",
+    key: (RuleTable("2D, 59 slices", RESULTS / f"real59_5fold_{run}" / "records.csv",
                     method, "lite-base + intensity-guided click handling"),
           RuleTable("3D, 24 volumes", RESULTS / f"volumes_5fold_{run}" / "records.csv", method, "lite-base (default)"))
-    for run, method in (("staged", "SAMIHS staged (per fold)"),
-                        ("staged_long", "SAMIHS staged, 500 steps (per fold)"),
-                        ("staged_copies6", "SAMIHS staged, 500 steps, 6 copies (per fold)"),
-                        ("staged_balanced_aged", "SAMIHS staged, balanced subtypes, aged bleeds (per fold)"))}
+    for key, run, method in (("staged", "staged", "SAMIHS staged (per fold)"),
+                             ("staged_long", "staged_long", "SAMIHS staged, 500 steps (per fold)"),
+                             ("staged_copies6", "staged_copies6", COPIES6),
+                             ("staged_balanced_aged", "staged_balanced_aged",
+                              "SAMIHS staged, balanced subtypes, aged bleeds (per fold)"),
+                             ("vertex_check_copies6", "vertex_check", COPIES6),
+                             ("vertex_check_aged", "vertex_check", "SAMIHS staged, aged bleeds (per fold)"))}
 
 
 def _records(path: Path, rows):
@@ -58,7 +63,10 @@ def test_the_default_model_is_what_the_rule_gives_on_the_committed_records(run):
     ("staged_copies6", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 3, "SDH"),
                         ("3D, 24 volumes", 3, "SDH")}),
     ("staged_balanced_aged", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 1, "overall"),
-                              ("3D, 24 volumes", 1, "EDH")})])
+                              ("3D, 24 volumes", 1, "EDH")}),
+    ("vertex_check_copies6", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 3, "SDH")}),
+    ("vertex_check_aged", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 1, "overall"),
+                           ("2D, 59 slices", 3, "SDH")})])
 def test_the_later_candidates_fail_where_the_readme_says(run, failing):
     _, checks = shipping_decision(CANDIDATE_TABLES[run])
     assert {(c.table, c.clicks, c.group) for c in checks if not c.passed} == failing
