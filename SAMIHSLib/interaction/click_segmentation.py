@@ -99,13 +99,12 @@ class ClickSegmenter:
         regions: List[np.ndarray] = []
         seed_search = self._mm_to_px(self.config.seed_search_mm)
         head_px = self.predictor.head_area_px(slice_index)
-        pixel_mm = min(self.predictor.spacing_zyx[1:])
         for band in self.config.hu_bands:
             for radius_mm in self.config.opening_radii_mm:
                 opening = max(1, self._whole_px(radius_mm))
                 region = hyperdense_region(slice_hu, click, band, opening, seed_search)
                 if region.sum() < MIN_REGION_PIXELS or fills_the_head(region, head_px) \
-                        or enclosed_by_bone(region, slice_hu, pixel_mm):
+                        or enclosed_by_bone(region, slice_hu, self.predictor.spacing_zyx):
                     continue  # nothing there, or the band leaked into the brain (approximate HU, noise)
                 if not any(np.array_equal(region, r) for r in regions):
                     regions.append(region)

@@ -214,18 +214,16 @@ MAX_BONE_EDGE_FRACTION = 0.85
 BONE_CONTACT_MM = 1.0
 
 
-def enclosed_by_bone(mask: np.ndarray, slice_hu: np.ndarray, pixel_mm: float, blood: BloodHU = BLOOD_HU) -> bool:
+def enclosed_by_bone(mask: np.ndarray, slice_hu: np.ndarray, spacing_zyx: Sequence[float],
+                     blood: BloodHU = BLOOD_HU) -> bool:
     """Whether more than ``MAX_BONE_EDGE_FRACTION`` of ``mask``'s edge lies within
     ``BONE_CONTACT_MM`` of bone: the intracranial section itself, not a bleed."""
     if not mask.any():
         return False
-    reach = max(1, int(round(BONE_CONTACT_MM / pixel_mm)))
-    rows, cols = np.nonzero(mask)  # only the mask's neighbourhood matters
-    r0, r1 = max(0, rows.min() - reach - 1), min(mask.shape[0], rows.max() + reach + 2)
-    c0, c1 = max(0, cols.min() - reach - 1), min(mask.shape[1], cols.max() + reach + 2)
-    crop = mask[r0:r1, c0:c1]
-    edge = crop & ~ndi.binary_erosion(crop)
-    near_bone = ndi.binary_dilation(slice_hu[r0:r1, c0:c1] > blood.bone, iterations=reach)
+    reach = mm_to_whole_px(BONE_CONTACT_MM, spacing_zyx, minimum=1)
+    crop = _padded_extent(mask, pad=reach + 1)  # only the mask's neighbourhood matters
+    edge = mask[crop] & ~ndi.binary_erosion(mask[crop])
+    near_bone = ndi.binary_dilation(slice_hu[crop] > blood.bone, iterations=reach)
     return float((edge & near_bone).sum()) > MAX_BONE_EDGE_FRACTION * float(edge.sum())
 
 

@@ -20,14 +20,14 @@ CLICK_ON_BLEED = (203.0, 256.0)  # on that bleed, at 54 HU (where the 3D evaluat
 @pytest.mark.parametrize("patient", ["051", "053", "066"])  # 053 and 066 have the bleeds that lie most against bone
 def test_no_true_bleed_is_enclosed_by_bone(patient):
     volume, truth = real_whole_ct(patient)
-    pixel_mm = float(min(volume.spacing_ijk[:2]))
+    spacing_zyx = tuple(volume.spacing_ijk[::-1])
     checked = 0
     for k in np.nonzero(truth.any(axis=(1, 2)))[0]:
         labels, count = ndi.label(truth[k])
         for number in range(1, count + 1):
             component = labels == number
             if component.sum() >= 50:
-                assert not enclosed_by_bone(component, volume.array_hu[k], pixel_mm), (patient, k, number)
+                assert not enclosed_by_bone(component, volume.array_hu[k], spacing_zyx), (patient, k, number)
                 checked += 1
     assert checked >= 5
 
@@ -37,7 +37,7 @@ def test_the_blood_band_at_the_vertex_is_the_brain_section_enclosed_by_bone():
     volume, truth = real_whole_ct("051", slice(VERTEX_SLICE, VERTEX_SLICE + 1))
     region = hyperdense_region(volume.array_hu[0].astype(np.float32), CLICK_ON_BLEED, BLOOD_HU.search_bands[0], 1, 3.0)
     assert region.sum() > 3 * truth[0].sum()  # the band floods the section around the bleed
-    assert enclosed_by_bone(region, volume.array_hu[0], float(min(volume.spacing_ijk[:2])))
+    assert enclosed_by_bone(region, volume.array_hu[0], tuple(volume.spacing_ijk[::-1]))
 
 
 @pytest.mark.real_data
@@ -50,5 +50,5 @@ def test_a_click_at_the_vertex_answers_the_bleed_not_the_brain_section(lite_mode
     answer, bleed = session.mask[1], truth[1]
     # Without the check the answer was the section: 10,429 px, 3.3 times the bleed.
     assert answer[int(CLICK_ON_BLEED[1]), int(CLICK_ON_BLEED[0])] and answer.sum() < 1.5 * bleed.sum()
-    assert not enclosed_by_bone(answer, volume.array_hu[1], float(min(volume.spacing_ijk[:2])))
+    assert not enclosed_by_bone(answer, volume.array_hu[1], tuple(volume.spacing_ijk[::-1]))
     assert dice(answer, bleed) > 0.3
