@@ -27,6 +27,8 @@ from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 from SAMIHSLib.engines.precision import cpu_has_native_bf16
 from SAMIHSLib.imaging.preprocessing import normalize_slice
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
+from SAMIHSLib.interaction.predictor import engine_prompts
+from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.interaction.regions import box_around
 from SAMIHSLib.io.atomic_write import write_text_atomic
 from SAMIHSLib.models import load_model
@@ -40,10 +42,9 @@ ROUNDS = 5
 
 def prompts(transform: SliceToModelTransform, click, bleed: np.ndarray):
     """The click and a box around the bleed, as the predictor hands them to ``engine.decode``
-    (``points``, ``boxes``)."""
-    point = (torch.from_numpy(transform.points_to_model(np.array([click], float))).float()[None], torch.tensor([[1]]))
-    box = torch.from_numpy(transform.box_to_model(np.array(box_around(bleed, 3), float))).float()[None]
-    return {"click": {"points": point}, "box": {"boxes": box}}
+    ((points, boxes))."""
+    return {"click": engine_prompts(SlicePrompt([click]), transform),
+            "box": engine_prompts(SlicePrompt(box=box_around(bleed, 3)), transform)}
 
 
 def bench_model(name: str, precision: str) -> dict:
@@ -62,13 +63,13 @@ def bench_model(name: str, precision: str) -> dict:
             image = transform.image_to_model(normalize_slice(volume[k].astype(np.float32), model.config.preprocessing))
             embedding = engines["product"].encode(image)
             for kind, prompt in prompts(transform, click, bleed).items():
-                product = engines["product"].decode(embedding, **prompt)[0]
-                convolution = engines["convolution"].decode(embedding, **prompt)[0]
+                product = engines["product"].decode(embedding, *prompt)[0]
+                convolution = engines["convolution"].decode(embedding, *prompt)[0]
                 total += 1
                 identical += int(torch.equal(product, convolution))
                 largest_difference = max(largest_difference, float((product - convolution).abs().max()))
-                medians = interleaved_medians_ms(lambda: engines["product"].decode(embedding, **prompt),
-                                                 lambda: engines["convolution"].decode(embedding, **prompt), ROUNDS)
+                medians = interleaved_medians_ms(lambda: engines["product"].decode(embedding, *prompt),
+                                                 lambda: engines["convolution"].decode(embedding, *prompt), ROUNDS)
                 for spent, median in zip(times[kind], medians):
                     spent.append(median)
     row = {"model": name, "engine": engines["convolution"].name, "decodes_compared": total,

@@ -84,6 +84,20 @@ class SliceEmbeddingCache:
             self._bytes = 0
 
 
+def engine_prompts(prompt: SlicePrompt, transform: SliceToModelTransform, device="cpu"
+                   ) -> Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], Optional[torch.Tensor]]:
+    """``prompt``'s clicks ((1, N, 2) coordinates, (1, N) labels) and box ((1, 4)) in the model's
+    frame, as every engine's ``decode`` takes them (None where the prompt has none)."""
+    points = boxes = None
+    if prompt.has_points:
+        coords, labels = prompt.points_and_labels()
+        points = (torch.from_numpy(transform.points_to_model(coords))[None].to(device),
+                  torch.from_numpy(labels)[None].to(device))
+    if prompt.box is not None:
+        boxes = torch.from_numpy(transform.box_to_model(np.asarray(prompt.box)))[None].to(device)
+    return points, boxes
+
+
 def volume_fingerprint(volume: np.ndarray) -> str:
     """Content identity of a volume: equal arrays share cached embeddings, edited ones do not."""
     digest = hashlib.sha1(f"{volume.shape}|{volume.dtype}".encode())
@@ -248,13 +262,8 @@ class SAMIHSPredictor:
 
     def _decode(self, embedding: torch.Tensor, prompt: SlicePrompt) -> SlicePrediction:
         transform, device = self.transform, self.engine.device
-        points = boxes = mask_input = None
-        if prompt.has_points:
-            coords, labels = prompt.points_and_labels()
-            points = (torch.from_numpy(transform.points_to_model(coords))[None].to(device),
-                      torch.from_numpy(labels)[None].to(device))
-        if prompt.box is not None:
-            boxes = torch.from_numpy(transform.box_to_model(np.asarray(prompt.box)))[None].to(device)
+        points, boxes = engine_prompts(prompt, transform, device)
+        mask_input = None
         if prompt.mask_input is not None:
             mask_input = self._dense_prompt(prompt.mask_input).to(device)
         with self._model_lock, torch.inference_mode(), self._autocast():

@@ -66,6 +66,8 @@ def test_the_mask_as_a_convolution_gives_the_same_logits_as_predict_masks_produc
     from SAMIHSLib.engines.export import export_onnx
     from SAMIHSLib.imaging.preprocessing import normalize_slice
     from SAMIHSLib.imaging.transforms import SliceToModelTransform
+    from SAMIHSLib.interaction.predictor import engine_prompts
+    from SAMIHSLib.interaction.prompts import SlicePrompt
     from SAMIHSLib.interaction.regions import box_around, deepest_point
 
     model = load_model("lite-base", device="cpu")
@@ -76,12 +78,10 @@ def test_the_mask_as_a_convolution_gives_the_same_logits_as_predict_masks_produc
         transform = SliceToModelTransform(image.shape, model.config.image_size)
         embedding = engines["product"].encode(
             transform.image_to_model(normalize_slice(image.astype(np.float32), model.config.preprocessing)))
-        click = (torch.from_numpy(transform.points_to_model(np.array([deepest_point(truth)], float))).float()[None],
-                 torch.tensor([[1]]))
-        box = torch.from_numpy(transform.box_to_model(np.array(box_around(truth, 3), float))).float()[None]
-        for prompt in ({"points": click}, {"boxes": box}):  # as the predictor hands them to the engine
-            product, product_iou = engines["product"].decode(embedding, **prompt)
-            conv, conv_iou = engines["conv"].decode(embedding, **prompt)
+        for prompt in (SlicePrompt([deepest_point(truth)]), SlicePrompt(box=box_around(truth, 3))):
+            points, boxes = engine_prompts(prompt, transform)  # as the predictor hands them to the engine
+            product, product_iou = engines["product"].decode(embedding, points, boxes)
+            conv, conv_iou = engines["conv"].decode(embedding, points, boxes)
             assert torch.equal(product, conv) and torch.equal(product_iou, conv_iou)
             compared += 1
             answered += int((product > 0).any())
