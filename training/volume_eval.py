@@ -205,14 +205,18 @@ class SessionVolumeSegmenter(VolumeSegmenter):
     def start(self, image_hu: np.ndarray, spacing_zyx: Tuple[float, float, float]) -> None:
         self.predictor.set_volume(image_hu, spacing_zyx)
         self.session = self.session_factory(self.predictor)
-        self._calls_at_start = self.predictor.encoder_calls
+        self._calls_at_start = self._encoder_calls()
+
+    def _encoder_calls(self) -> int:
+        second = self.predictor.second_opinion
+        return self.predictor.encoder_calls + (second.encoder_calls if second is not None else 0)
 
     def forget_encodings(self) -> None:
-        self.predictor.cache.clear()
+        self.predictor.cache.clear()  # the second opinion's too: they share it
 
     @property
     def encoded_slices(self) -> int:  # type: ignore[override]
-        return self.predictor.encoder_calls - self._calls_at_start
+        return self._encoder_calls() - self._calls_at_start
 
     def click(self, k: int, positive: Sequence[Point], negative: Sequence[Point]) -> Tuple[np.ndarray, str]:
         outcome = self.session.click(k, positive, negative)
@@ -416,7 +420,8 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
     ``region``: 3D HU region growing (the floor); ``lite-base`` / ``lite`` / a checkpoint path:
     the model through the session with the app's click handling and propagation.
     ``SPEC:propagation=NAME,NAME``: candidate propagation settings (:data:`PROPAGATION_CANDIDATES`),
-    chosen per fold on the training folds. ``LABEL=SPEC`` names the method in the tables.
+    chosen per fold on the training folds. ``SPEC:second-opinion``: lite-base answers where the
+    model's answer misses a click. ``LABEL=SPEC`` names the method in the tables.
     """
     label, named_spec = split_method_label(spec)
     if label:
@@ -432,10 +437,12 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
 
     base, _, options = spec.partition(":")
     names = ["as shipped"]
-    if options:
+    second_opinion = options == "second-opinion"
+    if options and not second_opinion:
         key, _, values = options.partition("=")
         if key != "propagation" or not values:
-            raise ValueError(f"Unknown method option {options!r} in {spec!r}; use ':propagation=NAME,NAME'.")
+            raise ValueError(f"Unknown method option {options!r} in {spec!r}; "
+                             "use ':propagation=NAME,NAME' or ':second-opinion'.")
         names = values.split(",")
         unknown = [n for n in names if n not in PROPAGATION_CANDIDATES]
         if unknown:
@@ -445,7 +452,7 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
 
     def predictor_for(fold: int):
         from SAMIHSLib.engines import make_engine
-        from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+        from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion
         from SAMIHSLib.models import load_model
 
         path = base.replace("{fold}", str(fold))
@@ -453,6 +460,8 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
             predictors.clear()  # one model in memory at a time
             model = load_model(path, device="cpu")
             predictors[path] = SAMIHSPredictor(model, engine=make_engine(model, engine))
+            if second_opinion:
+                add_second_opinion(predictors[path])
         return predictors[path]
 
     def factory(fold: int, name: str) -> VolumeSegmenter:

@@ -72,8 +72,9 @@ class ClickSegmenter:
     """Turns clicks on a slice into a mask with whatever prompts the model understands.
 
     A positive click never comes back with nothing: when the model's answer misses the click,
-    the click's hyperdense-region boxes, then that region as a mask prompt, then the region itself
-    answer, and ``ClickResult.method`` says which. Only a click whose HU is clearly not blood
+    the model it was fine-tuned from (``predictor.second_opinion``, if any), the click's
+    hyperdense-region boxes, then that region as a mask prompt, then the region itself answer, and
+    ``ClickResult.method`` says which. Only a click whose HU is clearly not blood
     gives an empty mask, with the reason in ``ClickResult.message``.
     """
 
@@ -149,6 +150,9 @@ class ClickSegmenter:
 
     def _answer_the_click(self, slice_index: int, prompt: SlicePrompt, missed: ClickResult) -> ClickResult:
         """Fallbacks for a model answer that does not contain the positive click."""
+        second = self._second_opinion(slice_index, prompt)
+        if second is not None:
+            return second
         slice_hu = self.predictor.denoised_slice(slice_index)
         negative, positive = prompt.negative_points, prompt.positive_points
         if missed.method == "prompt" and prompt.box is None:
@@ -173,6 +177,19 @@ class ClickSegmenter:
                                                        "intensity region"), negative, positive)
         return replace(result, message=f"the model's answer missed the click; answered by the {result.method} "
                                        f"(HU {click_hu:.0f} at the click)")
+
+    def _second_opinion(self, slice_index: int, prompt: SlicePrompt) -> Optional[ClickResult]:
+        """The answer of the model this one was fine-tuned from (``predictor.second_opinion``),
+        through its own click handling, when that answer contains the newest positive click."""
+        base = self.predictor.second_opinion
+        if base is None:
+            return None
+        config = replace(self.config, intensity_guided=None, answer_missed_clicks=False)
+        answer = ClickSegmenter(base, config).segment(slice_index, prompt.positive_points, prompt.negative_points,
+                                                      prompt.box, prompt.mask_input)
+        if not contains_any(answer.prediction.mask, prompt.positive_points[-1:]):
+            return None
+        return replace(answer, method=f"base model's {answer.method} (the fine-tuned model's answer missed the click)")
 
     def _from_intensity(self, slice_index: int, prompt: SlicePrompt) -> Optional[ClickResult]:
         per_click = [self.candidate_regions(slice_index, click) for click in prompt.positive_points]

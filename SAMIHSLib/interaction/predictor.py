@@ -127,6 +127,9 @@ class SAMIHSPredictor:
         self.remembered_answers = REMEMBERED_ANSWERS  # 0: ask the engine every time
         self.encoder_calls = 0
         self.decoder_calls = 0
+        # The model a click-trained one was fine-tuned from, asked when this one's answer misses a
+        # click (:meth:`SAMIHSLib.interaction.click_segmentation.ClickSegmenter.segment`); None: no one.
+        self.second_opinion: Optional["SAMIHSPredictor"] = None
 
     # -- the volume ---------------------------------------------------------------------------
     def set_volume(self, volume_hu: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
@@ -142,6 +145,8 @@ class SAMIHSPredictor:
         self._fingerprint = volume_fingerprint(volume)
         self._denoised = OrderedDict()
         self._head_area = {}
+        if self.second_opinion is not None:
+            self.second_opinion.set_volume(volume, spacing_zyx)
 
     def denoised_slice(self, slice_index: int) -> np.ndarray:
         """Slice ``slice_index`` in HU after a 3x3 median (cached for the last 64 slices used)."""
@@ -317,4 +322,19 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
     if name.endswith("bf16") and announce is not None:
         announce("bf16 arithmetic: about 2x faster on this CPU; its masks differ slightly from exact fp32 "
                  "(--engine openvino runs fp32)")
+    return predictor
+
+
+def add_second_opinion(predictor: SAMIHSPredictor, model_spec: str = "lite-base") -> SAMIHSPredictor:
+    """Let ``predictor``'s click handling ask ``model_spec`` (the model it was fine-tuned from), run
+    by the same engine and sharing its embedding cache, when its own answer misses a click;
+    returns ``predictor``."""
+    from SAMIHSLib.engines import make_engine
+    from SAMIHSLib.models import load_model
+
+    model = load_model(model_spec, device=str(predictor.model.device))
+    predictor.second_opinion = SAMIHSPredictor(model, cache=predictor.cache,
+                                               engine=make_engine(model, predictor.engine_name))
+    if predictor.volume_hu is not None:
+        predictor.second_opinion.set_volume(predictor.volume_hu, predictor.spacing_zyx)
     return predictor

@@ -152,6 +152,23 @@ def test_ct_windows_are_settings_of_a_model_each_feeding_it_that_window():
             method_settings(spec)
 
 
+def test_the_second_opinion_variant_gives_both_harnesses_a_lite_base_second_opinion():
+    from training.click_crossval import method_settings
+    from training.volume_eval import volume_method_settings
+
+    name, settings = method_settings("samihs:second-opinion")
+    assert name == "shipped samihs + lite-base where it misses the click"
+    predictor = settings["as shipped"](0).predictor
+    assert predictor.model.config.trained_with_clicks
+    assert not predictor.second_opinion.model.config.trained_with_clicks
+    volume_predictor = volume_method_settings("samihs:second-opinion")[1]["as shipped"](0).predictor
+    assert volume_predictor.second_opinion is not None
+    with pytest.raises(ValueError, match="second-opinion"):
+        method_settings("samihs:second")
+    with pytest.raises(ValueError, match="second-opinion"):
+        volume_method_settings("samihs:second")
+
+
 def test_a_label_names_a_method_in_both_harnesses_and_an_option_keeps_its_equals_sign():
     from training.click_crossval import method_settings, split_method_label
     from training.volume_eval import volume_method_settings

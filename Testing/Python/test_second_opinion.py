@@ -1,0 +1,68 @@
+"""A click-trained model whose answer misses the click asks the model it was fine-tuned from
+(lite-base, through its own click handling) before falling back to the click's intensity region;
+where its own answer holds the click, nobody else is asked."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from SAMIHSLib.interaction.click_segmentation import ClickSegmenter
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion
+from SAMIHSLib.interaction.regions import component_at, deepest_point
+from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.metrics import dice
+from SAMIHSLib.models import load_model
+
+from conftest import unavailable
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+CHRONIC_SDH = "mbh24v072_s019.nrrd"  # hypodense: the fine-tuned model's answer misses the click
+ACUTE_IPH = "mbh24v044_s014.nrrd"  # the fine-tuned model answers it itself
+
+
+@pytest.fixture(scope="module")
+def slices():
+    from training.datasets import load_dataset
+
+    if not (SHARED_DATA / "mbh-2024-slices").is_dir():
+        unavailable(f"the shared real slices are not at {SHARED_DATA}")
+    return {c.name: c for c in load_dataset("shared_real", str(SHARED_DATA)) if c.name in (CHRONIC_SDH, ACUTE_IPH)}
+
+
+@pytest.fixture(scope="module")
+def fine_tuned():
+    return load_model("samihs", device="cpu")
+
+
+def click_once(predictor: SAMIHSPredictor, case):
+    predictor.set_volume(case.image_hu, case.spacing_zyx)
+    click = deepest_point(case.mask[0])
+    session = HemorrhageSession(predictor)
+    outcome = session.click(0, [click], propagate=False)
+    return session.mask[0], outcome.slice_methods[0], click
+
+
+@pytest.mark.real_data
+def test_a_missed_click_is_answered_by_the_base_model(slices, fine_tuned, lite_model):
+    case = slices[CHRONIC_SDH]
+    own, own_method, click = click_once(SAMIHSPredictor(fine_tuned), case)
+    assert own_method in ("region mask prompt", "intensity region")  # the model missed; its fallbacks answered
+    predictor = add_second_opinion(SAMIHSPredictor(fine_tuned))
+    answer, method, _ = click_once(predictor, case)
+    assert method.startswith("base model's") and "missed the click" in method
+    assert answer[int(click[1]), int(click[0])]
+    # Exactly what lite-base's own click handling answers on that slice.
+    base = SAMIHSPredictor(lite_model)
+    base.set_volume(case.image_hu, case.spacing_zyx)
+    assert np.array_equal(answer, ClickSegmenter(base).segment(0, [click]).prediction.mask)
+    target = component_at(case.mask[0].astype(bool), click)
+    assert dice(answer, target) > dice(own, target) + 0.1
+
+
+@pytest.mark.real_data
+def test_the_base_model_is_not_asked_when_the_answer_holds_the_click(slices, fine_tuned):
+    predictor = add_second_opinion(SAMIHSPredictor(fine_tuned))
+    answer, method, click = click_once(predictor, slices[ACUTE_IPH])
+    assert method == "prompt" and answer[int(click[1]), int(click[0])]
+    assert predictor.encoder_calls == 1 and predictor.second_opinion.encoder_calls == 0
