@@ -189,7 +189,9 @@ class ClickSegmenter:
                                                       prompt.box, prompt.mask_input)
         if not contains_any(answer.prediction.mask, prompt.positive_points[-1:]):
             return None
-        return replace(answer, method=f"base model's {answer.method} (the fine-tuned model's answer missed the click)")
+        return replace(answer, method=f"base model's {answer.method} (the fine-tuned model's answer missed the click)",
+                       message="the model's answer missed the click; answered by lite-base, the model it was "
+                               f"fine-tuned from ({answer.method})")
 
     def _from_intensity(self, slice_index: int, prompt: SlicePrompt) -> Optional[ClickResult]:
         per_click = [self.candidate_regions(slice_index, click) for click in prompt.positive_points]

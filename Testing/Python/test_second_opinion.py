@@ -40,17 +40,18 @@ def click_once(predictor: SAMIHSPredictor, case):
     click = deepest_point(case.mask[0])
     session = HemorrhageSession(predictor)
     outcome = session.click(0, [click], propagate=False)
-    return session.mask[0], outcome.slice_methods[0], click
+    return session.mask[0], outcome, click
 
 
 @pytest.mark.real_data
 def test_a_missed_click_is_answered_by_the_base_model(slices, fine_tuned, lite_model):
     case = slices[CHRONIC_SDH]
-    own, own_method, click = click_once(SAMIHSPredictor(fine_tuned), case)
-    assert own_method in ("region mask prompt", "intensity region")  # the model missed; its fallbacks answered
+    own, own_outcome, click = click_once(SAMIHSPredictor(fine_tuned), case)
+    # the model missed; its own fallbacks answered
+    assert own_outcome.slice_methods[0] in ("region mask prompt", "intensity region")
     predictor = add_second_opinion(SAMIHSPredictor(fine_tuned))
-    answer, method, _ = click_once(predictor, case)
-    assert method.startswith("base model's") and "missed the click" in method
+    answer, outcome, _ = click_once(predictor, case)
+    assert outcome.slice_methods[0].startswith("base model's") and "answered by lite-base" in outcome.message
     assert answer[int(click[1]), int(click[0])]
     # Exactly what lite-base's own click handling answers on that slice.
     base = SAMIHSPredictor(lite_model)
@@ -63,6 +64,6 @@ def test_a_missed_click_is_answered_by_the_base_model(slices, fine_tuned, lite_m
 @pytest.mark.real_data
 def test_the_base_model_is_not_asked_when_the_answer_holds_the_click(slices, fine_tuned):
     predictor = add_second_opinion(SAMIHSPredictor(fine_tuned))
-    answer, method, click = click_once(predictor, slices[ACUTE_IPH])
-    assert method == "prompt" and answer[int(click[1]), int(click[0])]
+    answer, outcome, click = click_once(predictor, slices[ACUTE_IPH])
+    assert outcome.slice_methods[0] == "prompt" and not outcome.message and answer[int(click[1]), int(click[0])]
     assert predictor.encoder_calls == 1 and predictor.second_opinion.encoder_calls == 0
