@@ -10,8 +10,8 @@ click, so the click is a first one) run alternately in this one process on the s
 compared pixel for pixel. Also: the same click again (answers remembered), and the decoder alone.
 The click on the 24 bleed volumes of ../shared/data/ct-ich-volumes: the deepest point of the
 largest bleed slice. Writes bench/results/click_path.json.
-Run: .venv/bin/python bench/bench_click_path.py [ENGINE ...]   (default: auto, and openvino-bf16 where
-native; `samihs` with auto)
+Run: .venv/bin/python bench/bench_click_path.py [ENGINE ...] [--out PATH]   (default: auto, and openvino-bf16
+where native; `samihs` with auto)
 """
 
 from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
@@ -20,7 +20,6 @@ tune_process_for_inference()  # this program owns its process: before torch load
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -132,7 +131,14 @@ def main(engines) -> dict:
 
 
 if __name__ == "__main__":
-    chosen = sys.argv[1:] or (["auto", "openvino-bf16"] if cpu_has_native_bf16() else ["auto"])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("engines", nargs="*", help="engines to time (default: auto, and openvino-bf16 where native)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "click_path.json"),
+                        help="where the JSON goes (one file per CPU class measured)")
+    arguments = parser.parse_args()
+    chosen = arguments.engines or (["auto", "openvino-bf16"] if cpu_has_native_bf16() else ["auto"])
     result = main(chosen)
-    write_text_atomic(REPO / "bench" / "results" / "click_path.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(Path(arguments.out), json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items()}, indent=2)[:3000])

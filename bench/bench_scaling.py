@@ -8,7 +8,7 @@ one process per run, wall seconds and peak memory (the child's own maximum RSS).
     (5, 2.5, 1.25 and 0.625 mm: 36 to 288 slices, linear interpolation between slices), the thinnest
     as a thin-slice scanner sends it. Each run with the exact default engine (`auto`) and, on a CPU
     with native bf16, `openvino-bf16`, alternately, so both see the same machine.
-Writes bench/results/scaling.json.  Run: .venv/bin/python bench/bench_scaling.py [--quick]
+Writes bench/results/scaling.json (or --out).  Run: .venv/bin/python bench/bench_scaling.py [--quick] [--out PATH]
 """
 
 import argparse
@@ -130,8 +130,10 @@ def main(quick: bool = False) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="two volumes and two scan lengths (a check, not a result)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "scaling.json"),
+                        help="where the JSON goes (one file per CPU class measured)")
     arguments = parser.parse_args()
     result = main(arguments.quick)
     if not arguments.quick:
-        write_text_atomic(REPO / "bench" / "results" / "scaling.json", json.dumps(result, indent=2) + "\n")
+        write_text_atomic(Path(arguments.out), json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
