@@ -24,7 +24,7 @@ import numpy as np
 
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm
-from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion, fine_tuned_from_lite_base
 from SAMIHSLib.imaging.preprocessing import PreprocessingConfig, denoise_slice
 from SAMIHSLib.interaction.prompts import Point
 from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, component_at, deepest_point, hyperdense_region, mm_to_px,
@@ -306,9 +306,9 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
     ``region``: HU region growing (the floor); ``lite-base``: LiteMedSAM as released with the
     intensity-guided click handling; ``lite``: the shipped model as the app runs it; ``lite:alone``:
     the same without the missed-click fallbacks (what the model alone gives); ``lite:guided``: the
-    shipped model given the intensity-guided region boxes with its clicks; ``PATH:second-opinion``:
-    lite-base answers where the model's answer misses the click (before its own fallbacks); ``PATH`` or
-    ``PATH{fold}``: a checkpoint, one per fold when ``{fold}`` is in the path, as the app runs it.
+    shipped model given the intensity-guided region boxes with its clicks; ``PATH`` or
+    ``PATH{fold}``: a checkpoint, one per fold when ``{fold}`` is in the path, as the app runs it (a
+    click-trained LiteMedSAM with lite-base as its second opinion; ``:no-second-opinion``: without).
     ``NAME=SPEC``: SPEC shown as NAME. ``SPEC@L/W,L/W...``: the model fed CT windows of level L and
     width W (HU) instead of its own; several windows are settings, chosen per fold like the others.
     """
@@ -333,10 +333,10 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
             for band, opening in REGION_GROWING_SETTINGS}
     base, _, variant = spec.partition(":")
     variants = {"": "", "alone": " (model alone, no fallback)", "guided": " + intensity-guided region boxes",
-                "second-opinion": " + lite-base where it misses the click"}
+                "no-second-opinion": " without lite-base's second opinion"}
     if variant not in variants:
         raise ValueError(f"Unknown method variant {variant!r} in {spec!r}; "
-                         "use one of ':alone', ':guided', ':second-opinion'.")
+                         "use one of ':alone', ':guided', ':no-second-opinion'.")
     config = ClickSegmentationConfig(answer_missed_clicks=variant != "alone",
                                      intensity_guided=True if variant == "guided" else None)
     name = {"lite-base": "lite-base + intensity-guided click handling",
@@ -355,7 +355,7 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
             if preprocessing is not None:  # the engine's graphs start after preprocessing: they stay valid
                 model.config = dataclasses.replace(model.config, preprocessing=preprocessing)
             predictors[key] = SAMIHSPredictor(model, engine=make_engine(model, engine))
-            if variant == "second-opinion":
+            if fine_tuned_from_lite_base(model) and variant != "no-second-opinion":  # as the app runs it
                 add_second_opinion(predictors[key])
         return SessionSegmenter(predictors[key], config)
 

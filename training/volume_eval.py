@@ -420,8 +420,8 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
     ``region``: 3D HU region growing (the floor); ``lite-base`` / ``lite`` / a checkpoint path:
     the model through the session with the app's click handling and propagation.
     ``SPEC:propagation=NAME,NAME``: candidate propagation settings (:data:`PROPAGATION_CANDIDATES`),
-    chosen per fold on the training folds. ``SPEC:second-opinion``: lite-base answers where the
-    model's answer misses a click. ``LABEL=SPEC`` names the method in the tables.
+    chosen per fold on the training folds. A click-trained LiteMedSAM gets lite-base as its second
+    opinion, as in the app (``SPEC:no-second-opinion``: without). ``LABEL=SPEC`` names the method in the tables.
     """
     label, named_spec = split_method_label(spec)
     if label:
@@ -437,12 +437,12 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
 
     base, _, options = spec.partition(":")
     names = ["as shipped"]
-    second_opinion = options == "second-opinion"
-    if options and not second_opinion:
+    second_opinion = options != "no-second-opinion"
+    if options and second_opinion:
         key, _, values = options.partition("=")
         if key != "propagation" or not values:
             raise ValueError(f"Unknown method option {options!r} in {spec!r}; "
-                             "use ':propagation=NAME,NAME' or ':second-opinion'.")
+                             "use ':propagation=NAME,NAME' or ':no-second-opinion'.")
         names = values.split(",")
         unknown = [n for n in names if n not in PROPAGATION_CANDIDATES]
         if unknown:
@@ -452,7 +452,7 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
 
     def predictor_for(fold: int):
         from SAMIHSLib.engines import make_engine
-        from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion
+        from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion, fine_tuned_from_lite_base
         from SAMIHSLib.models import load_model
 
         path = base.replace("{fold}", str(fold))
@@ -460,7 +460,7 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
             predictors.clear()  # one model in memory at a time
             model = load_model(path, device="cpu")
             predictors[path] = SAMIHSPredictor(model, engine=make_engine(model, engine))
-            if second_opinion:
+            if second_opinion and fine_tuned_from_lite_base(model):  # as the app runs it
                 add_second_opinion(predictors[path])
         return predictors[path]
 

@@ -97,6 +97,7 @@ class SAMIHSMRMLLogic:
         self.model_loader = model_loader
         self._model = None
         self._engine = None
+        self._second_opinion = None  # (lite-base, its engine) for a click-trained LiteMedSAM
         self._cache = None
         self._states: Dict[str, _VolumeState] = {}
         self._findings: Dict[str, _Findings] = {}  # volume node id -> the detector's last findings
@@ -125,19 +126,26 @@ class SAMIHSMRMLLogic:
     def model(self):
         if self._model is None:
             from SAMIHSLib.engines import make_engine
-            from SAMIHSLib.interaction.predictor import SliceEmbeddingCache
+            from SAMIHSLib.interaction.predictor import SliceEmbeddingCache, fine_tuned_from_lite_base
 
-            self._model = self.model_loader(self.model_spec, self.device)
-            self._engine = make_engine(self._model, self.engine_name)
+            model = self.model_loader(self.model_spec, self.device)
+            self._engine = make_engine(model, self.engine_name)
+            self._second_opinion = None
+            if fine_tuned_from_lite_base(model):  # lite-base answers the clicks it misses: loaded now, off the GUI thread
+                base = self.model_loader("lite-base", self.device)
+                self._second_opinion = (base, make_engine(base, self.engine_name))
             self._cache = SliceEmbeddingCache()
+            self._model = model
         return self._model
 
     def new_predictor(self):
         """A predictor on the shared model, engine and embedding cache (keyed by volume content)."""
-        from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+        from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion
 
-        model = self.model
-        return SAMIHSPredictor(model, self._cache, engine=self._engine)
+        predictor = SAMIHSPredictor(self.model, self._cache, engine=self._engine)
+        if self._second_opinion is not None:
+            add_second_opinion(predictor, *self._second_opinion)
+        return predictor
 
     @property
     def model_loaded(self) -> bool:

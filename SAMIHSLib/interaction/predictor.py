@@ -306,8 +306,8 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
                    announce: Optional[Callable[[str], None]] = None) -> SAMIHSPredictor:
     """A predictor for ``model_spec`` (a model name or checkpoint path) on ``device`` with
     ``engine`` (``auto``: :func:`SAMIHSLib.engines.resolve_engine_name`) and ``threads`` CPU threads (0: all
-    physical cores). ``announce`` hears about a one-time ONNX export. The CLI, the batch and
-    its Ray workers all make their predictor here."""
+    physical cores). ``announce`` hears about a one-time ONNX export. A click-trained LiteMedSAM gets
+    lite-base as its second opinion. The CLI, the batch and its Ray workers all make their predictor here."""
     from SAMIHSLib.engines import make_engine, resolve_engine_name
     from SAMIHSLib.models import load_model
 
@@ -319,22 +319,32 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
     if name != "torch" and announce is not None:
         announce(f"engine {name} (the model is exported to ONNX once and cached; the first run takes longer)")
     predictor = SAMIHSPredictor(model, engine=make_engine(model, name, threads=threads or None))
+    if fine_tuned_from_lite_base(model):  # lite-base answers the clicks it misses
+        base = load_model("lite-base", device=device)
+        add_second_opinion(predictor, base, make_engine(base, name, threads=threads or None))
     if name.endswith("bf16") and announce is not None:
         announce("bf16 arithmetic: about 2x faster on this CPU; its masks differ slightly from exact fp32 "
                  "(--engine openvino runs fp32)")
     return predictor
 
 
-def add_second_opinion(predictor: SAMIHSPredictor, model_spec: str = "lite-base") -> SAMIHSPredictor:
-    """Let ``predictor``'s click handling ask ``model_spec`` (the model it was fine-tuned from), run
-    by the same engine and sharing its embedding cache, when its own answer misses a click;
-    returns ``predictor``."""
+def fine_tuned_from_lite_base(model: SegmentAnythingModel) -> bool:
+    """Whether ``model`` is a click-trained LiteMedSAM (TinyViT): lite-base, the model it was
+    fine-tuned from, can then answer the clicks it misses (:func:`add_second_opinion`)."""
+    return model.config.trained_with_clicks and model.config.backbone == "tiny_vit"
+
+
+def add_second_opinion(predictor: SAMIHSPredictor, base_model: Optional[SegmentAnythingModel] = None,
+                       base_engine=None) -> SAMIHSPredictor:
+    """Let ``predictor``'s click handling ask lite-base, the model it was fine-tuned from, when its
+    own answer misses a click. ``base_model`` / ``base_engine``: loaded ones to share (default: loaded
+    now, on the same kind of engine); the embedding cache is shared. Returns ``predictor``."""
     from SAMIHSLib.engines import make_engine
     from SAMIHSLib.models import load_model
 
-    model = load_model(model_spec, device=str(predictor.model.device))
-    predictor.second_opinion = SAMIHSPredictor(model, cache=predictor.cache,
-                                               engine=make_engine(model, predictor.engine_name))
+    model = base_model if base_model is not None else load_model("lite-base", device=str(predictor.model.device))
+    engine = base_engine if base_engine is not None else make_engine(model, predictor.engine_name)
+    predictor.second_opinion = SAMIHSPredictor(model, cache=predictor.cache, engine=engine)
     if predictor.volume_hu is not None:
         predictor.second_opinion.set_volume(predictor.volume_hu, predictor.spacing_zyx)
     return predictor

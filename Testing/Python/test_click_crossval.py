@@ -152,20 +152,23 @@ def test_ct_windows_are_settings_of_a_model_each_feeding_it_that_window():
             method_settings(spec)
 
 
-def test_the_second_opinion_variant_gives_both_harnesses_a_lite_base_second_opinion():
+def test_both_harnesses_run_a_click_trained_model_with_the_apps_second_opinion_unless_told_not_to():
     from training.click_crossval import method_settings
     from training.volume_eval import volume_method_settings
 
-    name, settings = method_settings("samihs:second-opinion")
-    assert name == "shipped samihs + lite-base where it misses the click"
+    name, settings = method_settings("samihs")
     predictor = settings["as shipped"](0).predictor
     assert predictor.model.config.trained_with_clicks
     assert not predictor.second_opinion.model.config.trained_with_clicks
-    volume_predictor = volume_method_settings("samihs:second-opinion")[1]["as shipped"](0).predictor
-    assert volume_predictor.second_opinion is not None
-    with pytest.raises(ValueError, match="second-opinion"):
+    assert volume_method_settings("samihs")[1]["as shipped"](0).predictor.second_opinion is not None
+    name, settings = method_settings("samihs:no-second-opinion")
+    assert name == "shipped samihs without lite-base's second opinion"
+    assert settings["as shipped"](0).predictor.second_opinion is None
+    assert volume_method_settings("samihs:no-second-opinion")[1]["as shipped"](0).predictor.second_opinion is None
+    assert method_settings("lite-base")[1]["as shipped"](0).predictor.second_opinion is None
+    with pytest.raises(ValueError, match="no-second-opinion"):
         method_settings("samihs:second")
-    with pytest.raises(ValueError, match="second-opinion"):
+    with pytest.raises(ValueError, match="no-second-opinion"):
         volume_method_settings("samihs:second")
 
 

@@ -67,3 +67,12 @@ def test_the_base_model_is_not_asked_when_the_answer_holds_the_click(slices, fin
     answer, outcome, click = click_once(predictor, slices[ACUTE_IPH])
     assert outcome.slice_methods[0] == "prompt" and not outcome.message and answer[int(click[1]), int(click[0])]
     assert predictor.encoder_calls == 1 and predictor.second_opinion.encoder_calls == 0
+
+
+def test_the_cli_gives_only_a_click_trained_lite_medsam_a_second_opinion():
+    from SAMIHSLib.interaction.predictor import load_predictor
+
+    fine = load_predictor("samihs", device="cpu", engine="torch")
+    assert not fine.second_opinion.model.config.trained_with_clicks
+    assert fine.second_opinion.cache is fine.cache  # one bounded embedding cache for both models
+    assert load_predictor("lite-base", device="cpu", engine="torch").second_opinion is None

@@ -380,3 +380,14 @@ def test_closing_the_scene_frees_every_volume_session(scene_with_ct, logic, smal
 
 def test_the_logic_says_which_engine_and_precision_run_the_model(logic):
     assert logic.engine_description() == "torch (fp32 on cpu)"  # the status line after a model load
+
+
+def test_a_click_trained_model_gets_lite_base_as_second_opinion_loaded_with_it(lite_model):
+    from SAMIHSLib.models import load_model
+
+    models = {"samihs": load_model("samihs", device="cpu"), "lite-base": lite_model}
+    loaded = []
+    fine = SAMIHSMRMLLogic("samihs", engine="torch", model_loader=lambda spec, device: loaded.append(spec) or models[spec])
+    assert fine.new_predictor().second_opinion.model is lite_model
+    assert loaded == ["samihs", "lite-base"]  # both when the model loads (off the GUI thread), not at a click
+    assert SAMIHSMRMLLogic(engine="torch", model_loader=lambda spec, device: lite_model).new_predictor().second_opinion is None
