@@ -208,7 +208,7 @@ class SessionVolumeSegmenter(VolumeSegmenter):
         self._calls_at_start = self._encoder_calls()
 
     def _encoder_calls(self) -> int:
-        second = self.predictor.second_opinion
+        second = self.predictor.second_opinion if self.predictor.second_opinion_loaded else None
         return self.predictor.encoder_calls + (second.encoder_calls if second is not None else 0)
 
     def forget_encodings(self) -> None:

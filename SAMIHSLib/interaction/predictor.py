@@ -127,9 +127,8 @@ class SAMIHSPredictor:
         self.remembered_answers = REMEMBERED_ANSWERS  # 0: ask the engine every time
         self.encoder_calls = 0
         self.decoder_calls = 0
-        # The model a click-trained one was fine-tuned from, asked when this one's answer misses a
-        # click (:meth:`SAMIHSLib.interaction.click_segmentation.ClickSegmenter.segment`); None: no one.
-        self.second_opinion: Optional["SAMIHSPredictor"] = None
+        self._second_opinion: Optional["SAMIHSPredictor"] = None
+        self._second_opinion_loader: Optional[Callable[[], "SAMIHSPredictor"]] = None
 
     # -- the volume ---------------------------------------------------------------------------
     def set_volume(self, volume_hu: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
@@ -145,8 +144,30 @@ class SAMIHSPredictor:
         self._fingerprint = volume_fingerprint(volume)
         self._denoised = OrderedDict()
         self._head_area = {}
-        if self.second_opinion is not None:
-            self.second_opinion.set_volume(volume, spacing_zyx)
+        if self._second_opinion is not None:
+            self._second_opinion.set_volume(volume, spacing_zyx)
+
+    # -- the second opinion ---------------------------------------------------------------------
+    @property
+    def second_opinion(self) -> Optional["SAMIHSPredictor"]:
+        """The model a click-trained one was fine-tuned from, asked when this one's answer misses a
+        click (:meth:`SAMIHSLib.interaction.click_segmentation.ClickSegmenter.segment`); None: no
+        one. One given as a loader (:func:`add_second_opinion`, ``when_needed``) loads here."""
+        if self._second_opinion is None and self._second_opinion_loader is not None:
+            loader, self._second_opinion_loader = self._second_opinion_loader, None
+            self.second_opinion = loader()
+        return self._second_opinion
+
+    @second_opinion.setter
+    def second_opinion(self, predictor: Optional["SAMIHSPredictor"]) -> None:
+        self._second_opinion = predictor
+        if predictor is not None and self.volume_hu is not None:
+            predictor.set_volume(self.volume_hu, self.spacing_zyx)
+
+    @property
+    def second_opinion_loaded(self) -> bool:
+        """Whether a second opinion is in memory (a loader given but not yet used: False)."""
+        return self._second_opinion is not None
 
     def denoised_slice(self, slice_index: int) -> np.ndarray:
         """Slice ``slice_index`` in HU after a 3x3 median (cached for the last 64 slices used)."""
@@ -319,9 +340,8 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
     if name != "torch" and announce is not None:
         announce(f"engine {name} (the model is exported to ONNX once and cached; the first run takes longer)")
     predictor = SAMIHSPredictor(model, engine=make_engine(model, name, threads=threads or None))
-    if fine_tuned_from_lite_base(model):  # lite-base answers the clicks it misses
-        base = load_model("lite-base", device=device)
-        add_second_opinion(predictor, base, make_engine(base, name, threads=threads or None))
+    if fine_tuned_from_lite_base(model):  # lite-base answers the clicks it misses: loaded at the first one
+        add_second_opinion(predictor, when_needed=True, threads=threads or None)
     if name.endswith("bf16") and announce is not None:
         announce("bf16 arithmetic: about 2x faster on this CPU; its masks differ slightly from exact fp32 "
                  "(--engine openvino runs fp32)")
@@ -335,16 +355,21 @@ def fine_tuned_from_lite_base(model: SegmentAnythingModel) -> bool:
 
 
 def add_second_opinion(predictor: SAMIHSPredictor, base_model: Optional[SegmentAnythingModel] = None,
-                       base_engine=None) -> SAMIHSPredictor:
+                       base_engine=None, when_needed: bool = False, threads: Optional[int] = None) -> SAMIHSPredictor:
     """Let ``predictor``'s click handling ask lite-base, the model it was fine-tuned from, when its
-    own answer misses a click. ``base_model`` / ``base_engine``: loaded ones to share (default: loaded
-    now, on the same kind of engine); the embedding cache is shared. Returns ``predictor``."""
-    from SAMIHSLib.engines import make_engine
-    from SAMIHSLib.models import load_model
+    own answer misses a click. ``base_model`` / ``base_engine``: loaded ones to share (default:
+    loaded now, or with ``when_needed`` at the first missed click, on the same kind of engine with
+    ``threads``); the embedding cache is shared. Returns ``predictor``."""
+    def load() -> SAMIHSPredictor:
+        from SAMIHSLib.engines import make_engine
+        from SAMIHSLib.models import load_model
 
-    model = base_model if base_model is not None else load_model("lite-base", device=str(predictor.model.device))
-    engine = base_engine if base_engine is not None else make_engine(model, predictor.engine_name)
-    predictor.second_opinion = SAMIHSPredictor(model, cache=predictor.cache, engine=engine)
-    if predictor.volume_hu is not None:
-        predictor.second_opinion.set_volume(predictor.volume_hu, predictor.spacing_zyx)
+        model = base_model if base_model is not None else load_model("lite-base", device=str(predictor.model.device))
+        engine = base_engine if base_engine is not None else make_engine(model, predictor.engine_name, threads=threads)
+        return SAMIHSPredictor(model, cache=predictor.cache, engine=engine)
+
+    if when_needed:
+        predictor._second_opinion_loader = load
+    else:
+        predictor.second_opinion = load()
     return predictor

@@ -69,10 +69,15 @@ def test_the_base_model_is_not_asked_when_the_answer_holds_the_click(slices, fin
     assert predictor.encoder_calls == 1 and predictor.second_opinion.encoder_calls == 0
 
 
-def test_the_cli_gives_only_a_click_trained_lite_medsam_a_second_opinion():
+def test_the_cli_gives_only_a_click_trained_lite_medsam_a_second_opinion_loaded_at_its_first_miss(slices):
     from SAMIHSLib.interaction.predictor import load_predictor
 
-    fine = load_predictor("samihs", device="cpu", engine="torch")
-    assert not fine.second_opinion.model.config.trained_with_clicks
-    assert fine.second_opinion.cache is fine.cache  # one bounded embedding cache for both models
     assert load_predictor("lite-base", device="cpu", engine="torch").second_opinion is None
+    fine = load_predictor("samihs", device="cpu", engine="torch")
+    assert not fine.second_opinion_loaded  # nothing more to load at start
+    answer, outcome, click = click_once(fine, slices[ACUTE_IPH])
+    assert outcome.slice_methods[0] == "prompt" and not fine.second_opinion_loaded
+    answer, outcome, click = click_once(fine, slices[CHRONIC_SDH])  # a miss: lite-base loads and answers
+    assert "answered by lite-base" in outcome.message and answer[int(click[1]), int(click[0])]
+    assert fine.second_opinion_loaded and not fine.second_opinion.model.config.trained_with_clicks
+    assert fine.second_opinion.cache is fine.cache  # one bounded embedding cache for both models
