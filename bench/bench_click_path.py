@@ -82,6 +82,22 @@ def median_ms(times):
     return round(1000.0 * statistics.median(times), 1)
 
 
+def forget(predictor, head_area: bool = False) -> None:
+    """Forget remembered answers and filtered slices, the second opinion's too, so a click is timed afresh."""
+    for asked in (predictor, predictor.second_opinion if predictor.second_opinion_loaded else None):
+        if asked is not None:
+            asked._answers.clear()
+            asked._denoised.clear()
+            if head_area:
+                asked._head_area.clear()
+
+
+def decoder_calls(predictor) -> int:
+    """Decoder calls so far, the second opinion's included (lite-base answering a click-trained model's miss)."""
+    second = predictor.second_opinion if predictor.second_opinion_loaded else None
+    return predictor.decoder_calls + (second.decoder_calls if second is not None else 0)
+
+
 def bench_engine(engine: str, model: str = "lite-base") -> dict:
     predictor = load_predictor(model, engine=engine)
     segmenter = ClickSegmenter(predictor)
@@ -93,19 +109,16 @@ def bench_engine(engine: str, model: str = "lite-base") -> dict:
         masks = {}
         for _ in range(REPEATS):
             with PathAsItWas(predictor):
-                predictor._answers.clear()
-                predictor._denoised.clear()
+                forget(predictor)
                 started = time.perf_counter()
                 masks["before"] = segmenter.segment(k, [click]).prediction.mask
                 before.append(time.perf_counter() - started)
-            predictor._answers.clear()
-            predictor._denoised.clear()
-            predictor._head_area.clear()
-            counted = predictor.decoder_calls
+            forget(predictor, head_area=True)
+            counted = decoder_calls(predictor)
             started = time.perf_counter()
             masks["after"] = segmenter.segment(k, [click]).prediction.mask
             after.append(time.perf_counter() - started)
-            calls.append(predictor.decoder_calls - counted)
+            calls.append(decoder_calls(predictor) - counted)
             started = time.perf_counter()
             segmenter.segment(k, [click])
             again.append(time.perf_counter() - started)
