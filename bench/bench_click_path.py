@@ -84,18 +84,16 @@ def median_ms(times):
 
 def forget(predictor, head_area: bool = False) -> None:
     """Forget remembered answers and filtered slices, the second opinion's too, so a click is timed afresh."""
-    for asked in (predictor, predictor.second_opinion if predictor.second_opinion_loaded else None):
-        if asked is not None:
-            asked._answers.clear()
-            asked._denoised.clear()
-            if head_area:
-                asked._head_area.clear()
+    for asked in predictor.asked():
+        asked._answers.clear()
+        asked._denoised.clear()
+        if head_area:
+            asked._head_area.clear()
 
 
 def decoder_calls(predictor) -> int:
     """Decoder calls so far, the second opinion's included (lite-base answering a click-trained model's miss)."""
-    second = predictor.second_opinion if predictor.second_opinion_loaded else None
-    return predictor.decoder_calls + (second.decoder_calls if second is not None else 0)
+    return sum(asked.decoder_calls for asked in predictor.asked())
 
 
 def bench_engine(engine: str, model: str = "lite-base") -> dict:

@@ -208,8 +208,7 @@ class SessionVolumeSegmenter(VolumeSegmenter):
         self._calls_at_start = self._encoder_calls()
 
     def _encoder_calls(self) -> int:
-        second = self.predictor.second_opinion if self.predictor.second_opinion_loaded else None
-        return self.predictor.encoder_calls + (second.encoder_calls if second is not None else 0)
+        return sum(asked.encoder_calls for asked in self.predictor.asked())
 
     def forget_encodings(self) -> None:
         self.predictor.cache.clear()  # the second opinion's too: they share it

@@ -9,7 +9,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Hashable, Optional, Sequence, Tuple
+from typing import Callable, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -145,7 +145,13 @@ class SAMIHSPredictor:
         self._denoised = OrderedDict()
         self._head_area = {}
         if self._second_opinion is not None:
-            self._second_opinion.set_volume(volume, spacing_zyx)
+            self._second_opinion._share_volume_of(self)
+
+    def _share_volume_of(self, other: "SAMIHSPredictor") -> None:
+        """Use ``other``'s checked volume, its fingerprint and its filtered slices and head areas
+        (a second opinion works on its model's volume: nothing to check, hash or filter twice)."""
+        self.volume_hu, self.spacing_zyx, self._fingerprint = other.volume_hu, other.spacing_zyx, other._fingerprint
+        self._denoised, self._head_area = other._denoised, other._head_area
 
     # -- the second opinion ---------------------------------------------------------------------
     @property
@@ -162,12 +168,17 @@ class SAMIHSPredictor:
     def second_opinion(self, predictor: Optional["SAMIHSPredictor"]) -> None:
         self._second_opinion = predictor
         if predictor is not None and self.volume_hu is not None:
-            predictor.set_volume(self.volume_hu, self.spacing_zyx)
+            predictor._share_volume_of(self)
 
     @property
     def second_opinion_loaded(self) -> bool:
         """Whether a second opinion is in memory (a loader given but not yet used: False)."""
         return self._second_opinion is not None
+
+    def asked(self) -> List["SAMIHSPredictor"]:
+        """This predictor and its second opinion where one is loaded: every model a click may have
+        run, for counting calls or forgetting answers (never loads one)."""
+        return [self] + ([self._second_opinion] if self._second_opinion is not None else [])
 
     def denoised_slice(self, slice_index: int) -> np.ndarray:
         """Slice ``slice_index`` in HU after a 3x3 median (cached for the last 64 slices used)."""

@@ -81,3 +81,5 @@ def test_the_cli_gives_only_a_click_trained_lite_medsam_a_second_opinion_loaded_
     assert "answered by lite-base" in outcome.message and answer[int(click[1]), int(click[0])]
     assert fine.second_opinion_loaded and not fine.second_opinion.model.config.trained_with_clicks
     assert fine.second_opinion.cache is fine.cache  # one bounded embedding cache for both models
+    assert fine.second_opinion.denoised_slice(0) is fine.denoised_slice(0)  # one volume, filtered once
+    assert fine.asked() == [fine, fine.second_opinion]
