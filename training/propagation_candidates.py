@@ -15,6 +15,10 @@ LEARNED = PropagationConfig(learn_appearance=True, region_reach_mm=4.0, drop_flo
 PROPAGATION_CANDIDATES: Dict[str, PropagationConfig] = {
     "as shipped": PropagationConfig(),  # the acute bands (chosen on the training folds)
     "learned band": LEARNED,
+    # The fallback prompts also get a try on a slice the model answers with low confidence or a
+    # jump in area, not only on an empty one.
+    "fallbacks on low IoU and area jumps": PropagationConfig(
+        fallback_rules=("empty", "low predicted IoU", "area jump")),
     # Measured and not kept (training/results/volumes_5fold_candidates, volumes_5fold_lite_base):
     "contrast >= 2 HU only": replace(LEARNED, min_contrast_fraction=0.0),
     "flooding region kept": replace(LEARNED, min_contrast_fraction=0.0, drop_flooding_region=False),

@@ -10,6 +10,8 @@ the components that touch the previous slice's mask (dilated by ``neighbourhood_
 so one click never reaches a separate bleed.
 Propagation in a direction stops at the first slice that fails a rule: empty/tiny mask, a mask
 mostly outside the bleed's band, low predicted IoU, sudden area jump, or leaving the region.
+Before a slice is dropped for a rule in ``PropagationConfig.fallback_rules``, the fallback
+prompts are tried under the same rules.
 """
 
 import threading
@@ -30,6 +32,8 @@ from SAMIHSLib.interaction.regions import BLOOD_HU, box_around, constrain_to_reg
 PROMPT_MODES = ("box", "box+mask", "box+region")
 UNCHANGED_DICE = 0.98
 EMPTY_REASON = "empty or tiny mask"
+# The stop rules by name (what ``PropagationConfig.fallback_rules`` lists).
+STOP_RULES = ("empty", "unlike the bleed", "no contrast", "low predicted IoU", "area jump", "left the region")
 
 
 class PropagationCancelled(RuntimeError):
@@ -71,6 +75,14 @@ class PropagationConfig:
     # plus the box of the hyperdense region it seeds (measured best: bench/bench_propagation.py).
     prompt_mode: str = "box+region"
     max_slices_each_way: Optional[int] = None
+    # The rules (of STOP_RULES) after which the fallback prompts (the previous mask as a dense
+    # prompt, then the region of the bleed's HU it seeds) get a try before the slice is dropped.
+    fallback_rules: Tuple[str, ...] = ("empty",)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.fallback_rules) - set(STOP_RULES))
+        if unknown:
+            raise ValueError(f"Unknown stop rule(s) {unknown} in fallback_rules; use {STOP_RULES}.")
 
 
 @dataclass
@@ -116,10 +128,11 @@ class SlicePropagator:
         """Predict slice ``k`` from the neighbouring slice's mask ``previous``: (prediction, kept
         mask, "" if accepted else the stop reason, which fallback answered or "" for the model).
 
-        Before a slice is dropped as empty, the previous mask as a dense prompt with its box, then
-        the region of the bleed's HU it seeds, are tried under the same stop rules."""
-        prediction, kept, reason = self._next_slice_from_model(k, previous, appearance)
-        if reason != EMPTY_REASON:
+        Before a slice is dropped for a rule of ``fallback_rules``, the previous mask as a dense
+        prompt with its box, then the region of the bleed's HU it seeds, are tried under the same
+        stop rules."""
+        prediction, kept, (rule, reason) = self._next_slice_from_model(k, previous, appearance)
+        if not reason or rule not in self.config.fallback_rules:
             return prediction, kept, reason, ""
         margin = self._px(self.config.box_margin_mm)
         region = self._seeded_region(k, previous, appearance)
@@ -131,13 +144,13 @@ class SlicePropagator:
         for method, attempt in attempts:
             answer = attempt()
             kept = keep_components_near(answer.mask, previous, self._px(self.config.neighbourhood_mm))
-            if not self._stop_reason(k, answer, kept, previous, appearance):
+            if not self._stop_reason(k, answer, kept, previous, appearance)[1]:
                 return answer, kept, "", method
         tried = ", ".join(method for method, _ in attempts)
         return prediction, np.zeros_like(previous), f"{reason} (also tried: {tried})", ""
 
     def _next_slice_from_model(self, k: int, previous: np.ndarray,
-                               appearance: BleedAppearance) -> Tuple[SlicePrediction, np.ndarray, str]:
+                               appearance: BleedAppearance) -> Tuple[SlicePrediction, np.ndarray, Tuple[str, str]]:
         margin = self._px(self.config.box_margin_mm)
         if self.config.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {self.config.prompt_mode!r}; use one of {PROMPT_MODES}.")
@@ -180,33 +193,36 @@ class SlicePropagator:
         return region
 
     def _stop_reason(self, k: int, prediction: SlicePrediction, kept: np.ndarray, previous: np.ndarray,
-                     appearance: BleedAppearance) -> str:
+                     appearance: BleedAppearance) -> Tuple[str, str]:
+        """The first stop rule slice ``k``'s ``kept`` mask fails, by name (of STOP_RULES) and in
+        words; ("", "") if it passes them all."""
         area = kept.sum() * self._pixel_area_mm2
         if area < self.config.min_area_mm2:
-            return EMPTY_REASON
+            return "empty", EMPTY_REASON
         if not self.config.learn_appearance:  # seeded with the narrower acute band, checked with the wider
             appearance = ACUTE_APPEARANCE
         slice_hu = self.predictor.denoised_slice(k)
         blood = appearance.fraction_in_band(slice_hu[kept])
         if blood < self.config.min_blood_fraction:
-            return f"unlike the clicked bleed ({blood:.0%} of the mask in its {appearance.describe()})"
+            return "unlike the bleed", (f"unlike the clicked bleed ({blood:.0%} of the mask in its "
+                                        f"{appearance.describe()})")
         if self.config.min_contrast_hu is not None:
             seed = appearance.contrast_hu
             sign = -1.0 if seed <= -self.config.min_contrast_hu else 1.0
             here = contrast_hu(slice_hu, kept, self.predictor.spacing_zyx, self.config.appearance.ring_mm)
             needed = max(self.config.min_contrast_hu, self.config.min_contrast_fraction * abs(seed))
             if sign * here < needed:
-                return (f"no contrast with the tissue around it ({here:+.0f} HU against the clicked bleed's "
-                        f"{seed:+.0f} HU)")
+                return "no contrast", (f"no contrast with the tissue around it ({here:+.0f} HU against the "
+                                       f"clicked bleed's {seed:+.0f} HU)")
         if prediction.predicted_iou < self.config.min_predicted_iou:
-            return f"low predicted IoU {prediction.predicted_iou:.2f}"
+            return "low predicted IoU", f"low predicted IoU {prediction.predicted_iou:.2f}"
         if kept.sum() > self.config.max_area_growth * max(1, previous.sum()):
-            return f"area jump x{kept.sum() / max(1, previous.sum()):.1f}"
+            return "area jump", f"area jump x{kept.sum() / max(1, previous.sum()):.1f}"
         near = ndi.binary_dilation(previous, iterations=max(1, self._px(self.config.neighbourhood_mm)))
         inside = (kept & near).sum() / max(1, kept.sum())
         if inside < self.config.min_inside_fraction:
-            return f"left the region ({inside:.0%} inside)"
-        return ""
+            return "left the region", f"left the region ({inside:.0%} inside)"
+        return "", ""
 
     def propagate(self, seed_slice: int, seed_mask: np.ndarray, directions: Iterable[int] = (1, -1),
                   locked_slices: Optional[Set[int]] = None, base_mask: Optional[np.ndarray] = None,

@@ -1,5 +1,7 @@
 """One click -> 3D bleed on anisotropic phantoms (0.45 x 0.45 x 5 mm), stop rules, separation."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -79,18 +81,26 @@ def test_stop_rules_fire(lite_model):
     def reason(prediction, kept):
         return propagator._stop_reason(1, prediction, kept, previous, band)
 
-    assert reason(good, previous) == ""
-    assert "tiny" in reason(good, np.zeros_like(previous))
-    assert "IoU" in reason(SlicePrediction(previous, 0.2, None), previous)
+    assert reason(good, previous) == ("", "")
+    rule, text = reason(good, np.zeros_like(previous))
+    assert rule == "empty" and "tiny" in text
+    rule, text = reason(SlicePrediction(previous, 0.2, None), previous)
+    assert rule == "low predicted IoU" and "IoU 0.20" in text
     grown = np.zeros_like(previous)
     grown[5:35, 5:35] = True
-    assert "area jump" in reason(good, grown)
+    assert reason(good, grown)[0] == "area jump" and "area jump" in reason(good, grown)[1]
     far = np.zeros_like(previous)
     far[26:34, 26:34] = True
-    assert "left the region" in reason(good, far)
+    assert reason(good, far)[0] == "left the region" and "left the region" in reason(good, far)[1]
     volume[1, 5:35, 5:35] = 30  # brain, not blood
     predictor.set_volume(volume, (5.0, 1.0, 1.0))
-    assert "unlike the clicked bleed (0% of the mask in its 45-100 HU" in reason(good, previous)
+    rule, text = reason(good, previous)
+    assert rule == "unlike the bleed" and "unlike the clicked bleed (0% of the mask in its 45-100 HU" in text
+
+
+def test_fallback_rules_name_known_stop_rules():
+    with pytest.raises(ValueError, match="Unknown stop rule.*'low iou'"):
+        PropagationConfig(fallback_rules=("empty", "low iou"))
 
 
 def test_cancel_keeps_the_partial_result(predictor, phantom):
@@ -119,6 +129,24 @@ def test_propagation_tries_the_fallbacks_before_it_drops_a_slice_and_says_so(pre
     _, kept, reason, _ = propagator._next_slice(last + 1, truth[last], propagator.appearance_of(last, truth[last]))
     assert not kept.any()
     assert reason.startswith("empty or tiny mask (also tried: previous mask as prompt"), reason
+
+
+def test_the_fallbacks_answer_a_slice_the_model_answers_with_low_confidence_only_when_asked(predictor, phantom):
+    """With an IoU floor no answer of the model reaches, the slice next to the seed is dropped
+    for low predicted IoU by default; with "low predicted IoU" among the fallback rules, the region
+    of the bleed's HU answers it, and that answer follows the bleed."""
+    truth = phantom.bleed_mask(0)
+    slices = np.nonzero(truth.any(axis=(1, 2)))[0]
+    k = int(slices[len(slices) // 2])
+    strict = PropagationConfig(min_predicted_iou=0.999)
+    for rules, answered in ((("empty",), False), (("empty", "low predicted IoU"), True)):
+        propagator = SlicePropagator(predictor, replace(strict, fallback_rules=rules))
+        _, kept, reason, method = propagator._next_slice(k + 1, truth[k], propagator.appearance_of(k, truth[k]))
+        if answered:
+            assert not reason and method == "region of the bleed's HU", (reason, method)
+            assert dice(kept, truth[k + 1]) >= 0.6
+        else:
+            assert reason.startswith("low predicted IoU") and "also tried" not in reason and not method, reason
 
 
 @pytest.mark.real_data
