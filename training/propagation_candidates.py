@@ -9,16 +9,16 @@ from SAMIHSLib.interaction.propagation import PropagationConfig
 
 # The learned propagation: the clicked bleed's own band (joined with the acute band), the seeded
 # region kept within 4 mm of the previous mask and dropped when it floods, and a contrast rule.
+# (Fallback prompts on empty slices only, as when it was measured.)
 LEARNED = PropagationConfig(learn_appearance=True, region_reach_mm=4.0, drop_flooding_region=True,
-                            min_contrast_hu=2.0, min_contrast_fraction=0.1)
+                            min_contrast_hu=2.0, min_contrast_fraction=0.1, fallback_rules=("empty",))
 
 PROPAGATION_CANDIDATES: Dict[str, PropagationConfig] = {
-    "as shipped": PropagationConfig(),  # the acute bands (chosen on the training folds)
+    # The acute bands, fallback prompts on empty, unsure and swollen answers (chosen on the training folds).
+    "as shipped": PropagationConfig(),
     "learned band": LEARNED,
-    # The fallback prompts also get a try on a slice the model answers with low confidence or a
-    # jump in area, not only on an empty one.
-    "fallbacks on low IoU and area jumps": PropagationConfig(
-        fallback_rules=("empty", "low predicted IoU", "area jump")),
+    # Measured and not kept (training/results/volumes_5fold_fallbacks: named "as shipped" there):
+    "fallbacks on empty slices only": PropagationConfig(fallback_rules=("empty",)),
     # Measured and not kept (training/results/volumes_5fold_candidates, volumes_5fold_lite_base):
     "contrast >= 2 HU only": replace(LEARNED, min_contrast_fraction=0.0),
     "flooding region kept": replace(LEARNED, min_contrast_fraction=0.0, drop_flooding_region=False),

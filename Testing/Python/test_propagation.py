@@ -133,8 +133,9 @@ def test_propagation_tries_the_fallbacks_before_it_drops_a_slice_and_says_so(pre
 
 def test_the_fallbacks_answer_a_slice_the_model_answers_with_low_confidence_only_when_asked(predictor, phantom):
     """With an IoU floor no answer of the model reaches, the slice next to the seed is dropped
-    for low predicted IoU by default; with "low predicted IoU" among the fallback rules, the region
-    of the bleed's HU answers it, and that answer follows the bleed."""
+    for low predicted IoU when the fallbacks are kept for empty slices; with "low predicted IoU"
+    among the fallback rules, the region of the bleed's HU answers it, and that answer follows the
+    bleed."""
     truth = phantom.bleed_mask(0)
     slices = np.nonzero(truth.any(axis=(1, 2)))[0]
     k = int(slices[len(slices) // 2])
@@ -155,7 +156,7 @@ def test_the_learned_propagation_follows_a_collection_below_the_acute_band_on_a_
     """Patient 068 of ct-ich-volumes: a 13.9 mL epidural collection over 10 slices whose voxels are
     mostly at or below 45 HU (median 45, 10th percentile 33). Held to the acute 45-100 HU band (the
     default, which the 3D training folds chose overall) propagation loses slices and shrinks (3D Dice
-    0.53, 2 slices missed, measured); the learned propagation, following the bleed's own band and
+    0.53, a slice missed, measured); the learned propagation, following the bleed's own band and
     contrast, covers every slice. This is the case the option exists for."""
     import SimpleITK as sitk
 
@@ -184,4 +185,38 @@ def test_the_learned_propagation_follows_a_collection_below_the_acute_band_on_a_
     followed, missed = one_click(LEARNED)
     assert missed == 0 and followed >= 0.65, (followed, missed)
     acute, acute_missed = one_click(PropagationConfig())  # the default: the acute bands
-    assert acute_missed >= 2 and acute < followed - 0.1, (acute, acute_missed)
+    assert acute_missed >= 1 and acute < followed - 0.1, (acute, acute_missed)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow  # ~30 s on 2 cores (a whole real CT)
+def test_a_slice_the_model_answers_unsure_is_answered_by_the_fallbacks_on_a_real_ct(lite_model):
+    """Patient 049 of ct-ich-volumes: a 3.8 mL epidural over slices 13-16, clicked on 14. On slice
+    13 lite-base answers with a predicted IoU of 0.50, under the 0.55 floor: with the fallbacks kept
+    for empty slices, propagation stopped there (measured); by default the previous mask as a
+    prompt or the seeded region answers it, and every slice of the bleed is covered."""
+    import SimpleITK as sitk
+
+    from conftest import REPO, unavailable
+    from training.volume_eval import clicked_bleed, first_volume_click
+
+    folder = REPO.parent / "shared" / "data" / "ct-ich-volumes"
+    if not (folder / "images" / "049.nii.gz").is_file():
+        unavailable(f"the shared whole CTs are not at {folder}")
+    volume = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "images" / "049.nii.gz"))).astype(np.float32)
+    truth = clicked_bleed(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "masks" / "049.nii.gz"))) > 0)
+    k, point = first_volume_click(truth, "deepest", "049")
+    predictor = SAMIHSPredictor(lite_model)
+    predictor.set_volume(volume, (5.0, 0.45, 0.45))
+    seed = HemorrhageSession(predictor).click_segmenter.segment(k, [point]).prediction.mask
+    bleed_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0].tolist())
+
+    def missed(outcome) -> set:
+        return bleed_slices - {int(s) for s in np.nonzero((outcome.mask & truth).any(axis=(1, 2)))[0]}
+
+    empty_only = SlicePropagator(predictor, PropagationConfig(fallback_rules=("empty",))).propagate(k, seed)
+    assert missed(empty_only) == {13} and "slice 13: low predicted IoU" in empty_only.stop_reasons["down"]
+    default = SlicePropagator(predictor).propagate(k, seed)
+    assert not missed(default), default.stop_reasons
+    assert 13 in default.slice_methods
+    assert dice(default.mask, truth) > dice(empty_only.mask, truth)
