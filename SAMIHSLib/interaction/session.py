@@ -142,7 +142,7 @@ class HemorrhageSession:
             obj = (target | predicted) if positive or box_only else target
             # On a slice propagation filled there is no positive click: the part that continues the
             # bleed from the slices next to it stands for one, so a cut takes the leak, not the slice.
-            keep = history[0] or self._continuing_core(slice_index, target)
+            keep = history[0] or self._continuing_core(slice_index, target, history[1])
             obj = remove_nearest_to_negatives(obj, keep, history[1], self.click_segmenter.negative_reach_px) \
                 if negative else obj
         else:
@@ -193,13 +193,17 @@ class HemorrhageSession:
             touching = np.unique(np.concatenate([labels[k][near] for k in ks]))
         return np.isin(labels, touching[touching > 0])
 
-    def _continuing_core(self, slice_index: int, target: np.ndarray) -> List[Point]:
+    def _continuing_core(self, slice_index: int, target: np.ndarray, negative: Sequence[Point] = ()) -> List[Point]:
         """The deepest point of the part of ``target`` that the neighbouring slices' masks also
-        cover (none when nothing continues there)."""
+        cover, outside the reach of the ``negative`` clicks (none when nothing is left there): the
+        user's "not this" on the continuing part itself wins over its stand-in for a positive click."""
         neighbours = [self.mask[k] for k in (slice_index - 1, slice_index + 1) if 0 <= k < self.mask.shape[0]]
         if not neighbours:  # a single slice
             return []
         core = target & np.logical_or.reduce(neighbours)
+        if negative and core.any():
+            reach = max(1, int(round(self.click_segmenter.negative_reach_px)))
+            core &= ~ndi.binary_dilation(points_mask(core.shape, list(negative)), iterations=reach)
         return [deepest_point(core)] if core.any() else []
 
     @staticmethod

@@ -58,6 +58,22 @@ def test_a_correction_on_a_propagated_slice_changes_only_the_slices_beyond_it(se
     assert np.array_equal(session.mask, before)
 
 
+def test_a_negative_click_on_the_core_of_a_propagated_slice_takes_the_part_around_it(session, small_phantom):
+    """On a slice propagation filled, the part that continues the bleed from its neighbours stands
+    in for a positive click; a negative click on that very part (its deepest point) is the user's
+    "not this" and must not come out as nothing: the part around the click goes, the rest stays."""
+    k = _first_click(session, small_phantom)
+    before = session.mask.copy()
+    above = k + 1
+    core = before[above] & (before[above - 1] | before[above + 1])
+    assert core.any()
+    session.click(above, [], [deepest_point(core)], propagate=False)
+    assert session.mask[above].sum() < before[above].sum()  # it took something away
+    assert not (session.mask[above] & ~before[above]).any()  # and added nothing
+    changed = np.nonzero((session.mask != before).any(axis=(1, 2)))[0]
+    assert list(changed) == [above]
+
+
 def test_a_click_on_a_missed_slice_fills_it_and_stops_at_the_slices_already_there(session, small_phantom):
     """A positive click beyond where propagation stopped answers that slice and spreads only until
     a slice comes out as it was; a slice the user clicked is never re-derived."""
