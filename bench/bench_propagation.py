@@ -17,6 +17,7 @@ from SAMIHSLib.cpu_tuning import tune_process_for_inference  # noqa: E402
 tune_process_for_inference()  # this program owns its process: before torch loads (cpu_tuning)
 import numpy as np
 
+from SAMIHSLib.cpu_info import cpu_description
 from SAMIHSLib.interaction.background_encoder import BackgroundEncoder
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import load_model
@@ -89,6 +90,7 @@ def main(model_spec: str = "lite-base") -> dict:
 
     result = {
         "model": model_spec, "volume": "phantom 32 x 512 x 512, 0.45 x 0.45 x 5 mm", "device": "cpu",
+        "cpu": cpu_description(), "engine": "torch",
         "dice_by_prompt_mode": modes,
         "one_click_3d_seconds_nothing_encoded": round(cold_seconds, 2),
         "slices_encoded_for_that_click": cold_encoded,
