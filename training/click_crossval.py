@@ -15,7 +15,6 @@ by looking at the slices it is tested on. A method may also name one checkpoint 
 (``{fold}`` in its path): trained on that fold's training scans.
 """
 
-import dataclasses
 import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -24,7 +23,7 @@ import numpy as np
 
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
 from SAMIHSLib.metrics import dice, hd95_mm
-from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion, fine_tuned_from_lite_base
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.imaging.preprocessing import PreprocessingConfig, denoise_slice
 from SAMIHSLib.interaction.prompts import Point
 from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, component_at, deepest_point, hyperdense_region, mm_to_px,
@@ -32,6 +31,7 @@ from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, component_at, deep
 from SAMIHSLib.interaction.session import HemorrhageSession
 
 from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case
+from .fold_predictors import FoldPredictors
 from .folds import fold_of_scan
 from .prompts import corrective_click
 
@@ -341,22 +341,9 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
                                      intensity_guided=True if variant == "guided" else None)
     name = {"lite-base": "lite-base + intensity-guided click handling",
             "lite": "shipped lite", "samihs": "shipped samihs"}.get(base, base) + variants[variant]
-    predictors: Dict[Tuple[str, Optional[PreprocessingConfig]], SAMIHSPredictor] = {}
+    predictors = FoldPredictors(base, engine, second_opinion=variant != "no-second-opinion")
 
     def factory(fold: int, preprocessing: Optional[PreprocessingConfig] = None) -> SliceSegmenter:
-        from SAMIHSLib.engines import make_engine
-        from SAMIHSLib.models import load_model
-
-        path = base.replace("{fold}", str(fold))
-        key = (path, preprocessing)
-        if key not in predictors:
-            predictors.clear()  # one model in memory at a time
-            model = load_model(path, device="cpu")
-            if preprocessing is not None:  # the engine's graphs start after preprocessing: they stay valid
-                model.config = dataclasses.replace(model.config, preprocessing=preprocessing)
-            predictors[key] = SAMIHSPredictor(model, engine=make_engine(model, engine))
-            if fine_tuned_from_lite_base(model) and variant != "no-second-opinion":  # as the app runs it
-                add_second_opinion(predictors[key])
-        return SessionSegmenter(predictors[key], config)
+        return SessionSegmenter(predictors.for_fold(fold, preprocessing), config)
 
     return name, {"as shipped": factory}

@@ -31,6 +31,7 @@ from SAMIHSLib.metrics import dice, hd95_mm, volume_ml
 from .click_crossval import (PROTOCOLS, REPORTED_CLICKS, SELECTION, first_click, pick_records, select_per_fold,
                              split_method_label)
 from .datasets import Case
+from .fold_predictors import FoldPredictors
 from .folds import fold_of_scan
 from .prompts import corrective_click_3d
 
@@ -447,25 +448,11 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
         if unknown:
             raise ValueError(f"Unknown propagation setting(s) {unknown}; use {sorted(PROPAGATION_CANDIDATES)}.")
     label = {"lite-base": "lite-base (default)", "lite": "shipped lite", "samihs": "shipped samihs"}.get(base, base)
-    predictors: Dict[str, object] = {}
-
-    def predictor_for(fold: int):
-        from SAMIHSLib.engines import make_engine
-        from SAMIHSLib.interaction.predictor import SAMIHSPredictor, add_second_opinion, fine_tuned_from_lite_base
-        from SAMIHSLib.models import load_model
-
-        path = base.replace("{fold}", str(fold))
-        if path not in predictors:
-            predictors.clear()  # one model in memory at a time
-            model = load_model(path, device="cpu")
-            predictors[path] = SAMIHSPredictor(model, engine=make_engine(model, engine))
-            if second_opinion and fine_tuned_from_lite_base(model):  # as the app runs it
-                add_second_opinion(predictors[path])
-        return predictors[path]
+    predictors = FoldPredictors(base, engine, second_opinion=second_opinion)
 
     def factory(fold: int, name: str) -> VolumeSegmenter:
         config = PROPAGATION_CANDIDATES[name]
-        return SessionVolumeSegmenter(predictor_for(fold),
+        return SessionVolumeSegmenter(predictors.for_fold(fold),
                                       lambda predictor: HemorrhageSession(predictor, propagation_config=config))
 
     return label, {name: (lambda fold, name=name: factory(fold, name)) for name in names}
