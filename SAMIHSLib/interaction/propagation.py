@@ -133,11 +133,11 @@ class SlicePropagator:
         Before a slice is dropped for a rule of ``fallback_rules``, the previous mask as a dense
         prompt with its box, then the region of the bleed's HU it seeds, are tried under the same
         stop rules."""
-        prediction, kept, (rule, reason) = self._next_slice_from_model(k, previous, appearance)
+        prediction, kept, (rule, reason), seeded = self._next_slice_from_model(k, previous, appearance)
         if not reason or rule not in self.config.fallback_rules:
             return prediction, kept, reason, ""
         margin = self._px(self.config.box_margin_mm)
-        region = self._seeded_region(k, previous, appearance)
+        region = seeded if seeded is not None else self._seeded_region(k, previous, appearance)
         attempts = [("previous mask as prompt", lambda: self.predictor.predict(
             k, SlicePrompt(box=box_around(previous, margin), mask_input=previous)))]
         if region.any():  # the region stands in for the model: hold it to the same IoU floor
@@ -151,18 +151,19 @@ class SlicePropagator:
         tried = ", ".join(method for method, _ in attempts)
         return prediction, np.zeros_like(previous), f"{reason} (also tried: {tried})", ""
 
-    def _next_slice_from_model(self, k: int, previous: np.ndarray,
-                               appearance: BleedAppearance) -> Tuple[SlicePrediction, np.ndarray, Tuple[str, str]]:
+    def _next_slice_from_model(self, k: int, previous: np.ndarray, appearance: BleedAppearance
+                               ) -> Tuple[SlicePrediction, np.ndarray, Tuple[str, str], Optional[np.ndarray]]:
+        """The model's answer on slice ``k``: (prediction, kept mask, the stop rule it fails by name and in
+        words, the seeded region of the bleed's HU when the prompt mode used one, else None)."""
         margin = self._px(self.config.box_margin_mm)
         if self.config.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {self.config.prompt_mode!r}; use one of {PROMPT_MODES}.")
         dense = previous if self.config.prompt_mode == "box+mask" else None
         prompts = [SlicePrompt(box=box_around(previous, margin), mask_input=dense)]
-        region = np.zeros_like(previous)
-        if self.config.prompt_mode == "box+region":
-            region = self._seeded_region(k, previous, appearance)
-            if region.sum() * self._pixel_area_mm2 >= self.config.min_area_mm2:
-                prompts.append(SlicePrompt(box=box_around(region, margin)))
+        seeded = self._seeded_region(k, previous, appearance) if self.config.prompt_mode == "box+region" else None
+        region = seeded if seeded is not None else np.zeros_like(previous)
+        if seeded is not None and region.sum() * self._pixel_area_mm2 >= self.config.min_area_mm2:
+            prompts.append(SlicePrompt(box=box_around(region, margin)))
         best: Optional[Tuple[float, SlicePrediction]] = None
         for prompt in prompts:
             prediction = self.predictor.predict(k, prompt)
@@ -176,7 +177,7 @@ class SlicePropagator:
             constrained, _ = constrain_to_region(prediction.mask, region, self._px(self.config.region_tolerance_mm))
             prediction = replace(prediction, mask=constrained)
         kept = keep_components_near(prediction.mask, previous, self._px(self.config.neighbourhood_mm))
-        return prediction, kept, self._stop_reason(k, prediction, kept, previous, appearance)
+        return prediction, kept, self._stop_reason(k, prediction, kept, previous, appearance), seeded
 
     def _seeded_region(self, k: int, previous: np.ndarray, appearance: BleedAppearance) -> np.ndarray:
         """The region of the bleed's HU band on slice ``k`` grown from the previous mask's interior."""
