@@ -19,6 +19,8 @@ PROPAGATION_CANDIDATES: Dict[str, PropagationConfig] = {
     "learned band": LEARNED,
     # Measured and not kept (training/results/volumes_5fold_fallbacks: named "as shipped" there):
     "fallbacks on empty slices only": PropagationConfig(fallback_rules=("empty",)),
+    # The default until the twenty-first session: a click on a missed slice may answer any size.
+    "missed-slice clicks of any size": PropagationConfig(hold_missed_slice_clicks_to_growth=False),
     # Measured and not kept (training/results/volumes_5fold_candidates, volumes_5fold_lite_base):
     "contrast >= 2 HU only": replace(LEARNED, min_contrast_fraction=0.0),
     "flooding region kept": replace(LEARNED, min_contrast_fraction=0.0, drop_flooding_region=False),

@@ -68,6 +68,14 @@ def no_bleed_message(click_hu: float) -> str:
             f"{low:.0f} and {high:.0f} HU)")
 
 
+def _within_area_limit(items: list, areas_px: Sequence[int], area_limit_px: Optional[float]) -> list:
+    """The ``items`` whose area is within ``area_limit_px``, or all of them when none is (or no limit)."""
+    if area_limit_px is None:
+        return items
+    fitting = [item for item, area in zip(items, areas_px) if area <= area_limit_px]
+    return fitting or items
+
+
 class ClickSegmenter:
     """Turns clicks on a slice into a mask with whatever prompts the model understands.
 
@@ -93,9 +101,10 @@ class ClickSegmenter:
     def _whole_px(self, mm: float) -> int:
         return mm_to_whole_px(mm, self.predictor.spacing_zyx)
 
-    def candidate_regions(self, slice_index: int, click: Point) -> List[np.ndarray]:
+    def candidate_regions(self, slice_index: int, click: Point,
+                          area_limit_px: Optional[float] = None) -> List[np.ndarray]:
         """Distinct hyperdense regions around ``click`` on slice ``slice_index``, one per (band,
-        opening) setting."""
+        opening) setting; only those within ``area_limit_px`` when any is."""
         slice_hu = self.predictor.denoised_slice(slice_index)
         regions: List[np.ndarray] = []
         seed_search = self._mm_to_px(self.config.seed_search_mm)
@@ -109,26 +118,31 @@ class ClickSegmenter:
                     continue  # nothing there, or the band leaked into the brain (approximate HU, noise)
                 if not any(np.array_equal(region, r) for r in regions):
                     regions.append(region)
-        return regions
+        return _within_area_limit(regions, [int(r.sum()) for r in regions], area_limit_px)
 
     def _guided(self) -> bool:
         guided = self.config.intensity_guided
         return (not self.predictor.model.config.trained_with_clicks) if guided is None else guided
 
     def segment(self, slice_index: int, positive: Sequence[Point], negative: Sequence[Point] = (),
-                box: Optional[PixelBox] = None, mask_input: Optional[np.ndarray] = None) -> ClickResult:
-        """Segment one slice from clicks (pixel column, row) and an optional box / previous mask."""
+                box: Optional[PixelBox] = None, mask_input: Optional[np.ndarray] = None,
+                area_limit_px: Optional[float] = None) -> ClickResult:
+        """Segment one slice from clicks (pixel column, row) and an optional box / previous mask.
+
+        ``area_limit_px``: the most the answer should cover (e.g. from the same bleed on the next
+        slice); the click's candidates within it are preferred, and when none is, all are tried."""
         prompt = SlicePrompt(list(positive), list(negative), box, mask_input)
         for x, y in prompt.all_points():
             validate_point_in_slice(x, y, self.predictor.slice_shape)
         if not self._guided() or box is not None or not positive:
             result = ClickResult(self.predictor.predict(slice_index, prompt), box, "prompt")
         else:
-            result = self._from_intensity(slice_index, prompt) or self._from_box_sizes(slice_index, prompt)
+            result = self._from_intensity(slice_index, prompt, area_limit_px) \
+                or self._from_box_sizes(slice_index, prompt, area_limit_px)
         result = self._apply_negatives(result, negative, positive)
         if positive and self.config.answer_missed_clicks:
             if not contains_any(result.prediction.mask, positive[-1:]):  # the newest click must be answered
-                result = self._answer_the_click(slice_index, prompt, result)
+                result = self._answer_the_click(slice_index, prompt, result, area_limit_px)
             result = self._refuse_non_blood(slice_index, positive[-1], result)
         return result
 
@@ -148,15 +162,16 @@ class ClickSegmenter:
         return ClickResult(replace(result.prediction, mask=np.zeros_like(mask)), result.box, "none",
                            no_bleed_message(click_hu) + "; the model's answer there is not hyperdense either")
 
-    def _answer_the_click(self, slice_index: int, prompt: SlicePrompt, missed: ClickResult) -> ClickResult:
+    def _answer_the_click(self, slice_index: int, prompt: SlicePrompt, missed: ClickResult,
+                          area_limit_px: Optional[float] = None) -> ClickResult:
         """Fallbacks for a model answer that does not contain the positive click."""
-        second = self._second_opinion(slice_index, prompt)
+        second = self._second_opinion(slice_index, prompt, area_limit_px)
         if second is not None:
             return second
         slice_hu = self.predictor.denoised_slice(slice_index)
         negative, positive = prompt.negative_points, prompt.positive_points
         if missed.method == "prompt" and prompt.box is None:
-            guided = self._from_intensity(slice_index, prompt)
+            guided = self._from_intensity(slice_index, prompt, area_limit_px)
             if guided is not None:
                 guided = self._apply_negatives(guided, negative, positive)
                 if contains_any(guided.prediction.mask, positive[-1:]):
@@ -178,7 +193,8 @@ class ClickSegmenter:
         return replace(result, message=f"the model's answer missed the click; answered by the {result.method} "
                                        f"(HU {click_hu:.0f} at the click)")
 
-    def _second_opinion(self, slice_index: int, prompt: SlicePrompt) -> Optional[ClickResult]:
+    def _second_opinion(self, slice_index: int, prompt: SlicePrompt,
+                        area_limit_px: Optional[float] = None) -> Optional[ClickResult]:
         """The answer of the model this one was fine-tuned from (``predictor.second_opinion``),
         through its own click handling, when that answer contains the newest positive click."""
         base = self.predictor.second_opinion
@@ -186,15 +202,16 @@ class ClickSegmenter:
             return None
         config = replace(self.config, intensity_guided=None, answer_missed_clicks=False)
         answer = ClickSegmenter(base, config).segment(slice_index, prompt.positive_points, prompt.negative_points,
-                                                      prompt.box, prompt.mask_input)
+                                                      prompt.box, prompt.mask_input, area_limit_px)
         if not contains_any(answer.prediction.mask, prompt.positive_points[-1:]):
             return None
         return replace(answer, method=f"base model's {answer.method} (the fine-tuned model's answer missed the click)",
                        message="the model's answer missed the click; answered by lite-base, the model it was "
                                f"fine-tuned from ({answer.method})")
 
-    def _from_intensity(self, slice_index: int, prompt: SlicePrompt) -> Optional[ClickResult]:
-        per_click = [self.candidate_regions(slice_index, click) for click in prompt.positive_points]
+    def _from_intensity(self, slice_index: int, prompt: SlicePrompt,
+                        area_limit_px: Optional[float] = None) -> Optional[ClickResult]:
+        per_click = [self.candidate_regions(slice_index, click, area_limit_px) for click in prompt.positive_points]
         if not per_click[0]:
             return None
         margin = self._whole_px(self.config.box_margin_mm)
@@ -217,19 +234,22 @@ class ClickSegmenter:
                 best = (score, ClickResult(replace(prediction, mask=mask), candidate_box, method))
         return best[1] if best else None
 
-    def _from_box_sizes(self, slice_index: int, prompt: SlicePrompt) -> ClickResult:
+    def _from_box_sizes(self, slice_index: int, prompt: SlicePrompt,
+                        area_limit_px: Optional[float] = None) -> ClickResult:
         x, y = prompt.positive_points[0]
         h, w = self.predictor.slice_shape
         head_px = self.predictor.head_area_px(slice_index)
-        best: Optional[ClickResult] = None
+        answers: List[ClickResult] = []
         for side_mm in FALLBACK_BOX_SIDES_MM:
             half = self._mm_to_px(side_mm) / 2.0
             candidate_box = (max(0.0, x - half), max(0.0, y - half), min(w - 1.0, x + half), min(h - 1.0, y + half))
             prediction = self.predictor.predict(slice_index, SlicePrompt(box=candidate_box))
             if fills_the_head(prediction.mask, head_px):
                 continue  # a leak into the brain is no answer
-            if best is None or prediction.predicted_iou > best.prediction.predicted_iou:
-                best = ClickResult(prediction, candidate_box, "box sizes around click")
+            answers.append(ClickResult(prediction, candidate_box, "box sizes around click"))
+        answers = _within_area_limit(answers, [int(a.prediction.mask.sum()) for a in answers], area_limit_px)
+        # The first of equally confident answers wins (the smallest box), as it always has.
+        best = max(answers, key=lambda answer: answer.prediction.predicted_iou, default=None)
         if best is None:  # every box leaked: nothing from the model; the missed-click fallbacks answer
             best = ClickResult(replace(prediction, mask=np.zeros_like(prediction.mask)), None,
                                "box sizes around click (every answer filled the head)")

@@ -80,6 +80,9 @@ class PropagationConfig:
     # the model's unsure or swollen answer is often a slice the bleed still covers (chosen on the
     # training folds of the 3D evaluation over empty slices only: README, Accuracy in 3D).
     fallback_rules: Tuple[str, ...] = ("empty", "low predicted IoU", "area jump")
+    # A positive click on a slice the bleed was missed on (it has a mask on the next slice) prefers
+    # answers within max_area_growth of that mask, as a propagated slice would be held to.
+    hold_missed_slice_clicks_to_growth: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.fallback_rules) - set(STOP_RULES))

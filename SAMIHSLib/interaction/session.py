@@ -127,8 +127,11 @@ class HemorrhageSession:
         # A correction is answered from every click on the object so far (as SAM refines), the
         # current mask as the dense prompt; a fresh bleed from the new clicks alone.
         prompt_clicks = (history if target.any() else (tuple(positive), tuple(negative)))
+        area_limit = self._area_limit_from_neighbours(slice_index, positive) \
+            if positive and not target.any() and self.propagator.config.hold_missed_slice_clicks_to_growth else None
         result = self.click_segmenter.segment(slice_index, list(prompt_clicks[0]) if positive else [], list(prompt_clicks[1]),
-                                     box, mask_input=target if target.any() else None)
+                                              box, mask_input=target if target.any() else None,
+                                              area_limit_px=area_limit)
         predicted = result.prediction.mask
         if positive:  # keep what the new clicks point at, never a distant bleed on the same slice
             positive_anchor = points_mask(current.shape, positive)
@@ -192,6 +195,19 @@ class HemorrhageSession:
             ks = [k for k in (slice_index - 1, slice_index + 1) if 0 <= k < self.mask.shape[0]]
             touching = np.unique(np.concatenate([labels[k][near] for k in ks]))
         return np.isin(labels, touching[touching > 0])
+
+    def _area_limit_from_neighbours(self, slice_index: int, positive: Sequence[Point]) -> Optional[float]:
+        """The most a click on a slice the bleed was missed on should cover: propagation's area
+        growth limit times the bleed's area on the next slice (its components within the
+        neighbourhood of the clicks; the larger neighbour). None when no neighbour has it there:
+        a new bleed may be any size. (A click above a bleed near the vertex otherwise got the
+        whole brain section, whose partial volume lies in the blood band.)"""
+        reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx)
+        anchor = points_mask(self.predictor.slice_shape, positive)
+        areas = [int(keep_components_near(self.mask[k], anchor, reach).sum())
+                 for k in (slice_index - 1, slice_index + 1) if 0 <= k < self.mask.shape[0]]
+        largest = max(areas, default=0)
+        return self.propagator.config.max_area_growth * largest if largest else None
 
     def _continuing_core(self, slice_index: int, target: np.ndarray, negative: Sequence[Point] = ()) -> List[Point]:
         """The deepest point of the part of ``target`` that the neighbouring slices' masks also
