@@ -16,6 +16,9 @@
       --folds training/folds/ct_ich_all_5fold.json --method region --method lite-base --out training/results/volumes_5fold
   python -m training clickeval --dataset shared_real:../shared/data --folds training/folds/real59_5fold.json \
       --method region --method lite-base --method lite --out training/results/real59_5fold
+  python -m training sliceceiling --dataset ct_ich_volumes:../shared/data/ct-ich-volumes \
+      --folds training/folds/ct_ich_all_5fold.json --method region --method lite-base --out DIR
+      (what propagation can reach at most: a click on every slice of the clicked bleed)
   python -m training foldtrain --config training/experiments/samihs_staged_folds.json --dataset shared_real:../shared/data \
       --dataset ct_ich_volumes:../shared/data/ct-ich-volumes --folds training/folds/ct_ich_all_5fold.json --also-all \
       --out runs/samihs_staged_folds      (staged PR-adapter training on CPU: 5 folds + the all-scans model)
@@ -263,6 +266,40 @@ def run_volumeeval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sliceceiling(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .slice_ceiling import CeilingRecord, ceiling_table, run_ceiling
+    from .volume_eval import evaluation_volumes
+
+    cases = _cases(args.dataset)
+    folds = read_folds(Path(args.folds), cases)
+    volumes = [v for v in evaluation_volumes(cases, folds) if not args.only or v.name in args.only]
+    chosen_records: List[CeilingRecord] = []
+    everything: List[CeilingRecord] = []
+    bar = tqdm(desc="volumes", unit="volume")
+    for spec in args.method:
+        name, settings = method_settings(spec, args.engine)
+        bar.total = (bar.total or 0) + len(volumes) * len(settings)
+        chosen, tried = run_ceiling(name, settings, volumes, len(folds), progress=lambda text: (
+            bar.set_postfix_str(text[-40:]), bar.update(1)))
+        chosen_records += chosen
+        everything += tried
+    bar.close()
+    caption = (f"A click on every slice of the clicked bleed, each slice segmented alone (no propagation), on "
+               f"{', '.join(args.dataset)}: {len(volumes)} whole CTs with bleed (folds: {args.folds}; settings chosen "
+               f"per fold on the other folds). Engine {args.engine}; CPU: {cpu_description()}.")
+    out = Path(args.out)
+    write_text_atomic(out / "table.md", ceiling_table(chosen_records, caption))
+    write_text_atomic(out / "records.csv", records_csv(chosen_records, CeilingRecord))
+    write_text_atomic(out / "all_settings.csv", records_csv(everything, CeilingRecord))
+    write_text_atomic(out / "summary.json", json.dumps({"command": " ".join(sys.argv), "folds_file": args.folds,
+                                                        "datasets": args.dataset, "engine": args.engine,
+                                                        "cpu": cpu_description()}, indent=2) + "\n")
+    print((out / "table.md").read_text())
+    return 0
+
+
 def _volumeeval_auto(args: argparse.Namespace, cases, folds, out: Path) -> int:
     """``samihs batch --prompts auto`` on every volume, bleed-free ones included."""
     from tqdm import tqdm
@@ -450,6 +487,15 @@ def main(argv=None) -> int:
                    help="run `samihs batch --prompts auto` with MODEL on every volume, bleed-free ones too")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_volumeeval)
+    p = commands.add_parser("sliceceiling",
+                            help="what propagation can reach at most: a click on every slice of the clicked bleed")
+    p.add_argument("--dataset", action="append", required=True, help="e.g. ct_ich_volumes:../shared/data/ct-ich-volumes")
+    p.add_argument("--folds", required=True, help="fold file covering the volumes' patients")
+    p.add_argument("--method", action="append", required=True, help="the click table's methods: region | lite-base | ...")
+    p.add_argument("--engine", default="auto", help="inference engine (exact fp32 engines give the same masks)")
+    p.add_argument("--only", action="append", help="only this volume (e.g. 049), for a quick look")
+    p.add_argument("--out", required=True)
+    p.set_defaults(handler=run_sliceceiling)
     p = commands.add_parser("precision", help="bf16 against fp32 on every row of evaluation tables")
     p.add_argument("--model", required=True, help="the model both runs evaluated (named in the report)")
     p.add_argument("--table", nargs=3, action="append", required=True, metavar=("NAME", "FP32_RUN", "BF16_RUN"),
