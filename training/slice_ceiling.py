@@ -75,7 +75,8 @@ def run_ceiling(method: str, settings: Dict[str, SettingFactory], volumes: Seque
 def ceiling_table(records: Sequence[CeilingRecord], caption: str) -> str:
     """Mean 3D Dice per method, then per volume."""
     methods = list(dict.fromkeys(r.method for r in records))
-    lines = [caption, "", "| method | volumes | 3D Dice clicked bleed, a click on every slice (mean) |", "|---|---|---|"]
+    lines = [caption, "", "| method | volumes | 3D Dice clicked bleed, a click on every slice (mean) |",
+             "|---|---|---|"]
     for method in methods:
         mine = [r.dice_clicked for r in records if r.method == method]
         lines.append(f"| {method} | {len(mine)} | {np.mean(mine):.3f} |")

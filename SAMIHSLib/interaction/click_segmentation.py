@@ -69,11 +69,8 @@ def no_bleed_message(click_hu: float) -> str:
 
 
 def _within_area_limit(items: list, areas_px: Sequence[int], area_limit_px: Optional[float]) -> list:
-    """The ``items`` whose area is within ``area_limit_px``, or all of them when none is (or no limit)."""
-    if area_limit_px is None:
-        return items
-    fitting = [item for item, area in zip(items, areas_px) if area <= area_limit_px]
-    return fitting or items
+    """The ``items`` whose area is within ``area_limit_px`` (all of them when there is no limit)."""
+    return items if area_limit_px is None else [item for item, area in zip(items, areas_px) if area <= area_limit_px]
 
 
 class ClickSegmenter:
@@ -104,7 +101,7 @@ class ClickSegmenter:
     def candidate_regions(self, slice_index: int, click: Point,
                           area_limit_px: Optional[float] = None) -> List[np.ndarray]:
         """Distinct hyperdense regions around ``click`` on slice ``slice_index``, one per (band,
-        opening) setting; only those within ``area_limit_px`` when any is."""
+        opening) setting; only those within ``area_limit_px``, if given."""
         slice_hu = self.predictor.denoised_slice(slice_index)
         regions: List[np.ndarray] = []
         seed_search = self._mm_to_px(self.config.seed_search_mm)
@@ -130,21 +127,31 @@ class ClickSegmenter:
         """Segment one slice from clicks (pixel column, row) and an optional box / previous mask.
 
         ``area_limit_px``: the most the answer should cover (e.g. from the same bleed on the next
-        slice); the click's candidates within it are preferred, and when none is, all are tried."""
+        slice); an answer within it (from the click's regions, then the box sizes) is preferred to
+        any beyond it."""
         prompt = SlicePrompt(list(positive), list(negative), box, mask_input)
         for x, y in prompt.all_points():
             validate_point_in_slice(x, y, self.predictor.slice_shape)
         if not self._guided() or box is not None or not positive:
             result = ClickResult(self.predictor.predict(slice_index, prompt), box, "prompt")
         else:
-            result = self._from_intensity(slice_index, prompt, area_limit_px) \
-                or self._from_box_sizes(slice_index, prompt, area_limit_px)
+            result = self._from_click(slice_index, prompt, area_limit_px)
         result = self._apply_negatives(result, negative, positive)
         if positive and self.config.answer_missed_clicks:
             if not contains_any(result.prediction.mask, positive[-1:]):  # the newest click must be answered
                 result = self._answer_the_click(slice_index, prompt, result, area_limit_px)
             result = self._refuse_non_blood(slice_index, positive[-1], result)
         return result
+
+    def _from_click(self, slice_index: int, prompt: SlicePrompt, area_limit_px: Optional[float]) -> ClickResult:
+        """The click's hyperdense-region boxes, else the box sizes around it; with an area limit,
+        an answer within it from either comes before any beyond it."""
+        if area_limit_px is not None:
+            within = self._from_intensity(slice_index, prompt, area_limit_px) \
+                or self._from_box_sizes(slice_index, prompt, area_limit_px)
+            if within.prediction.mask.any():
+                return within
+        return self._from_intensity(slice_index, prompt) or self._from_box_sizes(slice_index, prompt)
 
     def _refuse_non_blood(self, slice_index: int, click: Point, result: ClickResult) -> ClickResult:
         """An answer to a click on clearly non-blood HU (air, fat, bone) that is itself not
@@ -171,7 +178,8 @@ class ClickSegmenter:
         slice_hu = self.predictor.denoised_slice(slice_index)
         negative, positive = prompt.negative_points, prompt.positive_points
         if missed.method == "prompt" and prompt.box is None:
-            guided = self._from_intensity(slice_index, prompt, area_limit_px)
+            guided = (area_limit_px is not None and self._from_intensity(slice_index, prompt, area_limit_px)) \
+                or self._from_intensity(slice_index, prompt)
             if guided is not None:
                 guided = self._apply_negatives(guided, negative, positive)
                 if contains_any(guided.prediction.mask, positive[-1:]):

@@ -127,11 +127,11 @@ class HemorrhageSession:
         # A correction is answered from every click on the object so far (as SAM refines), the
         # current mask as the dense prompt; a fresh bleed from the new clicks alone.
         prompt_clicks = (history if target.any() else (tuple(positive), tuple(negative)))
-        area_limit = self._area_limit_from_neighbours(slice_index, positive) \
-            if positive and not target.any() and self.propagator.config.hold_missed_slice_clicks_to_growth else None
-        result = self.click_segmenter.segment(slice_index, list(prompt_clicks[0]) if positive else [], list(prompt_clicks[1]),
-                                              box, mask_input=target if target.any() else None,
-                                              area_limit_px=area_limit)
+        held = positive and not target.any() and self.propagator.config.hold_missed_slice_clicks_to_growth
+        result = self.click_segmenter.segment(
+            slice_index, list(prompt_clicks[0]) if positive else [], list(prompt_clicks[1]), box,
+            mask_input=target if target.any() else None,
+            area_limit_px=self._area_limit_from_neighbours(slice_index, positive) if held else None)
         predicted = result.prediction.mask
         if positive:  # keep what the new clicks point at, never a distant bleed on the same slice
             positive_anchor = points_mask(current.shape, positive)

@@ -55,3 +55,25 @@ def test_a_click_far_from_any_bleed_on_the_next_slice_is_answered_as_a_new_bleed
         session.click(2, [CLICK], propagate=False)
         answers.append(session.mask[2])
     assert answers[0].any() and np.array_equal(answers[0], answers[1])
+
+
+@pytest.mark.real_data
+def test_when_every_region_floods_the_box_sizes_answer_within_the_limit(lite_model):
+    """Patient 071's slice 26, above the bleed found on slice 25 (5,546 px): the click's six
+    hyperdense regions are 18,000-25,000 px of brain section (measured), all beyond the limit, so
+    the box sizes around the click answer within it; without the limit, the section (23,384 px)."""
+    volume, truth = real_whole_ct("071", slice(25, 28))
+    predictor = SAMIHSPredictor(lite_model)
+    predictor.set_volume(volume.array_hu, tuple(volume.spacing_ijk[::-1]))
+    click = (260.0, 356.0)
+    answers = {}
+    for held in (True, False):
+        config = PropagationConfig(hold_missed_slice_clicks_to_growth=held)
+        session = HemorrhageSession(predictor, propagation_config=config)
+        session.set_slice_mask(0, truth[0], lock=False)
+        outcome = session.click(1, [click], propagate=False)
+        answers[held] = (session.mask[1], outcome.slice_methods[1])
+    limit = PropagationConfig().max_area_growth * truth[0].sum()
+    mask, method = answers[True]
+    assert method == "box sizes around click" and mask[int(click[1]), int(click[0])] and mask.sum() <= limit
+    assert answers[False][0].sum() > 3 * truth[1].sum()
