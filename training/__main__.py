@@ -280,13 +280,15 @@ def run_sliceceiling(args: argparse.Namespace) -> int:
     bar = tqdm(desc="volumes", unit="volume")
     for spec in args.method:
         name, settings = method_settings(spec, args.engine)
+        name += " (the true bleed's box, no click)" if args.truth_box else ""
         bar.total = (bar.total or 0) + len(volumes) * len(settings)
         chosen, tried = run_ceiling(name, settings, volumes, len(folds), progress=lambda text: (
-            bar.set_postfix_str(text[-40:]), bar.update(1)))
+            bar.set_postfix_str(text[-40:]), bar.update(1)), truth_box=args.truth_box)
         chosen_records += chosen
         everything += tried
     bar.close()
-    caption = (f"A click on every slice of the clicked bleed, each slice segmented alone (no propagation), on "
+    prompt = "The true bleed's box" if args.truth_box else "A click at the bleed's deepest point"
+    caption = (f"{prompt} on every slice of the clicked bleed, each slice segmented alone (no propagation), on "
                f"{', '.join(args.dataset)}: {len(volumes)} whole CTs with bleed (folds: {args.folds}; settings chosen "
                f"per fold on the other folds). Engine {args.engine}; CPU: {cpu_description()}.")
     out = Path(args.out)
@@ -494,6 +496,8 @@ def main(argv=None) -> int:
     p.add_argument("--method", action="append", required=True, help="the click table's methods: region | lite-base | ...")
     p.add_argument("--engine", default="auto", help="inference engine (exact fp32 engines give the same masks)")
     p.add_argument("--only", action="append", help="only this volume (e.g. 049), for a quick look")
+    p.add_argument("--truth-box", action="store_true",
+                   help="prompt each slice with the true bleed's box instead of a click (models only)")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_sliceceiling)
     p = commands.add_parser("precision", help="bf16 against fp32 on every row of evaluation tables")

@@ -7,6 +7,10 @@ the slices together are scored in 3D against the clicked bleed. One click + prop
 this only where it answers every slice as well as a click there would; it can pass it where the
 previous slice's mask prompts a slice better than a click does. Settings (the floor's HU band)
 are chosen per fold on the other folds, as in both tables.
+
+With ``truth_box`` a model gets, instead of the click, the box of the true bleed on each slice
+(the click handling's margin): what the model itself can answer with a perfect box, whatever
+the click handling and propagation do.
 """
 
 from dataclasses import dataclass
@@ -14,10 +18,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from SAMIHSLib.interaction.regions import deepest_point
+from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
+from SAMIHSLib.interaction.regions import box_around, deepest_point, mm_to_whole_px
 from SAMIHSLib.metrics import dice
 
-from .click_crossval import SELECTION, SettingFactory, SliceSegmenter, select_per_fold
+from .click_crossval import SELECTION, SessionSegmenter, SettingFactory, SliceSegmenter, select_per_fold
 from .volume_eval import EvalVolume, clicked_bleed
 
 
@@ -38,23 +43,32 @@ class CeilingRecord:
     slice_dice: str  # "k:dice" per clicked slice, space-separated
 
 
-def every_slice_mask(segmenter: SliceSegmenter, item: EvalVolume) -> Tuple[np.ndarray, Dict[int, float]]:
-    """The clicked bleed as ``segmenter`` answers one deepest click on each of its slices, alone;
-    and each slice's 2D Dice."""
+def every_slice_mask(segmenter: SliceSegmenter, item: EvalVolume,
+                     truth_box: bool = False) -> Tuple[np.ndarray, Dict[int, float]]:
+    """The clicked bleed as ``segmenter`` answers one deepest click (or, with ``truth_box``, the
+    true bleed's box) on each of its slices, alone; and each slice's 2D Dice."""
+    if truth_box and not isinstance(segmenter, SessionSegmenter):
+        raise ValueError("Only a model takes the true bleed's box; HU region growing takes clicks.")
     target = clicked_bleed(item.truth)
     mask = np.zeros_like(target)
     per_slice: Dict[int, float] = {}
+    margin = mm_to_whole_px(ClickSegmentationConfig().box_margin_mm, item.spacing_zyx)
     for k in np.nonzero(target.any(axis=(1, 2)))[0]:
         segmenter.start(item.image_hu[k], item.spacing_zyx)
-        mask[k], _, _ = segmenter.click([deepest_point(target[k])], [])
+        if truth_box:
+            segmenter.session.click(0, [], [], box=box_around(target[k], margin), propagate=False)
+            mask[k] = segmenter.session.mask[0]
+        else:
+            mask[k], _, _ = segmenter.click([deepest_point(target[k])], [])
         per_slice[int(k)] = dice(mask[k], target[k])
     return mask, per_slice
 
 
 def run_ceiling(method: str, settings: Dict[str, SettingFactory], volumes: Sequence[EvalVolume], folds: int,
-                progress: Optional[Callable[[str], None]] = None) -> Tuple[List[CeilingRecord], List[CeilingRecord]]:
-    """Every setting of ``method`` on every volume; returns (the records of the setting chosen per
-    fold on the other folds, every record)."""
+                progress: Optional[Callable[[str], None]] = None,
+                truth_box: bool = False) -> Tuple[List[CeilingRecord], List[CeilingRecord]]:
+    """Every setting of ``method`` on every volume (:func:`every_slice_mask`); returns (the records
+    of the setting chosen per fold on the other folds, every record)."""
     protocol, clicks = SELECTION
     everything: List[CeilingRecord] = []
     for setting, factory in settings.items():
@@ -62,7 +76,7 @@ def run_ceiling(method: str, settings: Dict[str, SettingFactory], volumes: Seque
         for item in sorted(volumes, key=lambda v: v.fold):  # one per-fold model loaded at a time
             if item.fold not in segmenters:
                 segmenters = {item.fold: factory(item.fold)}
-            mask, per_slice = every_slice_mask(segmenters[item.fold], item)
+            mask, per_slice = every_slice_mask(segmenters[item.fold], item, truth_box)
             everything.append(CeilingRecord(method, setting, item.name, item.scan, item.fold, protocol, clicks,
                                             dice(mask, clicked_bleed(item.truth)), len(per_slice),
                                             " ".join(f"{k}:{d:.3f}" for k, d in per_slice.items())))
@@ -75,7 +89,7 @@ def run_ceiling(method: str, settings: Dict[str, SettingFactory], volumes: Seque
 def ceiling_table(records: Sequence[CeilingRecord], caption: str) -> str:
     """Mean 3D Dice per method, then per volume."""
     methods = list(dict.fromkeys(r.method for r in records))
-    lines = [caption, "", "| method | volumes | 3D Dice clicked bleed, a click on every slice (mean) |",
+    lines = [caption, "", "| method | volumes | 3D Dice clicked bleed, every slice prompted alone (mean) |",
              "|---|---|---|"]
     for method in methods:
         mine = [r.dice_clicked for r in records if r.method == method]

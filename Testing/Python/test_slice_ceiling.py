@@ -54,3 +54,9 @@ def test_the_floors_band_is_chosen_on_the_other_fold(two_volumes):
         best = max(dict.fromkeys(r.setting for r in other), key=lambda s: next(r.dice_clicked for r in other
                                                                               if r.setting == s))
         assert record.setting == best
+
+
+@pytest.mark.real_data
+def test_only_a_model_takes_the_true_bleeds_box(two_volumes):
+    with pytest.raises(ValueError, match="Only a model takes the true bleed's box"):
+        every_slice_mask(RegionGrowingSegmenter((45.0, 90.0), 1), two_volumes[0], truth_box=True)
