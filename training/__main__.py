@@ -413,6 +413,17 @@ def run_shiprule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_volume_arguments(parser: argparse.ArgumentParser, method_help: str, method_required: bool) -> None:
+    """The options of every command that runs methods on the whole CTs."""
+    parser.add_argument("--dataset", action="append", required=True,
+                        help="e.g. ct_ich_volumes:../shared/data/ct-ich-volumes")
+    parser.add_argument("--folds", required=True, help="fold file covering the volumes' patients")
+    parser.add_argument("--method", action="append", required=method_required, default=None if method_required else [],
+                        help=method_help)
+    parser.add_argument("--engine", default="auto", help="inference engine (exact fp32 engines give the same masks)")
+    parser.add_argument("--only", action="append", help="evaluate only this volume (e.g. 049), for a quick look")
+
+
 def main(argv=None) -> int:
     from SAMIHSLib.cpu_tuning import tune_process_for_inference
 
@@ -478,24 +489,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_clickeval)
     p = commands.add_parser("volumeeval", help="cross-validated one click -> 3D evaluation on whole CTs")
-    p.add_argument("--dataset", action="append", required=True, help="e.g. ct_ich_volumes:../shared/data/ct-ich-volumes")
-    p.add_argument("--folds", required=True, help="fold file covering the volumes' patients")
-    p.add_argument("--method", action="append", default=[],
-                   help="region | lite-base | lite | CHECKPOINT; SPEC:propagation=NAME,NAME tries those settings")
-    p.add_argument("--engine", default="auto", help="inference engine (exact fp32 engines give the same masks)")
+    _add_volume_arguments(p, "region | lite-base | lite | CHECKPOINT; SPEC:propagation=NAME,NAME tries those settings",
+                          method_required=False)
     p.add_argument("--reuse", action="append", help="records.csv of an earlier volumeeval on the same folds")
-    p.add_argument("--only", action="append", help="evaluate only this volume (e.g. 049), for a quick look")
     p.add_argument("--auto", metavar="MODEL",
                    help="run `samihs batch --prompts auto` with MODEL on every volume, bleed-free ones too")
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_volumeeval)
     p = commands.add_parser("sliceceiling",
                             help="what propagation can reach at most: a click on every slice of the clicked bleed")
-    p.add_argument("--dataset", action="append", required=True, help="e.g. ct_ich_volumes:../shared/data/ct-ich-volumes")
-    p.add_argument("--folds", required=True, help="fold file covering the volumes' patients")
-    p.add_argument("--method", action="append", required=True, help="the click table's methods: region | lite-base | ...")
-    p.add_argument("--engine", default="auto", help="inference engine (exact fp32 engines give the same masks)")
-    p.add_argument("--only", action="append", help="only this volume (e.g. 049), for a quick look")
+    _add_volume_arguments(p, "the click table's methods: region | lite-base | ...", method_required=True)
     p.add_argument("--truth-box", action="store_true",
                    help="prompt each slice with the true bleed's box instead of a click (models only)")
     p.add_argument("--out", required=True)
