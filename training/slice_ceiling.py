@@ -43,13 +43,13 @@ class CeilingRecord:
     slice_dice: str  # "k:dice" per clicked slice, space-separated
 
 
-def every_slice_mask(segmenter: SliceSegmenter, item: EvalVolume,
+def every_slice_mask(segmenter: SliceSegmenter, item: EvalVolume, target: np.ndarray,
                      truth_box: bool = False) -> Tuple[np.ndarray, Dict[int, float]]:
-    """The clicked bleed as ``segmenter`` answers one deepest click (or, with ``truth_box``, the
-    true bleed's box) on each of its slices, alone; and each slice's 2D Dice."""
+    """The clicked bleed ``target`` of ``item`` (:func:`clicked_bleed`) as ``segmenter`` answers
+    one deepest click (or, with ``truth_box``, the true bleed's box) on each of its slices, alone;
+    and each slice's 2D Dice."""
     if truth_box and not isinstance(segmenter, SessionSegmenter):
         raise ValueError("Only a model takes the true bleed's box; HU region growing takes clicks.")
-    target = clicked_bleed(item.truth)
     mask = np.zeros_like(target)
     per_slice: Dict[int, float] = {}
     margin = mm_to_whole_px(ClickSegmentationConfig().box_margin_mm, item.spacing_zyx)
@@ -70,15 +70,16 @@ def run_ceiling(method: str, settings: Dict[str, SettingFactory], volumes: Seque
     """Every setting of ``method`` on every volume (:func:`every_slice_mask`); returns (the records
     of the setting chosen per fold on the other folds, every record)."""
     protocol, clicks = SELECTION
+    targets = {item.name: clicked_bleed(item.truth) for item in volumes}  # one 3D labelling per volume
     everything: List[CeilingRecord] = []
     for setting, factory in settings.items():
         segmenters: Dict[int, SliceSegmenter] = {}
         for item in sorted(volumes, key=lambda v: v.fold):  # one per-fold model loaded at a time
             if item.fold not in segmenters:
                 segmenters = {item.fold: factory(item.fold)}
-            mask, per_slice = every_slice_mask(segmenters[item.fold], item, truth_box)
+            mask, per_slice = every_slice_mask(segmenters[item.fold], item, targets[item.name], truth_box)
             everything.append(CeilingRecord(method, setting, item.name, item.scan, item.fold, protocol, clicks,
-                                            dice(mask, clicked_bleed(item.truth)), len(per_slice),
+                                            dice(mask, targets[item.name]), len(per_slice),
                                             " ".join(f"{k}:{d:.3f}" for k, d in per_slice.items())))
             if progress is not None:
                 progress(f"{method} [{setting}] {item.name}")

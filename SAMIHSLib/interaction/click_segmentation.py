@@ -12,7 +12,7 @@ answer nearer to them than to any positive click, within their reach.
 """
 
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,9 +68,14 @@ def no_bleed_message(click_hu: float) -> str:
             f"{low:.0f} and {high:.0f} HU)")
 
 
-def _within_area_limit(items: list, areas_px: Sequence[int], area_limit_px: Optional[float]) -> list:
-    """The ``items`` whose area is within ``area_limit_px`` (all of them when there is no limit)."""
-    return items if area_limit_px is None else [item for item, area in zip(items, areas_px) if area <= area_limit_px]
+def _within_area_limit(items: list, area_px: Callable[[object], int], area_limit_px: Optional[float]) -> list:
+    """The ``items`` whose ``area_px`` is within ``area_limit_px`` (all of them when there is no limit)."""
+    return items if area_limit_px is None else [item for item in items if area_px(item) <= area_limit_px]
+
+
+def _regions_within(per_click: List[List[np.ndarray]], area_limit_px: float) -> List[List[np.ndarray]]:
+    """Each click's candidate regions that fit within ``area_limit_px``."""
+    return [_within_area_limit(regions, lambda region: int(region.sum()), area_limit_px) for regions in per_click]
 
 
 class ClickSegmenter:
@@ -98,10 +103,9 @@ class ClickSegmenter:
     def _whole_px(self, mm: float) -> int:
         return mm_to_whole_px(mm, self.predictor.spacing_zyx)
 
-    def candidate_regions(self, slice_index: int, click: Point,
-                          area_limit_px: Optional[float] = None) -> List[np.ndarray]:
+    def candidate_regions(self, slice_index: int, click: Point) -> List[np.ndarray]:
         """Distinct hyperdense regions around ``click`` on slice ``slice_index``, one per (band,
-        opening) setting; only those within ``area_limit_px``, if given."""
+        opening) setting."""
         slice_hu = self.predictor.denoised_slice(slice_index)
         regions: List[np.ndarray] = []
         seed_search = self._mm_to_px(self.config.seed_search_mm)
@@ -115,7 +119,7 @@ class ClickSegmenter:
                     continue  # nothing there, or the band leaked into the brain (approximate HU, noise)
                 if not any(np.array_equal(region, r) for r in regions):
                     regions.append(region)
-        return _within_area_limit(regions, [int(r.sum()) for r in regions], area_limit_px)
+        return regions
 
     def _guided(self) -> bool:
         guided = self.config.intensity_guided
@@ -146,12 +150,13 @@ class ClickSegmenter:
     def _from_click(self, slice_index: int, prompt: SlicePrompt, area_limit_px: Optional[float]) -> ClickResult:
         """The click's hyperdense-region boxes, else the box sizes around it; with an area limit,
         an answer within it from either comes before any beyond it."""
+        per_click = self._click_regions(slice_index, prompt)
         if area_limit_px is not None:
-            within = self._from_intensity(slice_index, prompt, area_limit_px) \
+            within = self._from_regions(slice_index, prompt, _regions_within(per_click, area_limit_px)) \
                 or self._from_box_sizes(slice_index, prompt, area_limit_px)
             if within.prediction.mask.any():
                 return within
-        return self._from_intensity(slice_index, prompt) or self._from_box_sizes(slice_index, prompt)
+        return self._from_regions(slice_index, prompt, per_click) or self._from_box_sizes(slice_index, prompt)
 
     def _refuse_non_blood(self, slice_index: int, click: Point, result: ClickResult) -> ClickResult:
         """An answer to a click on clearly non-blood HU (air, fat, bone) that is itself not
@@ -178,8 +183,10 @@ class ClickSegmenter:
         slice_hu = self.predictor.denoised_slice(slice_index)
         negative, positive = prompt.negative_points, prompt.positive_points
         if missed.method == "prompt" and prompt.box is None:
-            guided = (area_limit_px is not None and self._from_intensity(slice_index, prompt, area_limit_px)) \
-                or self._from_intensity(slice_index, prompt)
+            per_click = self._click_regions(slice_index, prompt)
+            guided = (area_limit_px is not None
+                      and self._from_regions(slice_index, prompt, _regions_within(per_click, area_limit_px))) \
+                or self._from_regions(slice_index, prompt, per_click)
             if guided is not None:
                 guided = self._apply_negatives(guided, negative, positive)
                 if contains_any(guided.prediction.mask, positive[-1:]):
@@ -217,9 +224,14 @@ class ClickSegmenter:
                        message="the model's answer missed the click; answered by lite-base, the model it was "
                                f"fine-tuned from ({answer.method})")
 
-    def _from_intensity(self, slice_index: int, prompt: SlicePrompt,
-                        area_limit_px: Optional[float] = None) -> Optional[ClickResult]:
-        per_click = [self.candidate_regions(slice_index, click, area_limit_px) for click in prompt.positive_points]
+    def _click_regions(self, slice_index: int, prompt: SlicePrompt) -> List[List[np.ndarray]]:
+        """Each positive click's candidate regions (:meth:`candidate_regions`)."""
+        return [self.candidate_regions(slice_index, click) for click in prompt.positive_points]
+
+    def _from_regions(self, slice_index: int, prompt: SlicePrompt,
+                      per_click: List[List[np.ndarray]]) -> Optional[ClickResult]:
+        """The best of the model's answers to the boxes of the first click's ``per_click`` regions
+        (each joined with the other clicks' regions of the same setting); None without any."""
         if not per_click[0]:
             return None
         margin = self._whole_px(self.config.box_margin_mm)
@@ -255,7 +267,7 @@ class ClickSegmenter:
             if fills_the_head(prediction.mask, head_px):
                 continue  # a leak into the brain is no answer
             answers.append(ClickResult(prediction, candidate_box, "box sizes around click"))
-        answers = _within_area_limit(answers, [int(a.prediction.mask.sum()) for a in answers], area_limit_px)
+        answers = _within_area_limit(answers, lambda answer: int(answer.prediction.mask.sum()), area_limit_px)
         # The first of equally confident answers wins (the smallest box), as it always has.
         best = max(answers, key=lambda answer: answer.prediction.predicted_iou, default=None)
         if best is None:  # every box leaked: nothing from the model; the missed-click fallbacks answer

@@ -34,7 +34,7 @@ def two_volumes():
 def test_each_slice_of_the_clicked_bleed_is_answered_alone(two_volumes):
     item = next(v for v in two_volumes if v.name == "049")
     target = clicked_bleed(item.truth)
-    mask, per_slice = every_slice_mask(RegionGrowingSegmenter((45.0, 90.0), 1), item)
+    mask, per_slice = every_slice_mask(RegionGrowingSegmenter((45.0, 90.0), 1), item, target)
     assert sorted(per_slice) == [13, 14, 15, 16] == np.nonzero(target.any(axis=(1, 2)))[0].tolist()
     assert not mask[[k for k in range(mask.shape[0]) if k not in per_slice]].any()  # no propagation
     for k, score in per_slice.items():  # each slice as the floor answers a click at its deepest point alone
@@ -59,4 +59,5 @@ def test_the_floors_band_is_chosen_on_the_other_fold(two_volumes):
 @pytest.mark.real_data
 def test_only_a_model_takes_the_true_bleeds_box(two_volumes):
     with pytest.raises(ValueError, match="Only a model takes the true bleed's box"):
-        every_slice_mask(RegionGrowingSegmenter((45.0, 90.0), 1), two_volumes[0], truth_box=True)
+        every_slice_mask(RegionGrowingSegmenter((45.0, 90.0), 1), two_volumes[0], clicked_bleed(two_volumes[0].truth),
+                         truth_box=True)
