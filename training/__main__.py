@@ -370,6 +370,8 @@ def run_detectorcv(args: argparse.Namespace) -> int:
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     if args.seeded:
         _detector_modes(args, volumes, summary, records, floor, caption, len(folds))
+    if args.review:
+        _region_review(crossval, logits, out, summary, records, floor, caption)
     print((out / "tables.md").read_text())
     if args.ship:
         print("training the all-scans detector")
@@ -378,6 +380,32 @@ def run_detectorcv(args: argparse.Namespace) -> int:
         detector.save(Path(args.ship))
         print(f"wrote {args.ship} ({detector.thresholds.label()})")
     return 0
+
+
+def _region_review(crossval, logits, out: Path, summary, records, floor, caption: str) -> None:
+    """The region review cross-validated on the same out-of-fold logits, beside the thresholds
+    (measured, not shipped: README "Automatic batch")."""
+    from SAMIHSLib.volume.bleed_detection import logits_to_probability
+
+    from .detector_crossval import detection_records_csv, detection_table, select_per_fold, summarize_detection
+    from .region_review_crossval import PIXEL_THRESHOLDS, region_tables, select_per_fold as review_per_fold, \
+        review_on_all_folds, tables_csv
+
+    tables = {pixel: [] for pixel in PIXEL_THRESHOLDS}
+    for item in (v for v in crossval.volumes if v.name in logits):
+        for pixel, table in region_tables(item, logits_to_probability(logits[item.name], item.truth.shape[1:])).items():
+            tables[pixel].append(table)
+    write_text_atomic(out / "review_regions.csv", tables_csv(tables))
+    reviewed, chosen = review_per_fold(tables)
+    pixel, review, review_records = review_on_all_folds(tables)
+    write_text_atomic(out / "review_records.csv", detection_records_csv(review_records))
+    write_text_atomic(out / "review_selected.csv", detection_records_csv(reviewed))
+    summary.update({"review_per_fold_setting": chosen, "review": summarize_detection(reviewed),
+                    "review_on_all_folds": {"pixel_threshold": pixel, **review.to_dict()}})
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "tables.md", detection_table(
+        select_per_fold(records, crossval.folds)[0], floor, summary["slice_auc"], caption,
+        [(f"the same + region review (setting and review per fold: {'; '.join(chosen)})", reviewed)]))
 
 
 def _detector_modes(args: argparse.Namespace, volumes, summary, records, floor, caption: str, folds: int) -> None:
@@ -525,6 +553,8 @@ def main(argv=None) -> int:
     p.add_argument("--ship", help="also train on every volume and write the shipped detector here")
     p.add_argument("--reuse-runs", action="store_true", help="evaluate the out-of-fold logits already in --runs")
     p.add_argument("--seeded", help="also measure the detector's regions as clicks for this model (e.g. lite-base)")
+    p.add_argument("--review", action="store_true",
+                   help="also cross-validate the region review (a second look at each region; not shipped)")
     p.add_argument("--engine", default="openvino", help="the --seeded model's engine")
     p.set_defaults(handler=run_detectorcv)
     args = parser.parse_args(argv)
