@@ -16,6 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
+from SAMIHSLib.interaction.regions import largest_component
+
 REVIEW_FEATURES = ("log_ml", "score_logit", "mean_probability", "slices", "median_hu", "contrast_hu",
                    "asymmetry_hu", "bone_ring")
 RING_PX = 3  # the tissue around a region: this many pixels around it on its slices
@@ -32,12 +34,7 @@ def head_axes(volume_hu: np.ndarray) -> List[Optional[HeadAxis]]:
     other side of the head is mirrored; None where a slice holds too little head."""
     axes: List[Optional[HeadAxis]] = []
     for image in volume_hu:
-        labels, count = ndi.label(image > HEAD_HU)
-        if not count:
-            axes.append(None)
-            continue
-        head = ndi.binary_fill_holes(labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)
-        rows, columns = np.nonzero(head)
+        rows, columns = np.nonzero(ndi.binary_fill_holes(largest_component(image > HEAD_HU)))
         if len(rows) < 100:
             axes.append(None)
             continue
