@@ -16,12 +16,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from SAMIHSLib.interaction.regions import largest_component
+from SAMIHSLib.interaction.regions import HEAD_HU, largest_component
 
 REVIEW_FEATURES = ("log_ml", "score_logit", "mean_probability", "slices", "median_hu", "contrast_hu",
                    "asymmetry_hu", "bone_ring")
 RING_PX = 3  # the tissue around a region: this many pixels around it on its slices
-HEAD_HU = -300.0  # above this: the head (skin, brain, bone), not air
 SOFT_TISSUE_HU = (-20.0, 120.0)  # the ring's tissue a region is compared with: no air, no bone
 BONE_HU = 150.0
 _RING = np.ones((1, 2 * RING_PX + 1, 2 * RING_PX + 1), bool)  # in-plane only: slices are thick

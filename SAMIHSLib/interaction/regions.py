@@ -196,9 +196,12 @@ def _opened_region_at(in_band: np.ndarray, seed_xy: Tuple[int, int], opening_px:
 MAX_HEAD_FRACTION = 0.4
 
 
+HEAD_HU = -300.0  # above this: the head (skin, brain, bone), not air
+
+
 def head_area_px(slice_hu: np.ndarray) -> int:
     """Pixels of the head's cross-section on an HU slice (everything denser than air, holes filled)."""
-    return int(ndi.binary_fill_holes(slice_hu > -300.0).sum())
+    return int(ndi.binary_fill_holes(slice_hu > HEAD_HU).sum())
 
 
 def fills_the_head(mask: np.ndarray, head_px: int) -> bool:
