@@ -139,6 +139,13 @@ class SlicePropagator:
         prediction, kept, (rule, reason), seeded = self._next_slice_from_model(k, previous, appearance)
         if not reason or rule not in self.config.fallback_rules:
             return prediction, kept, reason, ""
+        return self._fallbacks(k, previous, appearance, prediction, reason, seeded)
+
+    def _fallbacks(self, k: int, previous: np.ndarray, appearance: BleedAppearance, prediction: SlicePrediction,
+                   reason: str, seeded: Optional[np.ndarray]) -> Tuple[SlicePrediction, np.ndarray, str, str]:
+        """The fallback prompts for a slice the model's answer failed on ``reason``: (answer, kept
+        mask, "" and the fallback's name if one passes the stop rules; else ``prediction``, an empty
+        mask, the reason with what was tried, "")."""
         margin = self._px(self.config.box_margin_mm)
         region = seeded if seeded is not None else self._seeded_region(k, previous, appearance)
         attempts = [("previous mask as prompt", lambda: self.predictor.predict(
