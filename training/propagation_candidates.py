@@ -5,7 +5,7 @@ from dataclasses import replace
 from typing import Dict
 
 from SAMIHSLib.interaction.appearance import AppearanceConfig
-from SAMIHSLib.interaction.propagation import PropagationConfig
+from SAMIHSLib.interaction.propagation import STOP_RULES, PropagationConfig
 
 # The learned propagation: the clicked bleed's own band (joined with the acute band), the seeded
 # region kept within 4 mm of the previous mask and dropped when it floods, and a contrast rule.
@@ -17,6 +17,9 @@ PROPAGATION_CANDIDATES: Dict[str, PropagationConfig] = {
     # The acute bands, fallback prompts on empty, unsure and swollen answers (chosen on the training folds).
     "as shipped": PropagationConfig(),
     "learned band": LEARNED,
+    # For click-trained models: a slice they are dropped on is asked of lite-base, their second opinion
+    # (twenty-third session's candidate: on fold 0's volumes it kept 090's thin epidural going).
+    "second opinion on dropped slices": PropagationConfig(second_opinion_rules=STOP_RULES),
     # Measured and not kept (training/results/volumes_5fold_fallbacks: named "as shipped" there):
     "fallbacks on empty slices only": PropagationConfig(fallback_rules=("empty",)),
     # The default until the twenty-first session: a click on a missed slice may answer any size.

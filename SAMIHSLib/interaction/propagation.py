@@ -11,7 +11,8 @@ so one click never reaches a separate bleed.
 Propagation in a direction stops at the first slice that fails a rule: empty/tiny mask, a mask
 mostly outside the bleed's band, low predicted IoU, sudden area jump, or leaving the region.
 Before a slice is dropped for a rule in ``PropagationConfig.fallback_rules``, the fallback
-prompts are tried under the same rules.
+prompts are tried under the same rules; then, for a rule in ``second_opinion_rules``, the same
+prompts are asked of the predictor's second opinion (lite-base, for a click-trained model).
 """
 
 import threading
@@ -83,11 +84,16 @@ class PropagationConfig:
     # A positive click on a slice the bleed was missed on (it has a mask on the next slice) prefers
     # answers within max_area_growth of that mask, as a propagated slice would be held to.
     hold_missed_slice_clicks_to_growth: bool = True
+    # The rules after which a slice the model (and the fallbacks) failed on is asked of the predictor's
+    # second opinion with the same prompts, under the same rules: a click-trained model's answer on a
+    # neighbouring slice can stray where lite-base's box answer follows the bleed. () = never.
+    second_opinion_rules: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.fallback_rules) - set(STOP_RULES))
-        if unknown:
-            raise ValueError(f"Unknown stop rule(s) {unknown} in fallback_rules; use {STOP_RULES}.")
+        for name in ("fallback_rules", "second_opinion_rules"):
+            unknown = sorted(set(getattr(self, name)) - set(STOP_RULES))
+            if unknown:
+                raise ValueError(f"Unknown stop rule(s) {unknown} in {name}; use {STOP_RULES}.")
 
 
 @dataclass
@@ -137,9 +143,17 @@ class SlicePropagator:
         prompt with its box, then the region of the bleed's HU it seeds, are tried under the same
         stop rules."""
         prediction, kept, (rule, reason), seeded = self._next_slice_from_model(k, previous, appearance)
-        if not reason or rule not in self.config.fallback_rules:
-            return prediction, kept, reason, ""
-        return self._fallbacks(k, previous, appearance, prediction, reason, seeded)
+        if reason and rule in self.config.fallback_rules:
+            prediction, kept, reason, method = self._fallbacks(k, previous, appearance, prediction, reason, seeded)
+            if not reason:
+                return prediction, kept, reason, method
+        if reason and rule in self.config.second_opinion_rules and self.predictor.second_opinion is not None:
+            other = SlicePropagator(self.predictor.second_opinion, self.config)
+            answer, other_kept, (_, other_reason), _ = other._next_slice_from_model(k, previous, appearance)
+            if not other_reason:
+                return answer, other_kept, "", "second opinion (lite-base)"
+            reason = f"{reason}; the second opinion too: {other_reason}"
+        return prediction, kept, reason, ""
 
     def _fallbacks(self, k: int, previous: np.ndarray, appearance: BleedAppearance, prediction: SlicePrediction,
                    reason: str, seeded: Optional[np.ndarray]) -> Tuple[SlicePrediction, np.ndarray, str, str]:

@@ -188,13 +188,11 @@ def test_the_learned_propagation_follows_a_collection_below_the_acute_band_on_a_
     assert acute_missed >= 1 and acute < followed - 0.1, (acute, acute_missed)
 
 
-@pytest.mark.real_data
-@pytest.mark.slow  # ~30 s on 2 cores (a whole real CT)
-def test_a_slice_the_model_answers_unsure_is_answered_by_the_fallbacks_on_a_real_ct(lite_model):
-    """Patient 049 of ct-ich-volumes: a 3.8 mL epidural over slices 13-16, clicked on 14. On slice
-    13 lite-base answers with a predicted IoU of 0.50, under the 0.55 floor: with the fallbacks kept
-    for empty slices, propagation stopped there (measured); by default the previous mask as a
-    prompt or the seeded region answers it, and every slice of the bleed is covered."""
+PATIENT_049_SPACING_ZYX = (5.0, 0.45, 0.45)
+
+
+def patient_049():
+    """Patient 049 of ct-ich-volumes: (volume in HU, its clicked bleed, the click's slice and point)."""
     import SimpleITK as sitk
 
     from conftest import REPO, unavailable
@@ -206,8 +204,19 @@ def test_a_slice_the_model_answers_unsure_is_answered_by_the_fallbacks_on_a_real
     volume = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "images" / "049.nii.gz"))).astype(np.float32)
     truth = clicked_bleed(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "masks" / "049.nii.gz"))) > 0)
     k, point = first_volume_click(truth, "deepest", "049")
+    return volume, truth, k, point
+
+
+@pytest.mark.real_data
+@pytest.mark.slow  # ~30 s on 2 cores (a whole real CT)
+def test_a_slice_the_model_answers_unsure_is_answered_by_the_fallbacks_on_a_real_ct(lite_model):
+    """Patient 049 of ct-ich-volumes: a 3.8 mL epidural over slices 13-16, clicked on 14. On slice
+    13 lite-base answers with a predicted IoU of 0.50, under the 0.55 floor: with the fallbacks kept
+    for empty slices, propagation stopped there (measured); by default the previous mask as a
+    prompt or the seeded region answers it, and every slice of the bleed is covered."""
+    volume, truth, k, point = patient_049()
     predictor = SAMIHSPredictor(lite_model)
-    predictor.set_volume(volume, (5.0, 0.45, 0.45))
+    predictor.set_volume(volume, PATIENT_049_SPACING_ZYX)
     seed = HemorrhageSession(predictor).click_segmenter.segment(k, [point]).prediction.mask
     bleed_slices = set(np.nonzero(truth.any(axis=(1, 2)))[0].tolist())
 
@@ -220,3 +229,30 @@ def test_a_slice_the_model_answers_unsure_is_answered_by_the_fallbacks_on_a_real
     assert not missed(default), default.stop_reasons
     assert 13 in default.slice_methods
     assert dice(default.mask, truth) > dice(empty_only.mask, truth)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow  # ~40 s on 2 cores (a whole real CT, two models)
+def test_a_slice_a_click_trained_model_is_dropped_on_is_asked_of_lite_base_when_configured(lite_model):
+    """Patient 049 again, with the shipped click-trained ``samihs``: its answer on slice 16 (the
+    bleed's last) strays from slice 15's mask and propagation stops there. With
+    ``second_opinion_rules`` that slice is asked of lite-base with the same prompts, whose answer
+    lies on the bleed. By default propagation asks no one: a second opinion added to be loaded
+    when needed is still not loaded after the click."""
+    from SAMIHSLib.interaction.predictor import add_second_opinion
+    from SAMIHSLib.interaction.propagation import STOP_RULES
+    from SAMIHSLib.models import load_model
+
+    volume, truth, k, point = patient_049()
+    predictor = add_second_opinion(SAMIHSPredictor(load_model("samihs", device="cpu")), base_model=lite_model,
+                                   when_needed=True)
+    predictor.set_volume(volume, PATIENT_049_SPACING_ZYX)
+    alone = HemorrhageSession(predictor)
+    outcome = alone.click(k, [point])
+    assert not predictor.second_opinion_loaded
+    assert outcome.stop_reasons["up"].startswith("slice 16:") and not alone.mask[16].any()
+    asked = HemorrhageSession(predictor, propagation_config=PropagationConfig(second_opinion_rules=STOP_RULES))
+    outcome = asked.click(k, [point])
+    assert outcome.slice_methods[16] == "second opinion (lite-base)"
+    assert dice(asked.mask[16], truth[16]) > 0.3
+    assert dice(asked.mask, truth) > dice(alone.mask, truth)
