@@ -98,9 +98,11 @@ def test_stop_rules_fire(lite_model):
     assert rule == "unlike the bleed" and "unlike the clicked bleed (0% of the mask in its 45-100 HU" in text
 
 
-def test_fallback_rules_name_known_stop_rules():
-    with pytest.raises(ValueError, match="Unknown stop rule.*'low iou'"):
+def test_fallback_and_second_opinion_rules_name_known_stop_rules():
+    with pytest.raises(ValueError, match="Unknown stop rule.*'low iou'.*in fallback_rules"):
         PropagationConfig(fallback_rules=("empty", "low iou"))
+    with pytest.raises(ValueError, match="Unknown stop rule.*'unlike'.*in second_opinion_rules"):
+        PropagationConfig(second_opinion_rules=("unlike",))
 
 
 def test_cancel_keeps_the_partial_result(predictor, phantom):
