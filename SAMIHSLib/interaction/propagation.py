@@ -141,7 +141,8 @@ class SlicePropagator:
 
         Before a slice is dropped for a rule of ``fallback_rules``, the previous mask as a dense
         prompt with its box, then the region of the bleed's HU it seeds, are tried under the same
-        stop rules."""
+        stop rules; then, for a rule of ``second_opinion_rules``, the predictor's second opinion
+        with the model's own prompts."""
         prediction, kept, (rule, reason), seeded = self._next_slice_from_model(k, previous, appearance)
         if reason and rule in self.config.fallback_rules:
             prediction, kept, reason, method = self._fallbacks(k, previous, appearance, prediction, reason, seeded)
