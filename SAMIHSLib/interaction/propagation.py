@@ -150,7 +150,8 @@ class SlicePropagator:
                 return prediction, kept, reason, method
         if reason and rule in self.config.second_opinion_rules and self.predictor.second_opinion is not None:
             other = SlicePropagator(self.predictor.second_opinion, self.config)
-            answer, other_kept, (_, other_reason), _ = other._next_slice_from_model(k, previous, appearance)
+            # the same slice, previous mask and band: the region the model's attempt grew is the second opinion's too
+            answer, other_kept, (_, other_reason), _ = other._next_slice_from_model(k, previous, appearance, seeded)
             if not other_reason:
                 return answer, other_kept, "", "second opinion (lite-base)"
             reason = f"{reason}; the second opinion too: {other_reason}"
@@ -176,16 +177,21 @@ class SlicePropagator:
         tried = ", ".join(method for method, _ in attempts)
         return prediction, np.zeros_like(previous), f"{reason} (also tried: {tried})", ""
 
-    def _next_slice_from_model(self, k: int, previous: np.ndarray, appearance: BleedAppearance
+    def _next_slice_from_model(self, k: int, previous: np.ndarray, appearance: BleedAppearance,
+                               seeded: Optional[np.ndarray] = None
                                ) -> Tuple[SlicePrediction, np.ndarray, Tuple[str, str], Optional[np.ndarray]]:
         """The model's answer on slice ``k``: (prediction, kept mask, the stop rule it fails by name and in
-        words, the seeded region of the bleed's HU when the prompt mode used one, else None)."""
+        words, the seeded region of the bleed's HU when the prompt mode used one, else None).
+        ``seeded``: that region when another model's attempt on the same slice already grew it."""
         margin = self._px(self.config.box_margin_mm)
         if self.config.prompt_mode not in PROMPT_MODES:
             raise ValueError(f"Unknown prompt mode {self.config.prompt_mode!r}; use one of {PROMPT_MODES}.")
         dense = previous if self.config.prompt_mode == "box+mask" else None
         prompts = [SlicePrompt(box=box_around(previous, margin), mask_input=dense)]
-        seeded = self._seeded_region(k, previous, appearance) if self.config.prompt_mode == "box+region" else None
+        if self.config.prompt_mode != "box+region":
+            seeded = None
+        elif seeded is None:
+            seeded = self._seeded_region(k, previous, appearance)
         region = seeded if seeded is not None else np.zeros_like(previous)
         if seeded is not None and region.sum() * self._pixel_area_mm2 >= self.config.min_area_mm2:
             prompts.append(SlicePrompt(box=box_around(region, margin)))
