@@ -166,13 +166,16 @@ class ClickSegmenter:
         mask = result.prediction.mask
         if low <= click_hu <= high or not mask.any():
             return result
-        slice_hu = self.predictor.denoised_slice(slice_index)  # only now: the answer's own HU matter
-        band_low, band_high = BLOOD_HU.check_band
-        blood_fraction = float(np.mean((slice_hu[mask] >= band_low) & (slice_hu[mask] <= band_high)))
-        if blood_fraction >= MIN_BLOOD_FRACTION:
+        if self._blood_fraction(slice_index, mask) >= MIN_BLOOD_FRACTION:  # only now: the answer's own HU matter
             return result
         return ClickResult(replace(result.prediction, mask=np.zeros_like(mask)), result.box, "none",
                            no_bleed_message(click_hu) + "; the model's answer there is not hyperdense either")
+
+    def _blood_fraction(self, slice_index: int, mask: np.ndarray) -> float:
+        """The share of ``mask`` (non-empty) whose denoised HU lie in the acute blood check band."""
+        values = self.predictor.denoised_slice(slice_index)[mask]
+        band_low, band_high = BLOOD_HU.check_band
+        return float(np.mean((values >= band_low) & (values <= band_high)))
 
     def _answer_the_click(self, slice_index: int, prompt: SlicePrompt, missed: ClickResult,
                           area_limit_px: Optional[float] = None) -> ClickResult:
