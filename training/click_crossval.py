@@ -30,6 +30,7 @@ from SAMIHSLib.interaction.regions import (NEGATIVE_REACH_MM, component_at, deep
                                random_interior_point, remove_nearest_to_negatives)
 from SAMIHSLib.interaction.session import HemorrhageSession
 
+from .click_candidates import click_candidates
 from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case
 from .fold_predictors import FoldPredictors
 from .folds import fold_of_scan
@@ -308,7 +309,9 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
     the same without the missed-click fallbacks (what the model alone gives); ``lite:guided``: the
     shipped model given the intensity-guided region boxes with its clicks; ``PATH`` or
     ``PATH{fold}``: a checkpoint, one per fold when ``{fold}`` is in the path, as the app runs it (a
-    click-trained LiteMedSAM with lite-base as its second opinion; ``:no-second-opinion``: without).
+    click-trained LiteMedSAM with lite-base as its second opinion; ``:no-second-opinion``: without;
+    ``:click=NAME,NAME``: candidate click settings of :data:`~training.click_candidates.CLICK_CANDIDATES`,
+    chosen per fold on the training folds).
     ``NAME=SPEC``: SPEC shown as NAME. ``SPEC@L/W,L/W...``: the model fed CT windows of level L and
     width W (HU) instead of its own; several windows are settings, chosen per fold like the others.
     """
@@ -334,16 +337,22 @@ def method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, Se
     base, _, variant = spec.partition(":")
     variants = {"": "", "alone": " (model alone, no fallback)", "guided": " + intensity-guided region boxes",
                 "no-second-opinion": " without lite-base's second opinion"}
-    if variant not in variants:
+    if variant.startswith("click="):
+        configs = click_candidates(variant[len("click="):])
+        variant = ""
+    elif variant not in variants:
         raise ValueError(f"Unknown method variant {variant!r} in {spec!r}; "
-                         "use one of ':alone', ':guided', ':no-second-opinion'.")
-    config = ClickSegmentationConfig(answer_missed_clicks=variant != "alone",
-                                     intensity_guided=True if variant == "guided" else None)
+                         "use one of ':alone', ':guided', ':no-second-opinion', ':click=NAME,NAME'.")
+    else:
+        configs = {"as shipped": ClickSegmentationConfig(answer_missed_clicks=variant != "alone",
+                                                         intensity_guided=True if variant == "guided" else None)}
     name = {"lite-base": "lite-base + intensity-guided click handling",
             "lite": "shipped lite", "samihs": "shipped samihs"}.get(base, base) + variants[variant]
     predictors = FoldPredictors(base, engine, second_opinion=variant != "no-second-opinion")
 
-    def factory(fold: int, preprocessing: Optional[PreprocessingConfig] = None) -> SliceSegmenter:
+    def factory(fold: int, config: ClickSegmentationConfig,
+                preprocessing: Optional[PreprocessingConfig] = None) -> SliceSegmenter:
         return SessionSegmenter(predictors.for_fold(fold, preprocessing), config)
 
-    return name, {"as shipped": factory}
+    return name, {setting: (lambda fold, config=config, **options: factory(fold, config, **options))
+                  for setting, config in configs.items()}

@@ -420,7 +420,8 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
     ``region``: 3D HU region growing (the floor); ``lite-base`` / ``lite`` / a checkpoint path:
     the model through the session with the app's click handling and propagation.
     ``SPEC:propagation=NAME,NAME``: candidate propagation settings (:data:`PROPAGATION_CANDIDATES`),
-    chosen per fold on the training folds. A click-trained LiteMedSAM gets lite-base as its second
+    chosen per fold on the training folds; ``SPEC:click=NAME,NAME`` the same for click settings
+    (:data:`~training.click_candidates.CLICK_CANDIDATES`). A click-trained LiteMedSAM gets lite-base as its second
     opinion, as in the app (``SPEC:no-second-opinion``: without). ``LABEL=SPEC`` names the method in the tables.
     """
     label, named_spec = split_method_label(spec)
@@ -433,29 +434,37 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
             for band, opening in REGION_GROWING_3D_SETTINGS}
     from SAMIHSLib.interaction.session import HemorrhageSession
 
+    from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
+    from SAMIHSLib.interaction.propagation import PropagationConfig
+
+    from .click_candidates import click_candidates
     from .propagation_candidates import PROPAGATION_CANDIDATES
 
     base, _, options = spec.partition(":")
-    names = ["as shipped"]
+    # (click setting, propagation setting) by the name the tables give it
+    settings = {"as shipped": (ClickSegmentationConfig(), PROPAGATION_CANDIDATES["as shipped"])}
     second_opinion = options != "no-second-opinion"
     if options and second_opinion:
         key, _, values = options.partition("=")
-        if key != "propagation" or not values:
+        if key not in ("propagation", "click") or not values:
             raise ValueError(f"Unknown method option {options!r} in {spec!r}; "
-                             "use ':propagation=NAME,NAME' or ':no-second-opinion'.")
-        names = values.split(",")
-        unknown = [n for n in names if n not in PROPAGATION_CANDIDATES]
-        if unknown:
-            raise ValueError(f"Unknown propagation setting(s) {unknown}; use {sorted(PROPAGATION_CANDIDATES)}.")
+                             "use ':propagation=NAME,NAME', ':click=NAME,NAME' or ':no-second-opinion'.")
+        if key == "click":
+            settings = {name: (config, PropagationConfig()) for name, config in click_candidates(values).items()}
+        else:
+            names = values.split(",")
+            unknown = [n for n in names if n not in PROPAGATION_CANDIDATES]
+            if unknown:
+                raise ValueError(f"Unknown propagation setting(s) {unknown}; use {sorted(PROPAGATION_CANDIDATES)}.")
+            settings = {name: (ClickSegmentationConfig(), PROPAGATION_CANDIDATES[name]) for name in names}
     label = {"lite-base": "lite-base (default)", "lite": "shipped lite", "samihs": "shipped samihs"}.get(base, base)
     predictors = FoldPredictors(base, engine, second_opinion=second_opinion)
 
-    def factory(fold: int, name: str) -> VolumeSegmenter:
-        config = PROPAGATION_CANDIDATES[name]
+    def factory(fold: int, click: ClickSegmentationConfig, propagation: PropagationConfig) -> VolumeSegmenter:
         return SessionVolumeSegmenter(predictors.for_fold(fold),
-                                      lambda predictor: HemorrhageSession(predictor, propagation_config=config))
+                                      lambda predictor: HemorrhageSession(predictor, click, propagation))
 
-    return label, {name: (lambda fold, name=name: factory(fold, name)) for name in names}
+    return label, {name: (lambda fold, configs=configs: factory(fold, *configs)) for name, configs in settings.items()}
 
 
 @dataclass

@@ -48,6 +48,9 @@ class ClickSegmentationConfig:
     # When the model's answer misses a positive click: re-prompt, then answer with the click's own
     # intensity region (False only to measure what the model alone gives).
     answer_missed_clicks: bool = True
+    # A click on acute blood whose answer holds the click but is mostly not blood (a click-trained
+    # model can draw the brain around a tiny clot): ask the second opinion, keep the more blood-like.
+    second_opinion_on_unlike_answers: bool = False
 
 
 @dataclass
@@ -84,7 +87,8 @@ class ClickSegmenter:
     A positive click never comes back with nothing: when the model's answer misses the click,
     the model it was fine-tuned from (``predictor.second_opinion``, if any), the click's
     hyperdense-region boxes, then that region as a mask prompt, then the region itself answer, and
-    ``ClickResult.method`` says which. Only a click whose HU is clearly not blood
+    ``ClickResult.method`` says which. With ``second_opinion_on_unlike_answers``, an answer to a click
+    on acute blood that is mostly not blood is also put to the second opinion. Only a click whose HU is clearly not blood
     gives an empty mask, with the reason in ``ClickResult.message``.
     """
 
@@ -144,6 +148,8 @@ class ClickSegmenter:
         if positive and self.config.answer_missed_clicks:
             if not contains_any(result.prediction.mask, positive[-1:]):  # the newest click must be answered
                 result = self._answer_the_click(slice_index, prompt, result, area_limit_px)
+            elif self.config.second_opinion_on_unlike_answers and result.method.startswith("prompt"):
+                result = self._second_opinion_if_unlike_blood(slice_index, prompt, result, area_limit_px)
             result = self._refuse_non_blood(slice_index, positive[-1], result)
         return result
 
@@ -182,7 +188,9 @@ class ClickSegmenter:
         """Fallbacks for a model answer that does not contain the positive click."""
         second = self._second_opinion(slice_index, prompt, area_limit_px)
         if second is not None:
-            return second
+            return replace(second, method=f"base model's {second.method} (the fine-tuned model's answer missed the click)",
+                           message="the model's answer missed the click; answered by lite-base, the model it was "
+                                   f"fine-tuned from ({second.method})")
         slice_hu = self.predictor.denoised_slice(slice_index)
         negative, positive = prompt.negative_points, prompt.positive_points
         if missed.method == "prompt" and prompt.box is None:
@@ -211,21 +219,39 @@ class ClickSegmenter:
         return replace(result, message=f"the model's answer missed the click; answered by the {result.method} "
                                        f"(HU {click_hu:.0f} at the click)")
 
+    def _second_opinion_if_unlike_blood(self, slice_index: int, prompt: SlicePrompt, answer: ClickResult,
+                                        area_limit_px: Optional[float] = None) -> ClickResult:
+        """``answer`` (the model's own, holding the newest click), or the second opinion's when the
+        click is on acute blood, less than half of ``answer`` is, and more of the second opinion's is."""
+        x, y = prompt.positive_points[-1]
+        click_hu = self.predictor.denoised_hu_at(slice_index, int(round(x)), int(round(y)))
+        band_low, band_high = BLOOD_HU.check_band
+        if not band_low <= click_hu <= band_high:
+            return answer  # a click on chronic or isodense blood: its answer is not held to the acute band
+        own_fraction = self._blood_fraction(slice_index, answer.prediction.mask)
+        if own_fraction >= MIN_BLOOD_FRACTION:
+            return answer  # (checked first: a second opinion added when needed loads only here)
+        second = self._second_opinion(slice_index, prompt, area_limit_px)
+        if second is None or self._blood_fraction(slice_index, second.prediction.mask) <= own_fraction:
+            return answer
+        return replace(second, method=f"base model's {second.method} (the fine-tuned model's answer was not blood)",
+                       message=f"the model's answer to a click on blood ({click_hu:.0f} HU) was mostly not blood "
+                               f"({own_fraction:.0%} in {band_low:.0f}-{band_high:.0f} HU); answered by lite-base, "
+                               f"the model it was fine-tuned from ({second.method})")
+
     def _second_opinion(self, slice_index: int, prompt: SlicePrompt,
                         area_limit_px: Optional[float] = None) -> Optional[ClickResult]:
         """The answer of the model this one was fine-tuned from (``predictor.second_opinion``),
-        through its own click handling, when that answer contains the newest positive click."""
+        through its own click handling, when that answer contains the newest positive click (its
+        method as that model's click handling named it); None otherwise."""
         base = self.predictor.second_opinion
         if base is None:
             return None
-        config = replace(self.config, intensity_guided=None, answer_missed_clicks=False)
+        config = replace(self.config, intensity_guided=None, answer_missed_clicks=False,
+                         second_opinion_on_unlike_answers=False)
         answer = ClickSegmenter(base, config).segment(slice_index, prompt.positive_points, prompt.negative_points,
                                                       prompt.box, prompt.mask_input, area_limit_px)
-        if not contains_any(answer.prediction.mask, prompt.positive_points[-1:]):
-            return None
-        return replace(answer, method=f"base model's {answer.method} (the fine-tuned model's answer missed the click)",
-                       message="the model's answer missed the click; answered by lite-base, the model it was "
-                               f"fine-tuned from ({answer.method})")
+        return answer if contains_any(answer.prediction.mask, prompt.positive_points[-1:]) else None
 
     def _click_regions(self, slice_index: int, prompt: SlicePrompt) -> List[List[np.ndarray]]:
         """Each positive click's candidate regions (:meth:`candidate_regions`)."""

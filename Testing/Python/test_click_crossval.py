@@ -186,6 +186,26 @@ def test_a_label_names_a_method_in_both_harnesses_and_an_option_keeps_its_equals
     assert list(volume_method_settings("acute=" + option)[1]) == ["as shipped", "contrast >= 2 HU only"]
 
 
+def test_click_settings_are_settings_of_a_method_in_both_harnesses():
+    from training.click_crossval import method_settings
+    from training.volume_eval import volume_method_settings
+
+    unlike = "second opinion on answers unlike the clicked blood"
+    for settings in (method_settings(f"samihs:click=as shipped,{unlike}")[1],
+                     volume_method_settings(f"samihs:click=as shipped,{unlike}")[1]):
+        assert list(settings) == ["as shipped", unlike]
+        configs = {}
+        for name, factory in settings.items():
+            segmenter = factory(0)
+            segmenter.start(np.linspace(-1000, 80, 32 * 32).reshape(1, 32, 32), (5.0, 0.5, 0.5))  # any CT
+            configs[name] = segmenter.session.click_segmenter.config
+        assert not configs["as shipped"].second_opinion_on_unlike_answers
+        assert configs[unlike].second_opinion_on_unlike_answers
+    for build in (method_settings, volume_method_settings):
+        with pytest.raises(ValueError, match="Unknown click setting"):
+            build("samihs:click=as shipped,bolder")
+
+
 def _session_after_first_click(case, model):
     """(predictor, session, click): ``model`` on the case's one slice, after the evaluation's first
     (deepest) click, applied as the app applies it."""
