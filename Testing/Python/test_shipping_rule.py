@@ -13,7 +13,8 @@ RESULTS = Path(__file__).resolve().parents[2] / "training" / "results"
 # The committed runs of the staged fine-tuned candidates (300 steps: what `samihs` ships; 500 steps on 3
 # and on 6 augmented copies; the 6-copies recipe with balanced subtypes and aged bleeds), each beside
 # lite-base on the same folds; then (vertex_check) the 6-copies and aged-bleeds candidates with the
-# click handling's bone-enclosure check, beside lite-base with it.
+# click handling's bone-enclosure check, beside lite-base with it; then (copies6_avx2) the 6-copies recipe
+# retrained on an AVX2 CPU, run as the app runs it (lite-base as its second opinion).
 COPIES6 = "SAMIHS staged, 500 steps, 6 copies (per fold)"
 CANDIDATE_TABLES = {
     key: (RuleTable("2D, 59 slices", RESULTS / f"real59_5fold_{run}" / "records.csv",
@@ -25,7 +26,8 @@ CANDIDATE_TABLES = {
                              ("staged_balanced_aged", "staged_balanced_aged",
                               "SAMIHS staged, balanced subtypes, aged bleeds (per fold)"),
                              ("vertex_check_copies6", "vertex_check", COPIES6),
-                             ("vertex_check_aged", "vertex_check", "SAMIHS staged, aged bleeds (per fold)"))}
+                             ("vertex_check_aged", "vertex_check", "SAMIHS staged, aged bleeds (per fold)"),
+                             ("copies6_avx2", "copies6_avx2", "SAMIHS staged, 6 copies, as the app runs it (per fold)"))}
 
 
 def _records(path: Path, rows):
@@ -66,7 +68,8 @@ def test_the_default_model_is_what_the_rule_gives_on_the_committed_records(run):
                               ("3D, 24 volumes", 1, "EDH")}),
     ("vertex_check_copies6", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 3, "SDH")}),
     ("vertex_check_aged", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 1, "overall"),
-                           ("2D, 59 slices", 3, "SDH")})])
+                           ("2D, 59 slices", 3, "SDH")}),
+    ("copies6_avx2", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 3, "SDH")})])
 def test_the_later_candidates_fail_where_the_readme_says(run, failing):
     _, checks = shipping_decision(CANDIDATE_TABLES[run])
     assert {(c.table, c.clicks, c.group) for c in checks if not c.passed} == failing
