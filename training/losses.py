@@ -18,19 +18,25 @@ def boundary_pixels(target: torch.Tensor) -> torch.Tensor:
     return ((neighbours < 5) & (target > 0.5)).flatten(1).sum(dim=1).float()
 
 
-def boundary_weight(target: torch.Tensor) -> torch.Tensor:
-    """g = 1 - C / S per sample (0 for an empty target)."""
+def boundary_weight(target: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
+    """g = max(1 - C / S, floor) per sample (0 for an empty target)."""
     size = (target > 0.5).flatten(1).sum(dim=1).float()
-    return torch.where(size > 0, 1.0 - boundary_pixels(target) / size.clamp(min=1.0), torch.zeros_like(size))
+    g = (1.0 - boundary_pixels(target) / size.clamp(min=1.0)).clamp(min=floor)
+    return torch.where(size > 0, g, torch.zeros_like(size))
 
 
-def paper_boundary_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Mean over the batch of ``1 - 2gTP / (2gTP + FP + FN)``."""
+def paper_boundary_loss(probabilities: torch.Tensor, target: torch.Tensor, eps: float = 1e-6,
+                        weight_floor: float = 0.0) -> torch.Tensor:
+    """Mean over the batch of ``1 - 2gTP / (2gTP + FP + FN)``.
+
+    A bleed one or two pixels wide is all boundary (g = 0): the term is then 1 whatever the answer,
+    with no gradient. ``weight_floor`` 0.5 makes it the soft Jaccard loss there (at g = 0.5 the
+    term is 1 - TP / (TP + FP + FN)) and leaves every target with g >= 0.5 as the paper has it."""
     p, t = probabilities.flatten(1), target.float().flatten(1)
     tp = (p * t).sum(dim=1)
     fp = (p * (1 - t)).sum(dim=1)
     fn = ((1 - p) * t).sum(dim=1)
-    g = boundary_weight(target)
+    g = boundary_weight(target, weight_floor)
     return (1.0 - (2 * g * tp + eps) / (2 * g * tp + fp + fn + eps)).mean()
 
 
@@ -45,14 +51,20 @@ def authors_boundary_loss(probabilities: torch.Tensor, target: torch.Tensor, eps
 
 
 def samihs_loss(logits: torch.Tensor, target: torch.Tensor, boundary: str = "paper", bce_weight: float = 0.5,
-                pos_weight: float = 2.0) -> torch.Tensor:
+                pos_weight: float = 2.0, boundary_weight_floor: float = 0.0) -> torch.Tensor:
     """``bce_weight * BCE + (1 - bce_weight) * L_bd``; ``boundary`` is "paper", "authors" or "none"
-    (BCE only, the ablation). ``pos_weight`` 2 as in the authors' code."""
+    (BCE only, the ablation). ``pos_weight`` 2 as in the authors' code. ``boundary_weight_floor``
+    (paper form only): see :func:`paper_boundary_loss`."""
+    if boundary_weight_floor and boundary != "paper":
+        raise ValueError(f"boundary_weight_floor applies to the paper's boundary loss, not {boundary!r}.")
     bce = F.binary_cross_entropy_with_logits(logits, target.float(),
                                              pos_weight=torch.tensor(pos_weight, device=logits.device))
     if boundary == "none":
         return bce
-    terms = {"paper": paper_boundary_loss, "authors": authors_boundary_loss}
-    if boundary not in terms:
+    if boundary == "paper":
+        term = paper_boundary_loss(torch.sigmoid(logits), target, weight_floor=boundary_weight_floor)
+    elif boundary == "authors":
+        term = authors_boundary_loss(torch.sigmoid(logits), target)
+    else:
         raise ValueError(f"Unknown boundary loss {boundary!r}; use 'paper', 'authors' or 'none'.")
-    return bce_weight * bce + (1 - bce_weight) * terms[boundary](torch.sigmoid(logits), target)
+    return bce_weight * bce + (1 - bce_weight) * term

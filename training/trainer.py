@@ -66,7 +66,8 @@ class PromptedLoss(torch.nn.Module):
             target, other_bleed = (mask[0, 0].cpu().numpy() > 0.5 for mask in (prompt.target, prompt.all_bleed))
         for round_index in range(prompt.corrective_rounds + 1):
             logits, _ = self.model.decode(embedding, points, boxes, mask_input)
-            total = total + samihs_loss(logits.float(), prompt.target, self.config.boundary_loss, self.config.bce_weight)
+            total = total + samihs_loss(logits.float(), prompt.target, self.config.boundary_loss, self.config.bce_weight,
+                                        boundary_weight_floor=self.config.boundary_weight_floor)
             if round_index == prompt.corrective_rounds:
                 break
             answer = logits.detach()[0, 0] > 0

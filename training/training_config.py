@@ -17,6 +17,9 @@ class TrainingConfig:
     adapter_rank: int = 32
     boundary_loss: str = "paper"
     bce_weight: float = 0.5
+    # The paper's boundary weight g is 0 for a bleed 1-2 px wide (no gradient): 0.5 floors it at the
+    # soft Jaccard loss (training/losses.py); 0 = the paper's term as written.
+    boundary_weight_floor: float = 0.0
     learning_rate: float = 5e-4
     batch_size: int = 2
     epochs: int = 200
@@ -71,7 +74,7 @@ class TrainingConfig:
             raise ValueError(f"Unknown training option(s) in {path}: {sorted(unknown)}")
         if data.get("cpu_autocast", "fp32") not in ("auto", "bf16", "fp32"):
             raise ValueError(f"cpu_autocast in {path} must be auto, bf16 or fp32, not {data['cpu_autocast']!r}.")
-        for key in ("subtype_balance", "aged_bleed_probability"):
+        for key in ("subtype_balance", "aged_bleed_probability", "boundary_weight_floor"):
             if not 0.0 <= float(data.get(key, 0.0)) <= 1.0:
                 raise ValueError(f"{key} in {path} must be between 0 and 1, not {data[key]!r}.")
         if "adapter_positions" in data:

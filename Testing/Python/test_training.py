@@ -37,6 +37,28 @@ def test_paper_boundary_loss_by_hand():
     assert paper_boundary_loss(half, target).item() == pytest.approx(1 - 1 / 13.5, rel=1e-5)
 
 
+def test_boundary_weight_floor_gives_a_thin_bleed_the_jaccard_loss():
+    line = torch.zeros(1, 1, 5, 9)
+    line[..., 2, 1:8] = 1  # 1 px wide: every pixel is boundary, g = 0
+    answer = torch.full_like(line, 0.5).requires_grad_(True)  # TP 3.5, FP 19, FN 3.5
+    as_written = paper_boundary_loss(answer, line)
+    assert as_written.item() == pytest.approx(1.0)
+    as_written.backward()
+    assert answer.grad.abs().max().item() < 1e-8  # nothing to learn from (only eps): why the floor exists
+    answer.grad = None
+    floored = paper_boundary_loss(answer, line, weight_floor=0.5)
+    assert floored.item() == pytest.approx(1 - 3.5 / 26.0, rel=1e-5)
+    floored.backward()
+    assert answer.grad[line > 0].max().item() < -1e-3  # raising the bleed's probability lowers the loss
+    big = torch.zeros(1, 1, 12, 12)
+    big[..., 1:11, 1:11] = 1  # S 100, C 36: g = 0.64 >= the floor, so the paper's term is kept
+    guess = torch.full_like(big, 0.3)
+    assert paper_boundary_loss(guess, big, weight_floor=0.5).item() == paper_boundary_loss(guess, big).item()
+    assert boundary_weight(torch.zeros_like(big), 0.5).item() == 0.0  # an empty target stays g = 0
+    with pytest.raises(ValueError, match="paper's boundary loss"):
+        samihs_loss(torch.zeros_like(line), line, boundary="authors", boundary_weight_floor=0.5)
+
+
 def test_authors_boundary_loss_by_hand():
     target = _square()  # alpha = 2 (1 - 8/9) - 1 = -7/9
     half = torch.full_like(target, 0.5)  # sum p^2 = 6.25, sum t^2 = 9, I = 4.5

@@ -111,9 +111,11 @@ def test_an_aged_bleed_is_older_blood_inside_and_the_rest_of_the_slice_is_untouc
 
 def test_the_config_rejects_a_balance_or_probability_outside_0_1(tmp_path):
     path = tmp_path / "bad.json"
-    for key in ("subtype_balance", "aged_bleed_probability"):
+    for key in ("subtype_balance", "aged_bleed_probability", "boundary_weight_floor"):
         path.write_text('{"%s": 1.5}' % key)
         with pytest.raises(ValueError, match=key):
             TrainingConfig.from_json(path)
     config = TrainingConfig.from_json(REPO / "training" / "experiments" / "samihs_staged_balanced_aged_folds.json")
     assert config.subtype_balance == 0.5 and config.aged_bleed_probability == 0.2
+    floored = TrainingConfig.from_json(REPO / "training" / "experiments" / "samihs_staged_thin_floor_folds.json")
+    assert floored.boundary_weight_floor == 0.5
