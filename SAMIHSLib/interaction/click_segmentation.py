@@ -81,6 +81,13 @@ def _regions_within(per_click: List[List[np.ndarray]], area_limit_px: float) -> 
     return [_within_area_limit(regions, lambda region: int(region.sum()), area_limit_px) for regions in per_click]
 
 
+def _answered_by_base_model(second: ClickResult, why: str, what_happened: str) -> ClickResult:
+    """The second opinion's answer, named as lite-base's, with ``why`` in its method and
+    ``what_happened`` to the fine-tuned model's answer in words."""
+    return replace(second, method=f"base model's {second.method} ({why})",
+                   message=f"{what_happened}; answered by lite-base, the model it was fine-tuned from ({second.method})")
+
+
 class ClickSegmenter:
     """Turns clicks on a slice into a mask with whatever prompts the model understands.
 
@@ -88,8 +95,8 @@ class ClickSegmenter:
     the model it was fine-tuned from (``predictor.second_opinion``, if any), the click's
     hyperdense-region boxes, then that region as a mask prompt, then the region itself answer, and
     ``ClickResult.method`` says which. With ``second_opinion_on_unlike_answers``, an answer to a click
-    on acute blood that is mostly not blood is also put to the second opinion. Only a click whose HU is clearly not blood
-    gives an empty mask, with the reason in ``ClickResult.message``.
+    on acute blood that is mostly not blood is also put to the second opinion. Only a click whose HU
+    is clearly not blood gives an empty mask, with the reason in ``ClickResult.message``.
     """
 
     def __init__(self, predictor: SAMIHSPredictor, config: ClickSegmentationConfig = ClickSegmentationConfig()):
@@ -188,9 +195,8 @@ class ClickSegmenter:
         """Fallbacks for a model answer that does not contain the positive click."""
         second = self._second_opinion(slice_index, prompt, area_limit_px)
         if second is not None:
-            return replace(second, method=f"base model's {second.method} (the fine-tuned model's answer missed the click)",
-                           message="the model's answer missed the click; answered by lite-base, the model it was "
-                                   f"fine-tuned from ({second.method})")
+            return _answered_by_base_model(second, "the fine-tuned model's answer missed the click",
+                                           "the model's answer missed the click")
         slice_hu = self.predictor.denoised_slice(slice_index)
         negative, positive = prompt.negative_points, prompt.positive_points
         if missed.method == "prompt" and prompt.box is None:
@@ -234,10 +240,9 @@ class ClickSegmenter:
         second = self._second_opinion(slice_index, prompt, area_limit_px)
         if second is None or self._blood_fraction(slice_index, second.prediction.mask) <= own_fraction:
             return answer
-        return replace(second, method=f"base model's {second.method} (the fine-tuned model's answer was not blood)",
-                       message=f"the model's answer to a click on blood ({click_hu:.0f} HU) was mostly not blood "
-                               f"({own_fraction:.0%} in {band_low:.0f}-{band_high:.0f} HU); answered by lite-base, "
-                               f"the model it was fine-tuned from ({second.method})")
+        return _answered_by_base_model(second, "the fine-tuned model's answer was not blood",
+                                       f"the model's answer to a click on blood ({click_hu:.0f} HU) was mostly not "
+                                       f"blood ({own_fraction:.0%} in {band_low:.0f}-{band_high:.0f} HU)")
 
     def _second_opinion(self, slice_index: int, prompt: SlicePrompt,
                         area_limit_px: Optional[float] = None) -> Optional[ClickResult]:
