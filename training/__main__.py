@@ -27,6 +27,8 @@
       --dataset ct_ich_volumes:../shared/data/ct-ich-volumes --folds training/folds/ct_ich_all_5fold.json \
       --floor training/results/volumes_auto_band/auto_records.csv --out training/results/auto_detector \
       --runs runs/bleed_detector --ship Resources/Models/bleed_detector.pt   (automatic batch's detector)
+  python -m training boundarycensus --dataset ct_ich_volumes:../shared/data/ct-ich-volumes --out FILE.json
+      (bleeds whose boundary weight g is 0 at the loss grid: no gradient from the paper's term)
   python -m training precision --model lite-base --out training/results/precision \
       --table 2D training/results/precision/real59_5fold_openvino training/results/precision/real59_5fold_openvino-bf16
 
@@ -441,6 +443,16 @@ def run_shiprule(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_boundarycensus(args: argparse.Namespace) -> int:
+    """Per dataset: how many connected bleeds the paper's boundary term leaves without gradient."""
+    from .boundary_census import census, component_weights
+
+    report = {spec: census(component_weights(_cases([spec]))) for spec in args.dataset}
+    write_text_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _add_volume_arguments(parser: argparse.ArgumentParser, method_help: str, method_required: bool) -> None:
     """The options of every command that runs methods on the whole CTs."""
     parser.add_argument("--dataset", action="append", required=True,
@@ -543,6 +555,10 @@ def main(argv=None) -> int:
                    help="a table's records and the method names of the candidate and lite-base in it (repeatable)")
     p.add_argument("--out", required=True, help="the decision, as Markdown")
     p.set_defaults(handler=run_shiprule)
+    p = commands.add_parser("boundarycensus", help="how many real bleeds the paper's boundary term gives no gradient")
+    p.add_argument("--dataset", action="append", required=True, help="e.g. ct_ich_volumes:../shared/data/ct-ich-volumes")
+    p.add_argument("--out", required=True, help="a JSON file")
+    p.set_defaults(handler=run_boundarycensus)
     p = commands.add_parser("detectorcv", help="cross-validate the automatic bleed detector by patient (and ship it)")
     p.add_argument("--config", required=True, help="the detector recipe, e.g. training/experiments/bleed_detector.json")
     p.add_argument("--dataset", action="append", required=True)
