@@ -59,7 +59,7 @@ def main(rounds: int = 5, slices_per_round: int = 4) -> Dict[str, object]:
         return lambda: [request.infer({"image": image}) for _ in range(slices_per_round)]
 
     def two_at_once() -> None:
-        halves = [threading.Thread(target=sequential(requests[name]).__call__) for name in ("stream_a", "stream_b")]
+        halves = [threading.Thread(target=sequential(requests[name])) for name in ("stream_a", "stream_b")]
         for thread in halves:
             thread.start()
         for thread in halves:

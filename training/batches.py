@@ -229,7 +229,13 @@ class BatchMaker:
                               self.target(prepared.mask, transform, device), rounds)
 
     def target(self, mask: np.ndarray, transform: SliceToModelTransform, device: torch.device) -> torch.Tensor:
-        return (transform.mask_to_model_lowres(mask.astype(np.float32), self.model.lowres_mask_size) > 0.5).float().to(device)
+        return lowres_target(mask, transform, self.model.lowres_mask_size).to(device)
+
+
+def lowres_target(mask: np.ndarray, transform: SliceToModelTransform, lowres_size: int) -> torch.Tensor:
+    """A slice's binary mask as the loss sees it: (1, 1, L, L) on the decoder's low-res grid, a pixel
+    set where more than half of it is bleed (a bleed of a few pixels can vanish)."""
+    return (transform.mask_to_model_lowres(mask.astype(np.float32), lowres_size) > 0.5).float()
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
+from .batches import lowres_target
 from .datasets import Case
 from .losses import boundary_weight
 
@@ -27,9 +28,9 @@ def component_weights(cases: Sequence[Case], lowres_side: int = LOWRES_SIDE) -> 
             transform = SliceToModelTransform(labels.shape, lowres_side)
             for label in range(1, count + 1):
                 component = labels == label
-                target = transform.mask_to_model_lowres(component.astype(np.float32), lowres_side) > 0.5
+                target = lowres_target(component, transform, lowres_side)
                 rows.append({"scan": case.patient, "slice": k, "area_px": int(component.sum()),
-                             "lowres_area_px": int(target.sum()), "g": float(boundary_weight(target.float()))})
+                             "lowres_area_px": int(target.sum()), "g": float(boundary_weight(target))})
     return rows
 
 
