@@ -53,7 +53,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"'lite-base' (LiteMedSAM as released, with the intensity-guided click handling), "
                              f"'samihs' or 'lite' (the shipped fine-tuned SAMIHS checkpoints) or a checkpoint path; default "
-                             f"{DEFAULT_MODEL!r}, chosen by the 5-fold evaluation (README, Accuracy).")
+                             f"{DEFAULT_MODEL!r}, chosen by the 5-fold evaluation (docs/accuracy-2d.md).")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                         help="Where the model runs: auto (CUDA, then Apple MPS, then CPU), or one of them.")
     parser.add_argument("--engine", default=AUTO_ENGINE, choices=(AUTO_ENGINE,) + ENGINE_CHOICES,

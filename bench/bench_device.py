@@ -4,7 +4,7 @@
 
 Encoder per slice (median of 20), click on an encoded slice (median of 40), and one click -> 3D
 on a 32-slice 512x512 phantom (nothing encoded, then every slice it needs encoded). The GPU
-figures in the README come from this script on a lent H100.
+figures in docs/speed.md come from this script on a lent H100.
 """
 
 import json

@@ -386,7 +386,7 @@ def run_detectorcv(args: argparse.Namespace) -> int:
 
 def _region_review(crossval, logits, out: Path, summary, records, floor, caption: str) -> None:
     """The region review cross-validated on the same out-of-fold logits, beside the thresholds
-    (measured, not shipped: README "Automatic batch")."""
+    (measured, not shipped: docs/automatic-batch.md)."""
     from SAMIHSLib.volume.bleed_detection import logits_to_probability
 
     from .detector_crossval import detection_records_csv, detection_table, select_per_fold, summarize_detection

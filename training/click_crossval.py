@@ -1,5 +1,5 @@
-"""Scan-level cross-validated click evaluation on real CT slices: where every accuracy figure of
-the README comes from.
+"""Scan-level cross-validated click evaluation on real CT slices: where every 2D accuracy figure
+(docs/accuracy-2d.md) comes from.
 
 Each method answers simulated clicks as a user makes them in SAMIHS: a first click (the deepest
 interior point of the largest bleed, or a seeded random interior point of it), then corrective

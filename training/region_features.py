@@ -2,7 +2,7 @@
 (its HU, its contrast with the tissue around it, the same place on the other side of the head, the
 bone around it) beside the detector's own probabilities, weighed by a logistic regression fitted
 on training folds (``python -m training detectorcv --review``). Measured against the thresholds
-and not shipped (README "Automatic batch"), so it lives with the training code.
+and not shipped (docs/automatic-batch.md), so it lives with the training code.
 
 Why: the detector fires on the falx and on the cortex along the inner table in nearly every head
 (partial volume reads as blood), on both sides alike; bleeds are denser than the tissue around

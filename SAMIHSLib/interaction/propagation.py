@@ -5,7 +5,7 @@ the region of the bleed's own HU that the previous mask seeds on the new slice; 
 model is most confident in and that agrees best with that region wins. With ``learn_appearance``
 the band is learned on the seed slice (:mod:`SAMIHSLib.interaction.appearance`), so that a
 hypodense or isodense collection propagates like an acute clot; the default holds every bleed to
-the acute bands, which the 3D evaluation's training folds chose (README, Accuracy in 3D). Only
+the acute bands, which the 3D evaluation's training folds chose (docs/accuracy-3d.md). Only
 the components that touch the previous slice's mask (dilated by ``neighbourhood_mm``) are kept,
 so one click never reaches a separate bleed.
 Propagation in a direction stops at the first slice that fails a rule: empty/tiny mask, a mask
@@ -79,7 +79,7 @@ class PropagationConfig:
     # The rules (of STOP_RULES) after which the fallback prompts (the previous mask as a dense
     # prompt, then the region of the bleed's HU it seeds) get a try before the slice is dropped:
     # the model's unsure or swollen answer is often a slice the bleed still covers (chosen on the
-    # training folds of the 3D evaluation over empty slices only: README, Accuracy in 3D).
+    # training folds of the 3D evaluation over empty slices only: docs/accuracy-3d.md).
     fallback_rules: Tuple[str, ...] = ("empty", "low predicted IoU", "area jump")
     # A positive click on a slice the bleed was missed on (it has a mask on the next slice) prefers
     # answers within max_area_growth of that mask, as a propagated slice would be held to.

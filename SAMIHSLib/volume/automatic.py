@@ -6,7 +6,7 @@ reported as "no bleed found" with the detector's highest score.
 ``mode="detector"`` returns the detector's own regions. ``mode="seeded"`` turns each region into a
 click (the deepest point of its largest slice) for the same click -> propagation path as a user's
 click, as the band seeds did; which one ships is chosen on training folds
-(``python -m training detectorcv``, README "Automatic batch").
+(``python -m training detectorcv``, docs/automatic-batch.md).
 """
 
 import threading
