@@ -87,6 +87,21 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
                                   "steps": len(losses)}, data)
         written.append(path)
     if group.is_main:
-        write_text_atomic(out / "folds_trained.json", json.dumps({"folds": [str(p) for p in written],
-                                                                  "config": config.to_dict()}, indent=2) + "\n")
+        record_trained_folds(out, written, config)
     return written
+
+
+def record_trained_folds(out: Path, written: Sequence[Path], config: TrainingConfig) -> List[str]:
+    """Write ``out/folds_trained.json``: the models ``written`` and those an earlier call listed there
+    with the same recipe (folds trained a few per call add up; another recipe's list is replaced).
+    Returns the listed paths."""
+    record = Path(out) / "folds_trained.json"
+    recipe = json.loads(json.dumps(config.to_dict()))  # as the file holds it (tuples read back as lists)
+    listed = {str(path) for path in written}
+    if record.is_file():
+        earlier = json.loads(record.read_text())
+        if earlier.get("config") == recipe:
+            listed |= set(earlier.get("folds", []))
+    folds = sorted(listed)
+    write_text_atomic(record, json.dumps({"folds": folds, "config": recipe}, indent=2) + "\n")
+    return folds

@@ -207,6 +207,22 @@ def test_the_click_evaluation_clicks_as_the_app_does_on_a_real_slice(lite_model,
     assert three.dice_clicked >= one.dice_clicked - 0.02
 
 
+def test_folds_trained_a_few_per_call_add_up_in_the_record_and_another_recipe_replaces_them(tmp_path):
+    """Folds trained a few per call (``foldtrain --only``) are all listed afterwards; a record written
+    for another recipe is not mixed in."""
+    import dataclasses
+
+    from training.fold_training import record_trained_folds
+
+    recipe = TrainingConfig(name="a", output_dir=str(tmp_path))
+    model = lambda fold: tmp_path / f"fold{fold}" / "model.samihs.pt"  # noqa: E731
+    record_trained_folds(tmp_path, [model(0), model(1)], recipe)
+    listed = record_trained_folds(tmp_path, [model(3)], recipe)
+    assert listed == [str(model(0)), str(model(1)), str(model(3))]
+    assert json.loads((tmp_path / "folds_trained.json").read_text())["folds"] == listed
+    assert record_trained_folds(tmp_path, [model(4)], dataclasses.replace(recipe, learning_rate=1e-4)) == [str(model(4))]
+
+
 @pytest.mark.slow
 def test_crossval_trains_per_fold_evaluates_beside_the_floor_and_ships_its_figures(tmp_path):
     """``crossval``: one model per fold on the other folds' patients (the fold's own never), the
