@@ -161,7 +161,8 @@ def run_foldtrain(args: argparse.Namespace) -> int:
     group = start_process_group()  # one process, or one of torchrun's
     try:
         written = train_folds(TrainingConfig.from_json(args.config), cases, read_folds(Path(args.folds), cases),
-                              Path(args.out), only=args.only or (), group=group, also_all=args.also_all)
+                              Path(args.out), only=args.only or (), group=group, also_all=args.also_all,
+                              bank_folder=Path(args.bank_cache) if args.bank_cache else None)
     finally:
         end_process_group(group)
     for path in written:
@@ -513,6 +514,9 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", action="append", required=True)
     p.add_argument("--folds", required=True, help="fold file written by `python -m training folds`")
     p.add_argument("--only", type=int, action="append", help="train only this fold (repeatable)")
+    p.add_argument("--bank-cache", metavar="DIR",
+                   help="store the frozen encoder's embedding bank here and reuse it when a later call would "
+                        "build the same one (staged recipes; several GB per bank)")
     p.add_argument("--also-all", action="store_true",
                    help="then train one model on every scan from the same cache (OUT/all/model.samihs.pt)")
     p.add_argument("--out", required=True)

@@ -14,10 +14,11 @@ and they lend bleeds only to each other.
 import dataclasses
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from SAMIHSLib.io.atomic_write import write_text_atomic
 
+from .bank_store import bank_key, save_bank, stored_bank
 from .datasets import Case
 from .distributed import SINGLE_PROCESS, ProcessGroup
 from .folds import fold_of_scan
@@ -43,13 +44,34 @@ def same_fold_donors(slices: Sequence[TrainingSlice], folds: List[List[str]]):
     return lambda sample: by_fold[fold_of.get(sample.patient, NO_FOLD)]
 
 
+def _embedding_bank(config: TrainingConfig, slices: List[TrainingSlice], folds: List[List[str]], group: ProcessGroup,
+                    progress: bool, bank_folder: Optional[Path]) -> EmbeddingBank:
+    """The frozen encoder's outputs for every slice's augmented copies, shared by the folds: stored
+    in ``bank_folder`` under its key when given (read back when there), else built here."""
+    key = bank_key(config, slices, folds) if bank_folder is not None else ""
+    bank = stored_bank(bank_folder, key, slices)
+    if bank is not None:
+        print(f"embedding bank read from {Path(bank_folder) / key}.pt", flush=True)
+        return bank
+    rng = seed_everything(config.seed)
+    device = group.device(config.device)
+    encoder = build_trainable_model(config, device)
+    maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))
+    bank = EmbeddingBank(encoder, maker, slices, config.augmented_copies, device, progress=progress,
+                         stages=frozen_stages(encoder, config))
+    if bank_folder is not None and group.is_main:
+        save_bank(bank, Path(bank_folder) / f"{key}.pt")
+    return bank
+
+
 def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[str]], out: Path,
                 only: Sequence[int] = (), progress: bool = True, group: ProcessGroup = SINGLE_PROCESS,
-                also_all: bool = False, extra: Sequence[Case] = ()) -> List[Path]:
+                also_all: bool = False, extra: Sequence[Case] = (), bank_folder: Optional[Path] = None) -> List[Path]:
     """Train fold ``k``'s model on the scans outside fold ``k`` (plus ``extra``); write
     ``out/fold{k}/model.samihs.pt`` (under torchrun every process trains each fold on its share,
     rank 0 writes). With ``also_all``, then one model on every scan (``out/all/model.samihs.pt``:
-    what ships)."""
+    what ships). With ``bank_folder``, the frozen encoder's bank is read from there when a call
+    with the same bank stored it, else built and stored (``training/bank_store.py``)."""
     out = Path(out)
     config = dataclasses.replace(config, output_dir=str(out))
     fold_of = fold_of_scan(folds)
@@ -57,15 +79,7 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
     if unplaced:
         raise ValueError(f"Scans {unplaced[:5]} are in no fold of the fold file.")
     slices = training_slices(list(cases) + list(extra))
-    bank = None
-    if config.cache_embeddings:
-        rng = seed_everything(config.seed)
-        device = group.device(config.device)
-        encoder = build_trainable_model(config, device)
-        maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))
-        bank = EmbeddingBank(encoder, maker, slices, config.augmented_copies, device, progress=progress,
-                             stages=frozen_stages(encoder, config))
-        del encoder
+    bank = _embedding_bank(config, slices, folds, group, progress, bank_folder) if config.cache_embeddings else None
     written = []
     runs = [fold for fold in range(len(folds)) if not only or fold in only] + ([ALL_FOLDS] if also_all else [])
     for fold in runs:
