@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from SAMIHSLib.model_names import DEFAULT_MODEL
-from training.shipping_rule import RuleTable, shipping_decision
+from training.shipping_rule import RuleTable, shipping_decision, table_checks
 
 RESULTS = Path(__file__).resolve().parents[2] / "training" / "results"
 # The committed runs of the staged fine-tuned candidates (300 steps: what `samihs` ships; 500 steps on 3
@@ -16,6 +16,9 @@ RESULTS = Path(__file__).resolve().parents[2] / "training" / "results"
 # click handling's bone-enclosure check, beside lite-base with it; then (copies6_avx2) the 6-copies recipe
 # retrained on an AVX2 CPU, run as the app runs it (lite-base as its second opinion).
 COPIES6 = "SAMIHS staged, 500 steps, 6 copies (per fold)"
+COPIES6_AS_THE_APP_RUNS_IT = "SAMIHS staged, 6 copies, as the app runs it (per fold)"
+# The 6 copies with the boundary weight floored at 0.5 (thin bleeds), measured the same way.
+THIN_FLOOR = "SAMIHS staged, 6 copies + boundary weight floor 0.5, as the app runs it (per fold)"
 CANDIDATE_TABLES = {
     key: (RuleTable("2D, 59 slices", RESULTS / f"real59_5fold_{run}" / "records.csv",
                     method, "lite-base + intensity-guided click handling"),
@@ -27,7 +30,8 @@ CANDIDATE_TABLES = {
                               "SAMIHS staged, balanced subtypes, aged bleeds (per fold)"),
                              ("vertex_check_copies6", "vertex_check", COPIES6),
                              ("vertex_check_aged", "vertex_check", "SAMIHS staged, aged bleeds (per fold)"),
-                             ("copies6_avx2", "copies6_avx2", "SAMIHS staged, 6 copies, as the app runs it (per fold)"))}
+                             ("copies6_avx2", "copies6_avx2", COPIES6_AS_THE_APP_RUNS_IT),
+                             ("thin_floor_avx2", "thin_floor_avx2", THIN_FLOOR))}
 
 
 def _records(path: Path, rows):
@@ -69,7 +73,19 @@ def test_the_default_model_is_what_the_rule_gives_on_the_committed_records(run):
     ("vertex_check_copies6", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 3, "SDH")}),
     ("vertex_check_aged", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 1, "SDH"), ("2D, 59 slices", 1, "overall"),
                            ("2D, 59 slices", 3, "SDH")}),
-    ("copies6_avx2", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 3, "SDH")})])
+    ("copies6_avx2", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 3, "SDH")}),
+    ("thin_floor_avx2", {("2D, 59 slices", 1, "SAH"), ("2D, 59 slices", 3, "SDH")})])
 def test_the_later_candidates_fail_where_the_readme_says(run, failing):
     _, checks = shipping_decision(CANDIDATE_TABLES[run])
     assert {(c.table, c.clicks, c.group) for c in checks if not c.passed} == failing
+
+
+def test_the_boundary_weight_floor_does_not_replace_the_6_copies_models():
+    """The rule written before the floor's folds were trained: it replaces the 6-copies models as the
+    candidate only if at least as good overall after 1 and after 3 clicks in both tables."""
+    tables = [RuleTable(name, path, THIN_FLOOR, COPIES6_AS_THE_APP_RUNS_IT) for name, path in (
+        ("2D", RESULTS / "real59_5fold_thin_floor_avx2" / "records.csv"),
+        ("3D", RESULTS / "volumes_5fold_thin_floor_avx2" / "records.csv"))]
+    at_least = {(check.table, check.clicks): check.candidate >= check.baseline
+                for table in tables for check in table_checks(table) if check.group == "overall"}
+    assert at_least == {("2D", 1): False, ("2D", 3): True, ("3D", 1): True, ("3D", 3): False}
