@@ -52,7 +52,8 @@ def bank_key(config: TrainingConfig, slices: Sequence[TrainingSlice], folds: Lis
                                       "cpu": cpu_description(), "source": _source_digest()},
                                      sort_keys=True, default=str).encode())
     for item in slices:
-        digest.update(f"{item.patient}|{item.pixel_mm!r}|{item.flags}|{item.image_hu.shape}|{item.image_hu.dtype}".encode())
+        described = f"{item.patient}|{item.pixel_mm!r}|{item.flags}|{item.image_hu.shape}|{item.image_hu.dtype}"
+        digest.update(described.encode())
         for array in (item.image_hu, item.mask, item.subtypes):
             if array is not None:
                 digest.update(np.ascontiguousarray(array).data)

@@ -66,7 +66,8 @@ def _embedding_bank(config: TrainingConfig, slices: List[TrainingSlice], folds: 
 
 def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[str]], out: Path,
                 only: Sequence[int] = (), progress: bool = True, group: ProcessGroup = SINGLE_PROCESS,
-                also_all: bool = False, extra: Sequence[Case] = (), bank_folder: Optional[Path] = None) -> List[Path]:
+                also_all: bool = False, extra: Sequence[Case] = (),
+                bank_folder: Optional[Path] = None) -> List[Path]:
     """Train fold ``k``'s model on the scans outside fold ``k`` (plus ``extra``); write
     ``out/fold{k}/model.samihs.pt`` (under torchrun every process trains each fold on its share,
     rank 0 writes). With ``also_all``, then one model on every scan (``out/all/model.samihs.pt``:

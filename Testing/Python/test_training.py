@@ -220,7 +220,8 @@ def test_folds_trained_a_few_per_call_add_up_in_the_record_and_another_recipe_re
     listed = record_trained_folds(tmp_path, [model(3)], recipe)
     assert listed == [str(model(0)), str(model(1)), str(model(3))]
     assert json.loads((tmp_path / "folds_trained.json").read_text())["folds"] == listed
-    assert record_trained_folds(tmp_path, [model(4)], dataclasses.replace(recipe, learning_rate=1e-4)) == [str(model(4))]
+    other_recipe = dataclasses.replace(recipe, learning_rate=1e-4)
+    assert record_trained_folds(tmp_path, [model(4)], other_recipe) == [str(model(4))]
 
 
 @pytest.mark.slow
