@@ -12,7 +12,7 @@ is part of the key, so a new recipe option can only cause a rebuild, never a sta
 import hashlib
 import json
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,11 @@ def _source_digest() -> str:
             digest.update(str(path.relative_to(project)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def bank_path(folder: Path, config: TrainingConfig, slices: Sequence[TrainingSlice], folds: List[List[str]]) -> Path:
+    """Where in ``folder`` the bank that ``config`` builds from ``slices`` with these ``folds`` is stored."""
+    return Path(folder) / f"{bank_key(config, slices, folds)}.pt"
 
 
 def bank_key(config: TrainingConfig, slices: Sequence[TrainingSlice], folds: List[List[str]]) -> str:
@@ -78,17 +83,8 @@ def load_bank(path: Path, slices: Sequence[TrainingSlice]) -> EmbeddingBank:
     stored = torch.load(path, map_location="cpu", weights_only=True)
     if len(stored["items"]) != len(slices):
         raise ValueError(f"The stored embedding bank {path} holds {len(stored['items'])} slices, not {len(slices)}.")
-    bank = object.__new__(EmbeddingBank)
-    bank.slices, bank.stages = list(slices), int(stored["stages"])
-    bank.items = [[(entry["embedding"], PreparedSlice(
+    items = [[(entry["embedding"], PreparedSlice(
         entry["model_image"], entry["mask"].numpy(), SliceToModelTransform(tuple(entry["original_hw"]),
                                                                            int(entry["input_size"])),
         entry["image_hu"].numpy(), entry["pixel_mm"])) for entry in versions] for versions in stored["items"]]
-    return bank
-
-
-def stored_bank(folder: Optional[Path], key: str, slices: Sequence[TrainingSlice]) -> Optional[EmbeddingBank]:
-    """The bank stored under ``key`` in ``folder``, or None (no folder, or not stored yet)."""
-    if folder is None or not (Path(folder) / f"{key}.pt").is_file():
-        return None
-    return load_bank(Path(folder) / f"{key}.pt", slices)
+    return EmbeddingBank.of_items(slices, items, int(stored["stages"]))

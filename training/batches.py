@@ -270,13 +270,17 @@ class EmbeddingBank:
             return model.encode(image01).detach().cpu()
         return model.encode_front(image01, self.stages).detach().to(torch.float16).cpu()
 
+    @classmethod
+    def of_items(cls, slices: Sequence[TrainingSlice], items: List[List[Tuple[torch.Tensor, PreparedSlice]]],
+                 stages: int) -> "EmbeddingBank":
+        """A bank of embeddings encoded before (part of another bank, or one read from disk)."""
+        bank = object.__new__(cls)
+        bank.slices, bank.items, bank.stages = list(slices), list(items), stages
+        return bank
+
     def subset(self, indices: Sequence[int]) -> "EmbeddingBank":
         """The same embeddings for some of the slices (e.g. one fold's training scans)."""
-        part = object.__new__(EmbeddingBank)
-        part.slices = [self.slices[i] for i in indices]
-        part.items = [self.items[i] for i in indices]
-        part.stages = self.stages
-        return part
+        return EmbeddingBank.of_items([self.slices[i] for i in indices], [self.items[i] for i in indices], self.stages)
 
     def sample(self, chosen: Sequence[int], rng: np.random.Generator):
         picked = [self.items[int(i)][int(rng.integers(len(self.items[int(i)])))] for i in chosen]

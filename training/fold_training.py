@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 
 from SAMIHSLib.io.atomic_write import write_text_atomic
 
-from .bank_store import bank_key, save_bank, stored_bank
+from .bank_store import bank_path, load_bank, save_bank
 from .datasets import Case
 from .distributed import SINGLE_PROCESS, ProcessGroup
 from .folds import fold_of_scan
@@ -48,19 +48,18 @@ def _embedding_bank(config: TrainingConfig, slices: List[TrainingSlice], folds: 
                     progress: bool, bank_folder: Optional[Path]) -> EmbeddingBank:
     """The frozen encoder's outputs for every slice's augmented copies, shared by the folds: stored
     in ``bank_folder`` under its key when given (read back when there), else built here."""
-    key = bank_key(config, slices, folds) if bank_folder is not None else ""
-    bank = stored_bank(bank_folder, key, slices)
-    if bank is not None:
-        print(f"embedding bank read from {Path(bank_folder) / key}.pt", flush=True)
-        return bank
+    stored = bank_path(bank_folder, config, slices, folds) if bank_folder is not None else None
+    if stored is not None and stored.is_file():
+        print(f"embedding bank read from {stored}", flush=True)
+        return load_bank(stored, slices)
     rng = seed_everything(config.seed)
     device = group.device(config.device)
     encoder = build_trainable_model(config, device)
     maker = BatchMaker(encoder, config, rng, donors=same_fold_donors(slices, folds))
     bank = EmbeddingBank(encoder, maker, slices, config.augmented_copies, device, progress=progress,
                          stages=frozen_stages(encoder, config))
-    if bank_folder is not None and group.is_main:
-        save_bank(bank, Path(bank_folder) / f"{key}.pt")
+    if stored is not None and group.is_main:
+        save_bank(bank, stored)
     return bank
 
 
