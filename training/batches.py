@@ -18,7 +18,7 @@ from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
 from SAMIHSLib.interaction.regions import component_at, deepest_point
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
-from .augment import AugmentConfig, augment_slice
+from .augment import AugmentConfig, augment_slice, zoom_in
 from .bleed_age import age_bleeds
 from .bleed_paste import paste_bleed
 from .datasets import SUBTYPES, UNLABELLED_SUBTYPE, Case, load_dataset, phantom_cases
@@ -171,13 +171,18 @@ class BatchMaker:
         if self.donors is not None and self.rng.random() < self.config.paste_probability:
             image, mask = self._paste(sample, image, mask)
         image, _ = age_bleeds(image, mask, self.rng, self.config.aged_bleed_probability)
+        pixel_mm = sample.pixel_mm
+        # drawn only when asked for, so recipes without zoom keep their random streams
+        if self.config.zoom_probability > 0 and self.rng.random() < self.config.zoom_probability:
+            image, mask, zoom = zoom_in(image, mask, self.rng, self.config.max_zoom)
+            pixel_mm = pixel_mm / zoom
         base = self.model.config.preprocessing
         window = dataclasses.replace(base, window_level_hu=base.window_level_hu + level_jitter,
                                      window_width_hu=max(20.0, base.window_width_hu + width_jitter)) \
             if base.kind == "window" else base
         transform = SliceToModelTransform(mask.shape, self.model.config.image_size)
         return PreparedSlice(transform.image_to_model(normalize_slice(image, window)), mask, transform, image,
-                             sample.pixel_mm)
+                             pixel_mm)
 
     def _paste(self, sample: TrainingSlice, image: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``image``/``mask`` with 1..max_pasted_bleeds bleeds of other patients pasted in."""

@@ -65,6 +65,11 @@ class TrainingConfig:
     # The chance that each bleed of a training image is redrawn as a subacute or chronic one
     # (training/bleed_age.py), so that hypodense collections are blood to the model too.
     aged_bleed_probability: float = 0.0
+    # Scale augmentation (training/augment.py: zoom_in): the chance that a training image is a crop
+    # enlarged back to the slice's size by 1..max_zoom (pixel size divided alike), as a zoom onto a small
+    # bleed would show it; 0 keeps every image at its own scale.
+    zoom_probability: float = 0.0
+    max_zoom: float = 1.0
 
     @classmethod
     def from_json(cls, path: Path) -> "TrainingConfig":
@@ -74,9 +79,11 @@ class TrainingConfig:
             raise ValueError(f"Unknown training option(s) in {path}: {sorted(unknown)}")
         if data.get("cpu_autocast", "fp32") not in ("auto", "bf16", "fp32"):
             raise ValueError(f"cpu_autocast in {path} must be auto, bf16 or fp32, not {data['cpu_autocast']!r}.")
-        for key in ("subtype_balance", "aged_bleed_probability", "boundary_weight_floor"):
+        for key in ("subtype_balance", "aged_bleed_probability", "boundary_weight_floor", "zoom_probability"):
             if not 0.0 <= float(data.get(key, 0.0)) <= 1.0:
                 raise ValueError(f"{key} in {path} must be between 0 and 1, not {data[key]!r}.")
+        if float(data.get("max_zoom", 1.0)) < 1.0:
+            raise ValueError(f"max_zoom in {path} must be at least 1, not {data['max_zoom']!r}.")
         if "adapter_positions" in data:
             data["adapter_positions"] = tuple(data["adapter_positions"])
         return cls(**data)

@@ -1,7 +1,7 @@
 """What a training step draws and how its bleeds look: subtype flags come from the data (pixel
 classes or per-slice flags), subtype-balanced sampling draws rare subtypes more often by the stated
-rule and splits one draw between processes, and an aged bleed is hypodense or isodense where the
-bleed is and nowhere else."""
+rule and splits one draw between processes, an aged bleed is hypodense or isodense where the
+bleed is and nowhere else, and a zoomed image shows a part of the slice larger, its bleed with it."""
 
 from collections import Counter
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from training.batches import slice_flags, training_slices
+from training.augment import zoom_in
 from training.bleed_age import AGED_MEAN_HU, age_bleeds
 from training.datasets import Case, _slice_subtype_flags, read_shared_real
 from training.subtype_sampling import WeightedEpochSampler, sampling_weights, subtype_group
@@ -111,7 +112,7 @@ def test_an_aged_bleed_is_older_blood_inside_and_the_rest_of_the_slice_is_untouc
 
 def test_the_config_rejects_a_balance_or_probability_outside_0_1(tmp_path):
     path = tmp_path / "bad.json"
-    for key in ("subtype_balance", "aged_bleed_probability", "boundary_weight_floor"):
+    for key in ("subtype_balance", "aged_bleed_probability", "boundary_weight_floor", "zoom_probability"):
         path.write_text('{"%s": 1.5}' % key)
         with pytest.raises(ValueError, match=key):
             TrainingConfig.from_json(path)
@@ -119,3 +120,32 @@ def test_the_config_rejects_a_balance_or_probability_outside_0_1(tmp_path):
     assert config.subtype_balance == 0.5 and config.aged_bleed_probability == 0.2
     floored = TrainingConfig.from_json(REPO / "training" / "experiments" / "samihs_staged_thin_floor_folds.json")
     assert floored.boundary_weight_floor == 0.5
+    path.write_text('{"max_zoom": 0.5}')
+    with pytest.raises(ValueError, match="max_zoom"):
+        TrainingConfig.from_json(path)
+    zoomed = TrainingConfig.from_json(REPO / "training" / "experiments" / "samihs_staged_zoom_folds.json")
+    assert (zoomed.zoom_probability, zoomed.max_zoom) == (0.5, 3.0)
+
+
+def test_a_zoomed_slice_keeps_its_size_and_shows_its_bleed_larger(real_slices):
+    small = [item for item in real_slices if 0 < item[2].sum() < 1500]
+    assert small, "no small bleed among the shared slices"
+    rng = np.random.default_rng(3)
+    for name, image, mask in small[:6]:
+        before = image.copy()
+        zoomed, zoomed_mask, zoom = zoom_in(image, mask, rng, max_zoom=3.0)
+        assert np.array_equal(image, before)  # the input is kept
+        assert zoomed.shape == image.shape and zoomed_mask.shape == mask.shape
+        assert 1.0 <= zoom <= 3.0 + 1e-6
+        # the bleed's pixels grow with the square of the zoom (less what the crop cuts off)
+        assert zoomed_mask.any(), name
+        assert zoomed_mask.sum() <= mask.sum() * zoom ** 2 * 1.5 + 4, name
+        assert zoomed.min() >= image.min() - 1e-3 and zoomed.max() <= image.max() + 1e-3
+    # a zoom of 1 is the slice itself; a bleed-free slice is cropped anywhere
+    name, image, mask = small[0]
+    same, same_mask, one = zoom_in(image, mask, rng, max_zoom=1.0)
+    assert one == 1.0 and np.allclose(same, image) and np.array_equal(same_mask, mask)
+    free, free_mask, zoom = zoom_in(image, np.zeros_like(mask), np.random.default_rng(0), max_zoom=2.0)
+    assert not free_mask.any() and free.shape == image.shape
+    with pytest.raises(ValueError, match="max_zoom"):
+        zoom_in(image, mask, rng, max_zoom=0.5)
