@@ -89,3 +89,25 @@ def test_the_boundary_weight_floor_does_not_replace_the_6_copies_models():
     at_least = {(check.table, check.clicks): check.candidate >= check.baseline
                 for table in tables for check in table_checks(table) if check.group == "overall"}
     assert at_least == {("2D", 1): False, ("2D", 3): True, ("3D", 1): True, ("3D", 3): False}
+
+
+def test_the_scale_augmented_preview_stops_on_folds_0_1():
+    """The rule written before the zoom candidate's folds 0-1 were trained: train folds 2-4 only if, on
+    folds 0-1's slices (deepest first click), it is within 0.01 of the 6-copies models after one click
+    and better than them on subarachnoid bleeds after one click."""
+    zoom = ("SAMIHS staged, 6 copies + zoom 0.5 / 3x on folds 0-1 (folds 2-4 are the 6-copies models), "
+            "as the app runs it")
+    with (RESULTS / "real59_5fold_zoom_preview_avx2" / "records.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle)
+                if row["fold"] in ("0", "1") and row["protocol"] == "deepest" and row["clicks"] == "1"]
+
+    def mean_dice(method: str, subtype: str = "") -> float:
+        values = [float(row["dice_clicked"]) for row in rows
+                  if row["method"] == method and (not subtype or row["subtype"] == subtype)]
+        assert values, (method, subtype)
+        return sum(values) / len(values)
+
+    overall = (mean_dice(zoom), mean_dice(COPIES6_AS_THE_APP_RUNS_IT))
+    sah = (mean_dice(zoom, "SAH"), mean_dice(COPIES6_AS_THE_APP_RUNS_IT, "SAH"))
+    assert overall == pytest.approx((0.702, 0.715), abs=0.0005) and sah == pytest.approx((0.259, 0.360), abs=0.0005)
+    assert not (overall[0] >= overall[1] - 0.01 and sah[0] > sah[1])
