@@ -37,8 +37,8 @@ def augment_slice(image_hu: np.ndarray, mask: np.ndarray, rng: np.random.Generat
 
 def zoom_in(image_hu: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
             max_zoom: float) -> Tuple[np.ndarray, np.ndarray, float]:
-    """A square-scaled crop of ``image_hu``/``mask`` enlarged back to the slice's size, with a zoom drawn
-    log-uniformly in [1, ``max_zoom``]: (image, mask, zoom actually applied). On a slice with bleed
+    """A crop of ``image_hu``/``mask``, 1/zoom of the slice on each side, enlarged back to the slice's
+    size, the zoom drawn log-uniformly in [1, ``max_zoom``]: (image, mask, zoom actually applied). On a slice with bleed
     the crop is centred near a random bleed pixel and always holds it; elsewhere it lies anywhere.
     A model fed bleeds at several pixel sizes cannot learn a bleed's size in pixels."""
     if max_zoom < 1.0:

@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from training.batches import slice_flags, training_slices
 from training.augment import zoom_in
+from training.batches import slice_flags, training_slices
 from training.bleed_age import AGED_MEAN_HU, age_bleeds
 from training.datasets import Case, _slice_subtype_flags, read_shared_real
 from training.subtype_sampling import WeightedEpochSampler, sampling_weights, subtype_group
