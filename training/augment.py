@@ -38,9 +38,9 @@ def augment_slice(image_hu: np.ndarray, mask: np.ndarray, rng: np.random.Generat
 def zoom_in(image_hu: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
             max_zoom: float) -> Tuple[np.ndarray, np.ndarray, float]:
     """A crop of ``image_hu``/``mask``, 1/zoom of the slice on each side, enlarged back to the slice's
-    size, the zoom drawn log-uniformly in [1, ``max_zoom``]: (image, mask, zoom actually applied). On a slice with bleed
-    the crop is centred near a random bleed pixel and always holds it; elsewhere it lies anywhere.
-    A model fed bleeds at several pixel sizes cannot learn a bleed's size in pixels."""
+    size, the zoom drawn log-uniformly in [1, ``max_zoom``]: (image, mask, zoom actually applied).
+    On a slice with bleed the crop is centred near a random bleed pixel and always holds it; elsewhere
+    it lies anywhere. A model fed bleeds at several pixel sizes cannot learn a bleed's size in pixels."""
     if max_zoom < 1.0:
         raise ValueError(f"max_zoom must be at least 1, not {max_zoom!r}.")
     rows, columns = image_hu.shape
@@ -60,4 +60,4 @@ def zoom_in(image_hu: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     image = ndi.zoom(crop, factors, order=1, mode="nearest", grid_mode=True)
     enlarged = ndi.zoom(mask[y0:y0 + side_y, x0:x0 + side_x].astype(np.float32), factors, order=1,
                         mode="nearest", grid_mode=True) > 0.5
-    return image.astype(np.float32), enlarged, factors[0]
+    return image, enlarged, factors[0]  # float32: ndi.zoom keeps the crop's dtype
