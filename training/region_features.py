@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage as ndi
 
-from SAMIHSLib.interaction.regions import HEAD_HU, largest_component
+from SAMIHSLib.volume.head_axis import HeadAxis, head_axes, mirrored_values
 
 REVIEW_FEATURES = ("log_ml", "score_logit", "mean_probability", "slices", "median_hu", "contrast_hu",
                    "asymmetry_hu", "bone_ring")
@@ -24,34 +24,6 @@ RING_PX = 3  # the tissue around a region: this many pixels around it on its sli
 SOFT_TISSUE_HU = (-20.0, 120.0)  # the ring's tissue a region is compared with: no air, no bone
 BONE_HU = 150.0
 _RING = np.ones((1, 2 * RING_PX + 1, 2 * RING_PX + 1), bool)  # in-plane only: slices are thick
-
-HeadAxis = Tuple[float, float, np.ndarray]  # centroid row, column and unit long-axis direction (row, column)
-
-
-def head_axes(volume_hu: np.ndarray) -> List[Optional[HeadAxis]]:
-    """Per axial slice: the head's centroid and long (anterior-posterior) axis, about which the
-    other side of the head is mirrored; None where a slice holds too little head."""
-    axes: List[Optional[HeadAxis]] = []
-    for image in volume_hu:
-        rows, columns = np.nonzero(ndi.binary_fill_holes(largest_component(image > HEAD_HU)))
-        if len(rows) < 100:
-            axes.append(None)
-            continue
-        centre = np.array([rows.mean(), columns.mean()])
-        values, vectors = np.linalg.eigh(np.cov(np.stack([rows - centre[0], columns - centre[1]])))
-        axes.append((float(centre[0]), float(centre[1]), vectors[:, int(np.argmax(values))]))
-    return axes
-
-
-def mirrored_values(image: np.ndarray, rows: np.ndarray, columns: np.ndarray, axis: HeadAxis) -> np.ndarray:
-    """``image`` at the mirror images of the pixels (rows, columns) across the head's long axis."""
-    centre_row, centre_column, direction = axis
-    offset = np.stack([rows - centre_row, columns - centre_column])
-    along = direction @ offset
-    mirror = 2 * (np.array([[centre_row], [centre_column]]) + direction[:, None] * along) - np.stack([rows, columns])
-    mirror_rows = np.clip(np.round(mirror[0]).astype(int), 0, image.shape[0] - 1)
-    mirror_columns = np.clip(np.round(mirror[1]).astype(int), 0, image.shape[1] - 1)
-    return image[mirror_rows, mirror_columns]
 
 
 def region_features(volume_hu: np.ndarray, probability: np.ndarray, labels: np.ndarray, scores: Sequence[float],

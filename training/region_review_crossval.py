@@ -21,9 +21,10 @@ from scipy import ndimage as ndi
 
 from SAMIHSLib.metrics import volume_ml
 from SAMIHSLib.volume.bleed_detection import candidate_regions
+from SAMIHSLib.volume.head_axis import head_axes
 
 from .detector_crossval import DetectionRecord, choose_setting
-from .region_features import REVIEW_FEATURES, RegionReview, head_axes, region_features
+from .region_features import REVIEW_FEATURES, RegionReview, region_features
 from .volume_eval import EvalVolume, bleeds_over_half_ml
 
 PIXEL_THRESHOLDS = (0.3, 0.5, 0.7)

@@ -11,8 +11,9 @@ from scipy import ndimage as ndi
 from conftest import REPO, real_whole_ct
 from SAMIHSLib.metrics import dice, volume_ml
 from SAMIHSLib.volume.bleed_detection import candidate_regions
+from SAMIHSLib.volume.head_axis import head_axes, mirrored_values
 from training.detector_crossval import detection_record
-from training.region_features import REVIEW_FEATURES, head_axes, mirrored_values, region_features
+from training.region_features import REVIEW_FEATURES, region_features
 from training.region_review_crossval import RegionTable, fit_review, read_tables_csv, region_tables, select_per_fold, \
     tables_csv
 from training.volume_eval import EvalVolume, bleeds_over_half_ml
