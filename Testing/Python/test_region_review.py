@@ -156,4 +156,9 @@ def test_the_review_settings_and_its_results_are_recomputed_from_the_committed_r
     by_volume = sorted(selected, key=lambda r: (r.fold, r.volume))
     assert detection_records_csv(by_volume) == (REVIEW_RESULTS / "review_selected.csv").read_text()
     pixel, review, _ = review_on_all_folds(tables)
-    assert {"pixel_threshold": pixel, **review.to_dict()} == summary["review_on_all_folds"]
+    # the fit's last bits follow the CPU's BLAS kernels (AVX2 wrote the file; AVX-512 differs by 1e-15)
+    committed = summary["review_on_all_folds"]
+    assert pixel == committed["pixel_threshold"] and review.features == tuple(committed["features"])
+    for name, value in review.to_dict().items():
+        if name != "features":
+            assert value == pytest.approx(committed[name], rel=1e-9, abs=1e-12), name
