@@ -62,7 +62,9 @@ class DetectionRecord:
 
 def predict_logits(network: BleedDetectorNet, volume: DetectorVolume) -> torch.Tensor:
     """(K, S, S) float16 logits of every slice of a prepared volume (as the app computes them)."""
-    return BleedDetector(network, DetectionThresholds()).slice_logits(volume.slices.float(), volume.offset).half()
+    mirrored = None if volume.mirrored is None else volume.mirrored.float()
+    return BleedDetector(network, DetectionThresholds()).slice_logits(volume.slices.float(), volume.offset,
+                                                                      mirrored=mirrored).half()
 
 
 def detection_record(setting: str, item: EvalVolume, mask: np.ndarray, bleeds: Sequence[np.ndarray],

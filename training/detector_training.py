@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
-from SAMIHSLib.volume.bleed_detection import neighbour_offset, stack_neighbours, window_slices
+from SAMIHSLib.volume.bleed_detection import mirror_slices, neighbour_offset, network_input, window_slices
 
 from .trainer import cpu_autocast_enabled
 
@@ -50,6 +50,7 @@ class DetectorVolume:
     slices: torch.Tensor  # (K, S, S) float16 in [0, 1]
     bleed_fraction: torch.Tensor  # (K, S, S) float16
     offset: int
+    mirrored: Optional[torch.Tensor] = None  # (K, S, S) float16: the slices mirrored, for a network that reads them
 
     @property
     def bleed_slices(self) -> List[int]:
@@ -61,8 +62,9 @@ def detector_volume(name: str, image_hu: np.ndarray, mask: np.ndarray, spacing_z
     """A whole CT (HU and bleed mask, k, j, i) as detector input and target."""
     side = config.input_side
     target = F.interpolate(torch.from_numpy(mask.astype(np.float32))[:, None], size=(side, side), mode="area")
-    return DetectorVolume(name, window_slices(image_hu, config).half(), target[:, 0].half(),
-                          neighbour_offset(float(spacing_zyx[0])))
+    windowed = window_slices(image_hu, config)
+    mirrored = mirror_slices(windowed, image_hu).half() if config.mirror_channel else None
+    return DetectorVolume(name, windowed.half(), target[:, 0].half(), neighbour_offset(float(spacing_zyx[0])), mirrored)
 
 
 def _batch(volumes: Sequence[DetectorVolume], positives: Sequence[tuple], others: Sequence[tuple],
@@ -76,9 +78,9 @@ def _batch(volumes: Sequence[DetectorVolume], positives: Sequence[tuple], others
     inputs, targets = [], []
     for volume_index, k, centres in picks:
         volume = volumes[volume_index]
-        image = stack_neighbours(volume.slices, [k], volume.offset, config.neighbours)[0].float()
+        image = network_input(volume.slices, volume.mirrored, [k], volume.offset, config)[0].float()
         target = volume.bleed_fraction[k].float()[None]
-        image, target = _crop(image, target, recipe.patch_side, rng, centres)
+        image, target = _crop(image, target, recipe.patch_side, rng, centres, config.neighbours)
         if rng.random() < 0.5:
             image, target = image.flip(-1), target.flip(-1)
         if rng.random() < 0.5:
@@ -112,14 +114,15 @@ def bleed_positives(volumes: Sequence[DetectorVolume], sampling: str) -> List[tu
 
 
 def _crop(image: torch.Tensor, target: torch.Tensor, side: int, rng: np.random.Generator,
-          centres: Optional[torch.Tensor] = None):
+          centres: Optional[torch.Tensor] = None, own_channel: int = 1):
     """A ``side`` crop: around one of ``centres`` (pixels) if given, else a random bleed pixel where
-    the slice has one (nnU-Net's foreground oversampling), anywhere inside the head otherwise."""
+    the slice has one (nnU-Net's foreground oversampling), anywhere inside the head of the slice
+    itself (channel ``own_channel``) otherwise."""
     full = image.shape[-1]
     if side >= full:
         return image, target
     bleed = centres if centres is not None else torch.nonzero(target[0] > 0)
-    head = bleed if len(bleed) else torch.nonzero(image[image.shape[0] // 2] > 0.1)
+    head = bleed if len(bleed) else torch.nonzero(image[own_channel] > 0.1)
     if len(head):
         row, column = (int(v) for v in head[rng.integers(len(head))])
     else:

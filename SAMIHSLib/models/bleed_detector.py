@@ -1,5 +1,6 @@
 """The automatic bleed detector: a small 2.5D U-Net that reads three neighbouring axial slices
-(k-1, k, k+1) in one HU window at half resolution and returns a per-pixel bleed logit for slice k.
+(k-1, k, k+1) in one HU window at half resolution (optionally also slice k mirrored across the
+head's long axis) and returns a per-pixel bleed logit for slice k.
 
 It is the network behind ``samihs batch --prompts auto``: small enough to run on every slice of a
 whole head CT in about a second on 2 CPU cores, and trained by patient folds on whole CTs with and
@@ -23,18 +24,24 @@ class DetectorConfig:
     input_side: int = 256  # pixels per side after downsampling (512 / 2 for the dataset's CTs)
     neighbours: int = 1  # slices on each side: 1 gives the channels k-1, k, k+1
     widths: Tuple[int, ...] = (16, 32, 64, 128)
+    # One more channel: slice k mirrored across the head's long axis, so that the network can tell a
+    # bleed (seldom mirrored) from the falx and cortex that read as blood on both sides alike.
+    mirror_channel: bool = False
 
     @property
     def in_channels(self) -> int:
-        return 2 * self.neighbours + 1
+        return 2 * self.neighbours + 1 + int(self.mirror_channel)
 
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: Dict[str, object]) -> "DetectorConfig":
+        mirror = values.get("mirror_channel", False)  # absent from detectors trained before the option
+        if not isinstance(mirror, bool):
+            raise ValueError(f"mirror_channel must be true or false, not {mirror!r}.")
         return cls(window_hu=tuple(values["window_hu"]), input_side=int(values["input_side"]),
-                   neighbours=int(values["neighbours"]), widths=tuple(values["widths"]))
+                   neighbours=int(values["neighbours"]), widths=tuple(values["widths"]), mirror_channel=mirror)
 
 
 class _DoubleConv(nn.Sequential):
@@ -48,7 +55,7 @@ class _DoubleConv(nn.Sequential):
 
 
 class BleedDetectorNet(nn.Module):
-    """U-Net: ``(B, 2n+1, S, S)`` windowed slices in [0, 1] -> ``(B, 1, S, S)`` bleed logits."""
+    """U-Net: ``(B, in_channels, S, S)`` windowed slices in [0, 1] -> ``(B, 1, S, S)`` bleed logits."""
 
     def __init__(self, config: DetectorConfig = DetectorConfig()) -> None:
         super().__init__()

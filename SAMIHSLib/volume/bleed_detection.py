@@ -3,7 +3,8 @@ then 3D candidate regions that a reader can review, each with its score, slices 
 
 The input of slice k is the slices k-1, k, k+1 (neighbours taken about 5 mm away, whatever the
 slice thickness) in the network's HU window, resized to its input side. Its answer is resized back
-to the slice grid. A region is a 3D connected set of voxels above ``pixel_threshold``; it is kept
+to the slice grid. A detector trained with ``mirror_channel`` also reads slice k mirrored across
+the head's long axis. A region is a 3D connected set of voxels above ``pixel_threshold``; it is kept
 when its highest probability (its score) reaches ``region_threshold`` and it holds at least
 ``min_region_ml``. The thresholds are chosen on training folds (``python -m training detectorcv``)
 and travel in the checkpoint. A volume with no kept region is a result: "no bleed found", with the
@@ -24,6 +25,7 @@ from SAMIHSLib.io.atomic_write import atomic_output
 from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
 from SAMIHSLib.models.checkpoint import CheckpointError
 from SAMIHSLib.progress import ProgressCallback
+from SAMIHSLib.volume.head_axis import head_axes
 
 DETECTOR_FORMAT = "samihs-bleed-detector/1"
 NEIGHBOUR_DISTANCE_MM = 5.0  # the training CTs' slice spacing: neighbours are read this far away
@@ -90,6 +92,48 @@ def stack_neighbours(slices: torch.Tensor, indices: Sequence[int], offset: int, 
     return slices[torch.tensor(channels)]
 
 
+def mirror_slices(windowed: torch.Tensor, volume_hu: np.ndarray) -> torch.Tensor:
+    """(K, S, S): each windowed slice (:func:`window_slices` of ``volume_hu``) reflected across the
+    head's long axis (found on the HU slice), so that a pixel meets the other side of the head; a
+    slice with too little head is reflected across its middle column."""
+    count, side = windowed.shape[0], windowed.shape[-1]
+    if not count:
+        return windowed.clone()
+    scale = np.array([side / volume_hu.shape[1], side / volume_hu.shape[2]])
+    pixel = torch.arange(side, dtype=torch.float64)
+    rows, columns = torch.meshgrid(pixel, pixel, indexing="ij")
+    grids = []
+    for axis in head_axes(volume_hu):
+        if axis is None:
+            centre, direction = np.array([(side - 1) / 2, (side - 1) / 2]), np.array([1.0, 0.0])
+        else:
+            # the same point and direction on the resized grid (area resize: pixel centres scale about -0.5)
+            centre = (np.array(axis[:2]) + 0.5) * scale - 0.5
+            direction = axis[2] * scale
+            direction = direction / np.linalg.norm(direction)
+        reflect = 2 * np.outer(direction, direction) - np.eye(2)
+        source_row = centre[0] + reflect[0, 0] * (rows - centre[0]) + reflect[0, 1] * (columns - centre[1])
+        source_column = centre[1] + reflect[1, 0] * (rows - centre[0]) + reflect[1, 1] * (columns - centre[1])
+        # grid_sample reads (x = column, y = row) in [-1, 1] at pixel centres (align_corners=False)
+        grids.append(torch.stack([(2 * source_column + 1) / side - 1, (2 * source_row + 1) / side - 1], dim=-1))
+    grid = torch.stack(grids).to(windowed.dtype if windowed.is_floating_point() else torch.float32)
+    mirrored = F.grid_sample(windowed[:, None].to(grid.dtype), grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+    return mirrored[:, 0].to(windowed.dtype)
+
+
+def network_input(slices: torch.Tensor, mirrored: Optional[torch.Tensor], indices: Sequence[int], offset: int,
+                  config: DetectorConfig) -> torch.Tensor:
+    """(len(indices), in_channels, S, S): the neighbours of each slice k (:func:`stack_neighbours`),
+    then slice k mirrored (:func:`mirror_slices`) when the network reads it."""
+    stacked = stack_neighbours(slices, indices, offset, config.neighbours)
+    if not config.mirror_channel:
+        return stacked
+    if mirrored is None:
+        raise ValueError("This detector reads each slice mirrored across the head's long axis; none was given.")
+    return torch.cat([stacked, mirrored[torch.tensor(list(indices))][:, None]], dim=1)
+
+
 class BleedDetector:
     """A trained detector with its thresholds: a head CT in HU -> bleed probabilities -> regions."""
 
@@ -109,14 +153,17 @@ class BleedDetector:
         """(k, j, i) float32 bleed probability of every voxel of a HU volume (k, j, i)."""
         if volume_hu.ndim != 3 or min(volume_hu.shape) < 1:
             raise ValueError(f"A (slices, rows, columns) volume is needed, got shape {volume_hu.shape}.")
-        logits = self.slice_logits(window_slices(volume_hu, self.config), neighbour_offset(float(spacing_zyx[0])),
-                                   cancel, progress)
+        windowed = window_slices(volume_hu, self.config)
+        mirrored = mirror_slices(windowed, volume_hu) if self.config.mirror_channel else None
+        logits = self.slice_logits(windowed, neighbour_offset(float(spacing_zyx[0])), cancel, progress, mirrored)
         return logits_to_probability(logits, volume_hu.shape[1:])
 
     def slice_logits(self, slices: torch.Tensor, offset: int, cancel: Optional[threading.Event] = None,
-                     progress: Optional[ProgressCallback] = None) -> torch.Tensor:
+                     progress: Optional[ProgressCallback] = None,
+                     mirrored: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(K, S, S) logits at the network's side for windowed slices (K, S, S) (:func:`window_slices`)
-        whose neighbours lie ``offset`` slices away."""
+        whose neighbours lie ``offset`` slices away (and their mirror images, :func:`mirror_slices`,
+        for a detector that reads them)."""
         total = slices.shape[0]
         logits = []
         with torch.inference_mode():
@@ -126,7 +173,7 @@ class BleedDetector:
                 if progress is not None:
                     progress(start, total, f"detecting bleeds: slice {start + 1} of {total}")
                 indices = range(start, min(start + SLICES_PER_BATCH, total))
-                logits.append(self.network(stack_neighbours(slices, indices, offset, self.config.neighbours))[:, 0])
+                logits.append(self.network(network_input(slices, mirrored, indices, offset, self.config))[:, 0])
         return torch.cat(logits)
 
     def regions(self, probability: np.ndarray, spacing_zyx: Sequence[float]) -> List[DetectedRegion]:

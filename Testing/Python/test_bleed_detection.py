@@ -21,7 +21,8 @@ from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
 from SAMIHSLib.models.checkpoint import CheckpointError
 from SAMIHSLib.volume.automatic import SHIPPED_DETECTOR, load_detector
 from SAMIHSLib.volume.bleed_detection import (BleedDetector, DetectionCancelled, DetectionThresholds,
-                                              detect_regions, neighbour_offset, stack_neighbours)
+                                              detect_regions, mirror_slices, neighbour_offset, network_input,
+                                              stack_neighbours, window_slices)
 
 RESULTS = REPO / "training" / "results" / "auto_detector"
 SMALL = DetectorConfig(input_side=64, widths=(4, 8))
@@ -67,6 +68,40 @@ def test_neighbour_channels_are_about_5_mm_away_and_clamped_at_the_ends():
     slices = torch.arange(6, dtype=torch.float32)[:, None, None].expand(6, 2, 2)
     stacked = stack_neighbours(slices, [0, 3, 5], offset=2, neighbours=1)
     assert stacked[:, :, 0, 0].tolist() == [[0, 0, 2], [1, 3, 5], [3, 5, 5]]
+
+
+def test_the_mirror_channel_shows_each_pixel_the_other_side_of_a_tilted_head():
+    """A spot 30 px to one side of a head tilted by 20 degrees appears, in the mirror channel, 30 px
+    to the other side (at half resolution); the channel follows the neighbours, and a detector
+    that reads it refuses to run without it."""
+    rows, columns = np.mgrid[0:128, 0:128].astype(float)
+    angle = np.deg2rad(20)
+    along_unit, across_unit = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle), np.cos(angle)])
+    along = (rows - 64) * along_unit[0] + (columns - 58) * along_unit[1]
+    across = (rows - 64) * across_unit[0] + (columns - 58) * across_unit[1]
+    head = np.where((along / 50) ** 2 + (across / 36) ** 2 <= 1, 30, -1000).astype(np.int16)
+    spot = np.round(np.array([64, 58]) + 8 * along_unit + 20 * across_unit).astype(int)
+    other = np.round(np.array([64, 58]) + 8 * along_unit - 20 * across_unit).astype(int)
+    head[spot[0] - 2:spot[0] + 3, spot[1] - 2:spot[1] + 3] = 90
+    volume = np.stack([head, np.full_like(head, -1000)])  # the second slice holds no head
+    config = DetectorConfig(input_side=64, widths=(4, 8), mirror_channel=True)
+    windowed = window_slices(volume, config)
+    mirrored = mirror_slices(windowed, volume)
+    assert mirrored.shape == windowed.shape
+    brightest = np.unravel_index(int(torch.argmax(mirrored[0])), (64, 64))
+    assert np.abs(np.array(brightest) - other / 2).max() <= 1.5  # half resolution
+    assert float(mirrored[0][tuple(spot // 2)]) < 0.5 < float(windowed[0][tuple(spot // 2)])
+    assert torch.equal(mirrored[1], torch.zeros(64, 64))  # no head: the air reflected is still air
+    stacked = network_input(windowed, mirrored, [0, 1], 1, config)
+    assert stacked.shape == (2, 4, 64, 64) and torch.equal(stacked[:, 3], mirrored)
+    assert torch.equal(stacked[:, :3], stack_neighbours(windowed, [0, 1], 1, 1))
+    with pytest.raises(ValueError, match="mirrored"):
+        network_input(windowed, None, [0], 1, config)
+    detector = BleedDetector(BleedDetectorNet(config), DetectionThresholds())
+    assert detector.probabilities(volume, (5.0, 0.9, 0.9)).shape == volume.shape
+    assert DetectorConfig.from_dict({k: v for k, v in SMALL.to_dict().items() if k != "mirror_channel"}) == SMALL
+    with pytest.raises(ValueError, match="mirror_channel"):
+        DetectorConfig.from_dict({**SMALL.to_dict(), "mirror_channel": "yes"})
 
 
 def test_regions_are_kept_by_score_and_size_with_their_slices_and_ml():
