@@ -99,6 +99,13 @@ def test_the_mirror_channel_shows_each_pixel_the_other_side_of_a_tilted_head():
         network_input(windowed, None, [0], 1, config)
     detector = BleedDetector(BleedDetectorNet(config), DetectionThresholds())
     assert detector.probabilities(volume, (5.0, 0.9, 0.9)).shape == volume.shape
+    from training.detector_training import DetectorTrainingConfig, _batch, detector_volume
+
+    prepared = detector_volume("tilted", volume, volume > 80, (5.0, 0.9, 0.9), config)
+    assert torch.equal(prepared.mirrored, mirrored.half())
+    recipe = DetectorTrainingConfig(batch_size=4, patch_side=32)
+    inputs, targets = _batch([prepared], [(0, 0, None)], [(0, 1, None)], config, recipe, np.random.default_rng(0))
+    assert inputs.shape == (4, 4, 32, 32) and targets.shape == (4, 1, 32, 32)
     assert DetectorConfig.from_dict({k: v for k, v in SMALL.to_dict().items() if k != "mirror_channel"}) == SMALL
     with pytest.raises(ValueError, match="mirror_channel"):
         DetectorConfig.from_dict({**SMALL.to_dict(), "mirror_channel": "yes"})
