@@ -241,3 +241,23 @@ def test_the_shipped_thresholds_are_recomputed_from_the_training_folds_records()
     assert len(detector.provenance["patients"]) == 57
     assert detector.provenance["folds"] == "training/folds/ct_ich_all_5fold.json"
     assert detector.provenance["cross_validation"]["per_fold_setting"] == chosen
+
+
+def test_the_mirror_channel_is_not_shipped_by_the_rule_written_before_its_run():
+    """training/results/auto_detector_mirror/NOTE.md: the mirror channel replaces the recipe only with
+    Dice >= 0.385, >= 15 of 26 bleeds and bleed-free heads < 0.5 mL on average with at most one over
+    2 mL, per fold as chosen on the other folds. Recomputed from both runs' committed records."""
+    from training.detector_crossval import DetectionRecord, select_per_fold, summarize_detection
+    from training.record_csv import read_records_csv
+
+    def per_fold(folder: str):
+        records = read_records_csv((REPO / "training" / "results" / folder / "records.csv").read_text(),
+                                   DetectionRecord)
+        return summarize_detection(select_per_fold(records, 5)[0])
+
+    shipped, mirror = per_fold("auto_detector"), per_fold("auto_detector_mirror")
+    assert round(shipped["dice_all_mean"], 3) == 0.365 and shipped["bleeds_found"] == 15
+    passes = (mirror["dice_all_mean"] >= shipped["dice_all_mean"] + 0.02 and mirror["bleeds_found"] >= 15
+              and mirror["bleed_free_ml_mean"] < 0.5 and mirror["bleed_free_heads_over_2ml"] <= 1)
+    assert not passes
+    assert not _shipped().config.mirror_channel
