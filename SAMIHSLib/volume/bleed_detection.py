@@ -116,8 +116,8 @@ def mirror_slices(windowed: torch.Tensor, volume_hu: np.ndarray) -> torch.Tensor
         source_column = centre[1] + reflect[1, 0] * (rows - centre[0]) + reflect[1, 1] * (columns - centre[1])
         # grid_sample reads (x = column, y = row) in [-1, 1] at pixel centres (align_corners=False)
         grids.append(torch.stack([(2 * source_column + 1) / side - 1, (2 * source_row + 1) / side - 1], dim=-1))
-    grid = torch.stack(grids).to(windowed.dtype if windowed.is_floating_point() else torch.float32)
-    mirrored = F.grid_sample(windowed[:, None].to(grid.dtype), grid, mode="bilinear", padding_mode="zeros",
+    grid = torch.stack(grids).float()  # sampled in float32 whatever the slices' type (CPU grid_sample)
+    mirrored = F.grid_sample(windowed[:, None].float(), grid, mode="bilinear", padding_mode="zeros",
                              align_corners=False)
     return mirrored[:, 0].to(windowed.dtype)
 
