@@ -54,6 +54,44 @@ def changed_extent(before: np.ndarray, after: np.ndarray) -> Optional[Tuple[slic
     return tuple(slice(int(c.min()), int(c.max()) + 1) for c in changed)  # type: ignore[return-value]
 
 
+def occupied_extent(mask: np.ndarray) -> Optional[Tuple[slice, ...]]:
+    """The smallest box holding every voxel of ``mask``, or None if it is empty."""
+    per_axis = [np.flatnonzero(mask.any(axis=tuple(other for other in range(mask.ndim) if other != axis)))
+                for axis in range(mask.ndim)]
+    if not per_axis[0].size:
+        return None
+    return tuple(slice(int(found[0]), int(found[-1]) + 1) for found in per_axis)
+
+
+def object_through(mask: np.ndarray, slice_index: int, anchor: np.ndarray, reach_px: int) -> np.ndarray:
+    """The 3D object of ``mask`` (k, j, i) at ``anchor`` on slice ``slice_index``: its components
+    (diagonal neighbours joined, as thick slices need) that touch ``anchor`` there or, where none
+    does, that touch the anchor dilated by ``reach_px`` on the slices next to it."""
+    box = occupied_extent(mask)
+    if not anchor.any() or box is None:
+        return np.zeros_like(mask)
+    # Labelled within the mask's own box: the same components, without an int32 copy of the whole
+    # scan (a thin-slice CT's would be 300 MB, and np.isin another 300 MB).
+    labels, count = ndi.label(mask[box], structure=np.ones((3, 3, 3), bool))
+
+    def slice_labels(k: int) -> np.ndarray:
+        on_slice = np.zeros(mask.shape[1:], labels.dtype)
+        if box[0].start <= k < box[0].stop:
+            on_slice[box[1:]] = labels[k - box[0].start]
+        return on_slice
+
+    touching = np.unique(slice_labels(slice_index)[anchor])
+    if not touching.any() and mask.shape[0] > 1:
+        near = ndi.binary_dilation(anchor, iterations=reach_px)
+        ks = [k for k in (slice_index - 1, slice_index + 1) if 0 <= k < mask.shape[0]]
+        touching = np.unique(np.concatenate([slice_labels(k)[near] for k in ks]))
+    keep = np.zeros(count + 1, bool)
+    keep[touching[touching > 0]] = True
+    found = np.zeros_like(mask)
+    found[box] = keep[labels]
+    return found
+
+
 def _diff(old: np.ndarray, new: np.ndarray, locked_before: Set[int], locked_after: Set[int],
           clicks_before: ClickHistory, clicks_after: ClickHistory, label: str) -> Optional[MaskDiff]:
     extent = changed_extent(old, new)
@@ -185,16 +223,8 @@ class HemorrhageSession:
         components (diagonal neighbours joined, as thick slices need) that touch ``anchor`` on that
         slice or, where none does (a bleed missed on this slice), its neighbourhood on the slices
         next to it."""
-        if not anchor.any():
-            return np.zeros_like(self.mask)
-        labels, _ = ndi.label(self.mask, structure=np.ones((3, 3, 3), bool))
-        touching = np.unique(labels[slice_index][anchor])
-        if not touching.any() and self.mask.shape[0] > 1:
-            reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx, minimum=1)
-            near = ndi.binary_dilation(anchor, iterations=reach)
-            ks = [k for k in (slice_index - 1, slice_index + 1) if 0 <= k < self.mask.shape[0]]
-            touching = np.unique(np.concatenate([labels[k][near] for k in ks]))
-        return np.isin(labels, touching[touching > 0])
+        reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx, minimum=1)
+        return object_through(self.mask, slice_index, anchor, reach)
 
     def _area_limit_from_neighbours(self, slice_index: int, positive: Sequence[Point]) -> Optional[float]:
         """The most a click on a slice the bleed was missed on should cover: propagation's area
