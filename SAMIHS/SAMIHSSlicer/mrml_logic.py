@@ -542,7 +542,7 @@ class SAMIHSMRMLLogic:
         score: a result), ``skipped`` (why a volume that is not CT was left alone) and ``error``."""
         from SAMIHSLib.volume.automatic import AUTOMATIC_MODE, load_detector, segment_automatically
         from SAMIHSLib.metrics import volume_ml
-        from SAMIHSLib.interaction.session import changed_extent
+        from SAMIHSLib.interaction.regions import occupied_extent
         from SAMIHSLib.io.validation import validate_ct_volume
         from SAMIHSLib.io.volume_io import AxialStack
 
@@ -580,7 +580,7 @@ class SAMIHSMRMLLogic:
                     ids.append(segmentation.AddEmptySegment(
                         "", f"{SEGMENT_NAME} {number} (score {found.regions[index].score:.3f})", SEGMENT_COLOR))
                     mask = stack.mask_to_volume(found.region_masks[index])
-                    write_segment_region(target, ids[-1], volume_node, mask, changed_extent(np.zeros_like(mask), mask))
+                    write_segment_region(target, ids[-1], volume_node, mask, occupied_extent(mask))
                 return target, ids
 
             node, ids = self._on_main(write_segments)

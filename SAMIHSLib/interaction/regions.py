@@ -67,6 +67,15 @@ def component_at(mask: np.ndarray, point: Point) -> np.ndarray:
     return labels == label if label else np.zeros_like(mask, dtype=bool)
 
 
+def occupied_extent(mask: np.ndarray) -> Optional[Tuple[slice, ...]]:
+    """The smallest box holding every voxel of ``mask``, or None if it is empty."""
+    per_axis = [np.flatnonzero(mask.any(axis=tuple(other for other in range(mask.ndim) if other != axis)))
+                for axis in range(mask.ndim)]
+    if not per_axis[0].size:
+        return None
+    return tuple(slice(int(found[0]), int(found[-1]) + 1) for found in per_axis)
+
+
 def _padded_extent(mask: np.ndarray, pad: int = 1) -> Tuple[slice, slice]:
     """The (rows, columns) slices of ``mask``'s bounding box grown by ``pad`` (clipped)."""
     rows, cols = np.nonzero(mask)

@@ -18,7 +18,7 @@ from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationC
 from SAMIHSLib.interaction.prompts import Point
 from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.interaction.regions import (PixelBox, deepest_point, disc_around, keep_components_near, mm_to_px,
-                                           mm_to_whole_px, points_mask, remove_nearest_to_negatives)
+                                           mm_to_whole_px, occupied_extent, points_mask, remove_nearest_to_negatives)
 from SAMIHSLib.io.validation import validate_point_in_slice, validate_slice_index
 
 # Clicks placed on each slice: slice -> (positive, negative), pixel (column, row).
@@ -48,19 +48,7 @@ class MaskDiff:
 
 def changed_extent(before: np.ndarray, after: np.ndarray) -> Optional[Tuple[slice, slice, slice]]:
     """The smallest (k, j, i) box holding every voxel that differs, or None if none does."""
-    changed = np.nonzero(before != after)
-    if not changed[0].size:
-        return None
-    return tuple(slice(int(c.min()), int(c.max()) + 1) for c in changed)  # type: ignore[return-value]
-
-
-def occupied_extent(mask: np.ndarray) -> Optional[Tuple[slice, ...]]:
-    """The smallest box holding every voxel of ``mask``, or None if it is empty."""
-    per_axis = [np.flatnonzero(mask.any(axis=tuple(other for other in range(mask.ndim) if other != axis)))
-                for axis in range(mask.ndim)]
-    if not per_axis[0].size:
-        return None
-    return tuple(slice(int(found[0]), int(found[-1]) + 1) for found in per_axis)
+    return occupied_extent(before != after)  # type: ignore[return-value]
 
 
 def object_through(mask: np.ndarray, slice_index: int, anchor: np.ndarray, reach_px: int) -> np.ndarray:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.session import UNDO_DEPTH, HemorrhageSession, object_through, occupied_extent
-from SAMIHSLib.interaction.regions import slice_with_most
+from SAMIHSLib.interaction.session import UNDO_DEPTH, HemorrhageSession, object_through
+from SAMIHSLib.interaction.regions import occupied_extent, slice_with_most
 
 from SAMIHSLib.interaction.regions import deepest_point
 
