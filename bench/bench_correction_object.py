@@ -27,6 +27,7 @@ from SAMIHSLib.io.atomic_write import write_text_atomic
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Testing" / "Python"))
 from test_session import _object_through_whole_scan  # noqa: E402  (the test's oracle: the way it was)
+from bench_scaling import restacked  # noqa: E402
 from timing import interleaved_medians_ms  # noqa: E402
 
 MASK = REPO.parent / "shared" / "data" / "ct-ich-volumes" / "masks" / "075.nii.gz"
@@ -36,12 +37,7 @@ REACH_PX = 3
 
 def restacked_mask(slice_mm: float) -> np.ndarray:
     """(k, j, i) bool: the true mask resampled (nearest) to ``slice_mm`` slices."""
-    image = sitk.ReadImage(str(MASK))
-    spacing = image.GetSpacing()
-    size = (image.GetSize()[0], image.GetSize()[1], int(round((image.GetSize()[2] - 1) * spacing[2] / slice_mm)) + 1)
-    resampled = sitk.Resample(image, size, sitk.Transform(), sitk.sitkNearestNeighbor, image.GetOrigin(),
-                              (spacing[0], spacing[1], slice_mm), image.GetDirection(), 0, image.GetPixelID())
-    return sitk.GetArrayFromImage(resampled) > 0
+    return sitk.GetArrayFromImage(restacked(sitk.ReadImage(str(MASK)), slice_mm, sitk.sitkNearestNeighbor, 0)) > 0
 
 
 def peak_mb(function) -> float:

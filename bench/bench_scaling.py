@@ -60,14 +60,21 @@ def clicked_bleed(patient: str):
     return VOLUMES / "images" / f"{patient}.nii.gz", (int(x), int(y), k), int(bleed.any(axis=(1, 2)).sum())
 
 
-def restack(patient: str, slice_mm: float, folder: Path):
-    """The patient's CT linearly resampled to ``slice_mm`` slices; (path, click, slices)."""
-    image = sitk.ReadImage(str(VOLUMES / "images" / f"{patient}.nii.gz"))
-    path, (i, j, k), _ = clicked_bleed(patient)
+def restacked(image: "sitk.Image", slice_mm: float, interpolator: int, outside: float) -> "sitk.Image":
+    """``image`` resampled to ``slice_mm`` slices over the same extent (in-plane grid kept)."""
     spacing = image.GetSpacing()
     size = (image.GetSize()[0], image.GetSize()[1], int(round((image.GetSize()[2] - 1) * spacing[2] / slice_mm)) + 1)
-    resampled = sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
-                              (spacing[0], spacing[1], slice_mm), image.GetDirection(), -1000, sitk.sitkInt16)
+    return sitk.Resample(image, size, sitk.Transform(), interpolator, image.GetOrigin(),
+                         (spacing[0], spacing[1], slice_mm), image.GetDirection(), outside, image.GetPixelID())
+
+
+def restack(patient: str, slice_mm: float, folder: Path):
+    """The patient's CT linearly resampled to ``slice_mm`` slices; (path, click, slices)."""
+    image = sitk.Cast(sitk.ReadImage(str(VOLUMES / "images" / f"{patient}.nii.gz")), sitk.sitkInt16)
+    path, (i, j, k), _ = clicked_bleed(patient)
+    spacing = image.GetSpacing()
+    resampled = restacked(image, slice_mm, sitk.sitkLinear, -1000)
+    size = resampled.GetSize()
     name = f"{patient}_z{slice_mm:g}mm"
     out = folder / name / f"{name}.nii.gz"
     out.parent.mkdir(parents=True)
