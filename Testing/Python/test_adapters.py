@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from SAMIHSLib.models import AdapterConfig, adapter_parameter_names, build_model
+from SAMIHSLib.models.adapters import PRAdapter
 from SAMIHSLib.models.image_encoder_vit import ImageEncoderViT
 
 
@@ -29,9 +30,17 @@ def test_lite_adapters_start_as_identity(lite_model):
     adapted = build_model("tiny_vit", AdapterConfig(rank=32)).eval()
     missing = adapted.load_state_dict(lite_model.state_dict(), strict=False).missing_keys
     assert set(missing) == set(adapter_parameter_names(adapted))
+    adapters = [m for m in adapted.modules() if isinstance(m, PRAdapter)]
+    passed_through = []
+    for adapter in adapters:
+        adapter.register_forward_hook(lambda _, inputs, output: passed_through.append(torch.equal(output, inputs[0])))
     image = torch.rand(1, 3, 256, 256)
     with torch.no_grad():
-        assert torch.equal(adapted.encode(image), lite_model.encode(image))
+        encoded, plain = adapted.encode(image), lite_model.encode(image)
+    assert len(passed_through) == len(adapters) > 0 and all(passed_through)  # each adapter adds exactly zero
+    # An adapter hands on a fresh tensor where the plain block passes a transposed view, so the next
+    # matmul may take another BLAS kernel: the encoders agree to rounding, not bit for bit, on some CPUs.
+    torch.testing.assert_close(encoded, plain, rtol=1e-4, atol=1e-5)
 
 
 def test_vit_adapters_start_as_identity_and_change_output_once_trained():
