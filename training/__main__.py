@@ -39,7 +39,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Set
 
 from SAMIHSLib.models import load_model
 
@@ -182,7 +182,8 @@ def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs:
     from tqdm import tqdm
 
     folds = read_folds(Path(args.folds), cases)
-    slices = evaluation_slices(cases, folds)
+    only = set(args.only_fold or range(len(folds)))
+    slices = [s for s in evaluation_slices(cases, folds) if s.fold in only]
     out = Path(args.out)
     methods, everything = [], []
     for reused in reuse:  # methods measured earlier on the same folds, with the same code
@@ -200,7 +201,9 @@ def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs:
         methods.append(name)
     bar.close()
     selected, chosen = select_per_fold(everything, len(folds))
-    caption = (f"Scan-level {len(folds)}-fold cross-validation on {', '.join(args.dataset)}: {len(slices)} slices, "
+    selected = [r for r in selected if r.fold in only]  # every method on the same slices
+    caption = (f"Scan-level {len(folds)}-fold cross-validation on {', '.join(args.dataset)}{_fold_note(only, folds)}: "
+               f"{len(slices)} slices, "
                f"{len({s.scan for s in slices})} scans (folds: {args.folds}). Settings of each method chosen per "
                f"fold on the other folds only. Engine {args.engine}; CPU: {cpu_description()}.")
     write_text_atomic(out / "table.md", results_tables(selected, methods, caption))
@@ -216,6 +219,17 @@ def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs:
     return 0
 
 
+def _fold_note(only: Set[int], folds: Sequence[object]) -> str:
+    """Words for a table measured on some folds only (a preview)."""
+    return "" if len(only) == len(folds) else f", test folds {', '.join(map(str, sorted(only)))} only"
+
+
+def _only_fold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only-fold", type=int, action="append",
+                        help="measure only this test fold (repeatable; a preview): reused rows are cut to the same "
+                             "folds; a method run here chooses its settings on the other folds measured")
+
+
 def run_volumeeval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -224,15 +238,21 @@ def run_volumeeval(args: argparse.Namespace) -> int:
 
     if not args.method and not args.reuse and not args.auto:
         raise SystemExit("volumeeval: name a --method to run, --auto, or a --reuse file to tabulate.")
+    if args.auto and args.only_fold:
+        raise SystemExit("volumeeval: --only-fold previews --method runs; --auto measures every volume.")
     cases = _cases(args.dataset)
     folds = read_folds(Path(args.folds), cases)
-    volumes = [v for v in evaluation_volumes(cases, folds) if not args.only or v.name in args.only]
+    only = set(args.only_fold or range(len(folds)))
+    volumes = [v for v in evaluation_volumes(cases, folds)
+               if (not args.only or v.name in args.only) and v.fold in only]
     out = Path(args.out)
     if args.auto:
         return _volumeeval_auto(args, cases, folds, out)
     methods, selected, selection, chosen = [], [], [], {}
     for reused in args.reuse or ():  # records.csv of an earlier volumeeval on the same folds
         for record in read_records_csv(Path(reused).read_text(), VolumeRecord):
+            if record.fold not in only:
+                continue
             selected.append(record)
             if record.method not in methods:
                 methods.append(record.method)
@@ -246,7 +266,8 @@ def run_volumeeval(args: argparse.Namespace) -> int:
         selection.extend(tried)
         methods.append(name)
     bar.close()
-    caption = (f"Patient-level {len(folds)}-fold cross-validation in 3D on {', '.join(args.dataset)}: "
+    caption = (f"Patient-level {len(folds)}-fold cross-validation in 3D on {', '.join(args.dataset)}"
+               f"{_fold_note(only, folds)}: "
                f"{len(volumes)} whole CTs with bleed of {len({v.scan for v in volumes})} patients (folds: "
                f"{args.folds}). Settings chosen per fold on the other folds only. Engine {args.engine}; "
                f"CPU: {cpu_description()}.")
@@ -530,6 +551,7 @@ def main(argv=None) -> int:
     p.add_argument("--engine", default="torch", help="inference engine (exact fp32 engines give the same masks)")
     p.add_argument("--reuse", action="append",
                    help="all_settings.csv of an earlier run on the same folds: its methods join the tables unrun")
+    _only_fold_argument(p)
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_clickeval)
     p = commands.add_parser("volumeeval", help="cross-validated one click -> 3D evaluation on whole CTs")
@@ -538,6 +560,7 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="append", help="records.csv of an earlier volumeeval on the same folds")
     p.add_argument("--auto", metavar="MODEL",
                    help="run `samihs batch --prompts auto` with MODEL on every volume, bleed-free ones too")
+    _only_fold_argument(p)
     p.add_argument("--out", required=True)
     p.set_defaults(handler=run_volumeeval)
     p = commands.add_parser("sliceceiling",

@@ -21,12 +21,14 @@ class AugmentConfig:
 
 def augment_slice(image_hu: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                   config: AugmentConfig = AugmentConfig()) -> Tuple[np.ndarray, np.ndarray, float, float]:
-    """(image in HU, mask, window level jitter, window width jitter); the inputs are not modified."""
+    """(image in HU, mask, window level jitter, window width jitter); the inputs are not modified.
+    ``image_hu`` is one slice (rows, columns) or a stack of them (n, rows, columns) moved alike, such as
+    a slice and its neighbours; ``mask`` is (rows, columns)."""
     angle = rng.uniform(-config.max_rotation_deg, config.max_rotation_deg)
-    image = ndi.rotate(image_hu, angle, reshape=False, order=1, mode="constant", cval=-1000.0)
+    image = ndi.rotate(image_hu, angle, axes=(-1, -2), reshape=False, order=1, mode="constant", cval=-1000.0)
     rotated = ndi.rotate(mask.astype(np.float32), angle, reshape=False, order=1, mode="constant") > 0.5
     shift = rng.integers(-config.max_shift_px, config.max_shift_px + 1, size=2)
-    image = ndi.shift(image, shift, order=0, mode="constant", cval=-1000.0)
+    image = ndi.shift(image, (0,) * (image.ndim - 2) + tuple(shift), order=0, mode="constant", cval=-1000.0)
     rotated = ndi.shift(rotated, shift, order=0, mode="constant", cval=0)
     image = image * (1 + rng.uniform(-config.intensity_scale, config.intensity_scale))
     image = image + rng.uniform(-config.intensity_offset_hu, config.intensity_offset_hu)

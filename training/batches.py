@@ -34,6 +34,13 @@ class TrainingSlice:
     pixel_mm: float = 1.0
     subtypes: Optional[np.ndarray] = None  # SUBTYPES class per pixel, when the dataset has them
     flags: Tuple[str, ...] = ()  # the subtypes on the slice (from its pixel classes or per-slice flags)
+    # Slices k-1 and k+1 of its scan (an edge slice stands in for a missing one); None for a lone slice.
+    neighbours_hu: Optional[Tuple[np.ndarray, np.ndarray]] = None
+
+    def stack_hu(self) -> np.ndarray:
+        """Slices k-1, k, k+1 (3, rows, columns); slice k three times for a lone slice."""
+        below, above = self.neighbours_hu if self.neighbours_hu is not None else (self.image_hu, self.image_hu)
+        return np.stack([below, self.image_hu, above]).astype(np.float32)
 
 
 def slice_flags(case: Case, k: int) -> Tuple[str, ...]:
@@ -44,10 +51,16 @@ def slice_flags(case: Case, k: int) -> Tuple[str, ...]:
     return tuple(case.slice_subtypes.get(k, ())) if case.slice_subtypes else ()
 
 
+def _neighbours(case: Case, k: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    last = case.image_hu.shape[0] - 1
+    return None if last == 0 else (case.image_hu[max(k - 1, 0)], case.image_hu[min(k + 1, last)])
+
+
 def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:
-    """Slices with hemorrhage, as the paper trains on."""
+    """Slices with hemorrhage, as the paper trains on (with views of their neighbouring slices)."""
     return [TrainingSlice(case.image_hu[k], case.mask[k], case.patient, min(case.spacing_zyx[1:]),
-                          None if case.subtype_labels is None else case.subtype_labels[k], slice_flags(case, k))
+                          None if case.subtype_labels is None else case.subtype_labels[k], slice_flags(case, k),
+                          _neighbours(case, k))
             for case in cases for k in case.hemorrhage_slices()]
 
 
@@ -114,7 +127,8 @@ def build_trainable_model(config: TrainingConfig, device: torch.device) -> Segme
     if config.cache_embeddings and adapters.enabled and config.trained_encoder_stages <= 0:
         raise ValueError("cache_embeddings with adapters needs trained_encoder_stages > 0 (staged training); "
                          "with the whole encoder frozen use adapter_positions: [].")
-    model = build_model(base.config.backbone, adapters, base.config.preprocessing)
+    preprocessing = dataclasses.replace(base.config.preprocessing, neighbour_channels=config.neighbour_channels)
+    model = build_model(base.config.backbone, adapters, preprocessing)
     model.load_state_dict(base.state_dict(), strict=False)
     model.config = dataclasses.replace(model.config, trained_with_clicks=True)
     cut = frozen_stages(model, config) if config.cache_embeddings else 0
@@ -162,15 +176,22 @@ class BatchMaker:
         self.augment = AugmentConfig()
 
     def image_and_target(self, sample: TrainingSlice) -> PreparedSlice:
-        image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
+        neighbour_channels = self.model.config.preprocessing.neighbour_channels
+        source = sample.stack_hu() if neighbour_channels else sample.image_hu
+        stack, mask, level_jitter, width_jitter = source, sample.mask, 0.0, 0.0
         if self.config.augment:
-            image, mask, level_jitter, width_jitter = augment_slice(sample.image_hu, sample.mask, self.rng,
-                                                                    self.augment)
+            stack, mask, level_jitter, width_jitter = augment_slice(source, sample.mask, self.rng, self.augment)
             if not mask.any():  # shifted out of view: use the slice as it is
-                image, mask, level_jitter, width_jitter = sample.image_hu, sample.mask, 0.0, 0.0
+                stack, mask, level_jitter, width_jitter = source, sample.mask, 0.0, 0.0
+        image = stack[1] if neighbour_channels else stack
+        before = image
         if self.donors is not None and self.rng.random() < self.config.paste_probability:
             image, mask = self._paste(sample, image, mask)
         image, _ = age_bleeds(image, mask, self.rng, self.config.aged_bleed_probability)
+        if neighbour_channels:
+            # A pasted or aged bleed spans the neighbouring slices too, as a real bleed 5 mm thick would.
+            stack = stack + (image - before)[None]
+            stack[1] = image
         pixel_mm = sample.pixel_mm
         # drawn only when asked for, so recipes without zoom keep their random streams
         if self.config.zoom_probability > 0 and self.rng.random() < self.config.zoom_probability:
@@ -181,8 +202,9 @@ class BatchMaker:
                                      window_width_hu=max(20.0, base.window_width_hu + width_jitter)) \
             if base.kind == "window" else base
         transform = SliceToModelTransform(mask.shape, self.model.config.image_size)
-        return PreparedSlice(transform.image_to_model(normalize_slice(image, window)), mask, transform, image,
-                             pixel_mm)
+        channels = np.stack([normalize_slice(s, window) for s in stack]) if neighbour_channels \
+            else normalize_slice(image, window)
+        return PreparedSlice(transform.image_to_model(channels), mask, transform, image, pixel_mm)
 
     def _paste(self, sample: TrainingSlice, image: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``image``/``mask`` with 1..max_pasted_bleeds bleeds of other patients pasted in."""

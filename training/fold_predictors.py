@@ -30,6 +30,9 @@ class FoldPredictors:
             self._held.clear()  # one model in memory at a time
             model = load_model(path, device="cpu")
             if preprocessing is not None:  # the engine's graphs start after preprocessing: they stay valid
+                # another window, never other channels than the model was trained on
+                preprocessing = dataclasses.replace(
+                    preprocessing, neighbour_channels=model.config.preprocessing.neighbour_channels)
                 model.config = dataclasses.replace(model.config, preprocessing=preprocessing)
             predictor = SAMIHSPredictor(model, engine=make_engine(model, self.engine))
             if self.second_opinion and fine_tuned_from_lite_base(model):

@@ -70,6 +70,9 @@ class TrainingConfig:
     # bleed would show it; 0 keeps every image at its own scale.
     zoom_probability: float = 0.0
     max_zoom: float = 1.0
+    # Feed slices k-1, k, k+1 as the encoder's three channels (PreprocessingConfig.neighbour_channels),
+    # in training and in the model it saves; False feeds slice k three times, as LiteMedSAM was trained.
+    neighbour_channels: bool = False
 
     @classmethod
     def from_json(cls, path: Path) -> "TrainingConfig":
@@ -84,6 +87,11 @@ class TrainingConfig:
                 raise ValueError(f"{key} in {path} must be between 0 and 1, not {data[key]!r}.")
         if float(data.get("max_zoom", 1.0)) < 1.0:
             raise ValueError(f"max_zoom in {path} must be at least 1, not {data['max_zoom']!r}.")
+        if not isinstance(data.get("neighbour_channels", False), bool):
+            raise ValueError(f"neighbour_channels in {path} must be true or false, not {data['neighbour_channels']!r}.")
+        if data.get("neighbour_channels") and float(data.get("zoom_probability", 0.0)) > 0:
+            raise ValueError(f"{path}: zoom_probability cannot be combined with neighbour_channels "
+                             "(the zoom crops one slice).")
         if "adapter_positions" in data:
             data["adapter_positions"] = tuple(data["adapter_positions"])
         return cls(**data)

@@ -28,10 +28,15 @@ class PreprocessingConfig:
     lower_percentile: float = 0.5
     upper_percentile: float = 99.5
     foreground_hu: float = -500.0
+    # Slices k-1, k, k+1 as the encoder's three channels (a slice at the scan's edge stands in for its
+    # missing neighbour); False feeds slice k three times, as LiteMedSAM was trained.
+    neighbour_channels: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in PREPROCESSING_KINDS:
             raise ValueError(f"Unknown preprocessing kind {self.kind!r}; use one of {PREPROCESSING_KINDS}.")
+        if not isinstance(self.neighbour_channels, bool):
+            raise ValueError(f"neighbour_channels must be true or false, not {self.neighbour_channels!r}.")
         if self.kind == "window" and self.window_width_hu <= 0:
             raise ValueError(f"Window width must be > 0 HU, got {self.window_width_hu}.")
 
@@ -63,6 +68,16 @@ def normalize_slice(slice_hu: np.ndarray, config: PreprocessingConfig) -> np.nda
     if high <= low:
         return np.zeros_like(data)
     return (np.clip(data, low, high) - low) / (high - low)
+
+
+def encoder_input(volume_hu: np.ndarray, index: int, config: PreprocessingConfig) -> np.ndarray:
+    """What the encoder is fed for slice ``index`` of a (k, rows, columns) volume: its [0, 1] intensities
+    (rows, columns), or with ``neighbour_channels`` those of slices k-1, k, k+1 (3, rows, columns),
+    each normalised alone and an edge slice repeated where its neighbour is missing."""
+    if not config.neighbour_channels:
+        return normalize_slice(volume_hu[index], config)
+    last = volume_hu.shape[0] - 1
+    return np.stack([normalize_slice(volume_hu[min(max(k, 0), last)], config) for k in (index - 1, index, index + 1)])
 
 
 DENOISE_MEDIAN_PX = 3

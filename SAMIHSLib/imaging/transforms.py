@@ -30,8 +30,12 @@ class SliceToModelTransform:
         return int(round(h * self.scale)), int(round(w * self.scale))
 
     def image_to_model(self, image01: np.ndarray) -> torch.Tensor:
-        """(H, W) intensities in [0, 1] -> (1, 3, S, S) float tensor, resized and zero-padded."""
-        tensor = torch.from_numpy(np.ascontiguousarray(image01, dtype=np.float32))[None, None]
+        """(H, W) intensities in [0, 1], repeated as the three channels, or (3, H, W) channels of their
+        own -> (1, 3, S, S) float tensor, resized and zero-padded."""
+        image = np.ascontiguousarray(image01, dtype=np.float32)
+        if image.ndim != 2 and not (image.ndim == 3 and image.shape[0] == 3):
+            raise ValueError(f"Expected an image of (rows, columns) or (3, rows, columns), got {image.shape}.")
+        tensor = torch.from_numpy(image).reshape(1, -1, *image.shape[-2:])
         # Bilinear at exactly 2x down equals a 2x2 box average, matching LiteMedSAM's training resize.
         resized = F.interpolate(tensor, size=self.resized_hw, mode="bilinear", align_corners=False)
         pad_h = self.input_size - resized.shape[-2]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.imaging.preprocessing import denoise_slice, denoised_value_at, normalize_slice
+from SAMIHSLib.imaging.preprocessing import denoise_slice, denoised_value_at, encoder_input
 from SAMIHSLib.interaction.regions import head_area_px
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
@@ -241,7 +241,7 @@ class SAMIHSPredictor:
             cached = self.cache.get(key)  # another thread may have encoded it while we waited
             if cached is not None:
                 return cached
-            image01 = normalize_slice(self.volume_hu[index], self.model.config.preprocessing)  # type: ignore[index]
+            image01 = encoder_input(self.volume_hu, index, self.model.config.preprocessing)  # type: ignore[arg-type]
             with torch.inference_mode(), self._autocast():
                 embedding = self.engine.encode(self.transform.image_to_model(image01)).float()
             self.encoder_calls += 1

@@ -154,3 +154,20 @@ def test_the_automatic_batch_is_evaluated_on_heads_with_and_without_bleed(lite_m
     assert bleed.bleeds_found == 2 and bleed.dice_all > 0.6
     table = auto_table(list(records.values()), "test")
     assert "| 1 with bleed, 1 without |" in table and "2 of 2" in table
+
+
+def test_a_preview_on_some_folds_tabulates_every_method_on_those_folds_only(tmp_path, volume_cases):
+    from training.__main__ import main
+
+    reused = REPO / "training" / "results" / "volumes_5fold_copies6_avx2" / "records.csv"
+    assert main(["volumeeval", "--dataset", f"ct_ich_volumes:{SHARED_DATA / 'ct-ich-volumes'}", "--folds",
+                 str(ALL_FOLDS), "--reuse", str(reused), "--only-fold", "0", "--only-fold", "1",
+                 "--out", str(tmp_path)]) == 0
+    kept = read_records_csv((tmp_path / "records.csv").read_text(), VolumeRecord)
+    every = read_records_csv(reused.read_text(), VolumeRecord)
+    assert kept and {r.fold for r in kept} == {0, 1}
+    assert len(kept) == sum(r.fold in (0, 1) for r in every) < len(every)
+    assert "test folds 0, 1 only" in (tmp_path / "table.md").read_text()
+    with pytest.raises(SystemExit, match="--only-fold previews --method runs"):
+        main(["volumeeval", "--dataset", f"ct_ich_volumes:{SHARED_DATA / 'ct-ich-volumes'}", "--folds",
+              str(ALL_FOLDS), "--auto", "lite-base", "--only-fold", "0", "--out", str(tmp_path / "auto")])
