@@ -111,3 +111,29 @@ def test_the_scale_augmented_preview_stops_on_folds_0_1():
     sah = (mean_dice(zoom, "SAH"), mean_dice(COPIES6_AS_THE_APP_RUNS_IT, "SAH"))
     assert overall == pytest.approx((0.702, 0.715), abs=0.0005) and sah == pytest.approx((0.259, 0.360), abs=0.0005)
     assert not (overall[0] >= overall[1] - 0.01 and sah[0] > sah[1])
+
+
+def _preview_mean(path: Path, method: str, clicks: str, dataset: str = "") -> float:
+    """Mean clicked-bleed Dice of ``method`` on folds 0-1 (deepest first click) in a records.csv."""
+    with path.open(newline="") as handle:
+        values = [float(row["dice_clicked"]) for row in csv.DictReader(handle)
+                  if row["method"] == method and row["fold"] in ("0", "1") and row["protocol"] == "deepest"
+                  and row["clicks"] == clicks and (not dataset or row["dataset"] == dataset)]
+    assert values, (path, method, clicks, dataset)
+    return sum(values) / len(values)
+
+
+def test_the_neighbour_channel_preview_stops_on_folds_0_1():
+    """The rule written before the neighbour-channel candidate's folds 0-1 were trained
+    (training/results/neighbours_preview/NOTE.md): train folds 2-4 only if, on folds 0-1, 3D clicked-bleed
+    Dice is >= the 6-copies models' + 0.02 after one click and >= theirs after three, and the lone MBH
+    slices after one click are >= theirs - 0.02."""
+    preview = RESULTS / "neighbours_preview"
+    candidate = "SAMIHS staged, 6 copies + slices k-1, k, k+1 as channels, as the app runs it (per fold)"
+    one, three = (tuple(_preview_mean(preview / "3d" / "records.csv", method, clicks)
+                        for method in (candidate, COPIES6_AS_THE_APP_RUNS_IT)) for clicks in ("1", "3"))
+    lone = tuple(_preview_mean(preview / "2d" / "records.csv", method, "1", "bhsd")
+                 for method in (candidate, COPIES6_AS_THE_APP_RUNS_IT))
+    assert one == pytest.approx((0.399, 0.463), abs=0.0005) and three == pytest.approx((0.625, 0.656), abs=0.0005)
+    assert lone == pytest.approx((0.644, 0.712), abs=0.0005)
+    assert not (one[0] >= one[1] + 0.02 and three[0] >= three[1] and lone[0] >= lone[1] - 0.02)
