@@ -171,18 +171,19 @@ def run_foldtrain(args: argparse.Namespace) -> int:
 
 
 def run_clickeval(args: argparse.Namespace) -> int:
-    return _click_evaluation(args, _cases(args.dataset), args.method, args.reuse or ())
+    return _click_evaluation(args, _cases(args.dataset), args.method, args.reuse or (), args.only_fold or ())
 
 
 def _click_evaluation(args: argparse.Namespace, cases: List[Case], method_specs: List[str],
-                      reuse: Sequence[str]) -> int:
+                      reuse: Sequence[str], only_folds: Sequence[int] = ()) -> int:
     """The click evaluation every 2D figure comes from (``training/click_crossval.py``): each method on
     every slice with bleed, settings chosen per fold on the other folds; writes ``table.md``,
-    ``records.csv``, ``all_settings.csv`` and ``summary.json`` (what ``ship --metrics`` records)."""
+    ``records.csv``, ``all_settings.csv`` and ``summary.json`` (what ``ship --metrics`` records);
+    with ``only_folds``, on those test folds only (a preview)."""
     from tqdm import tqdm
 
     folds = read_folds(Path(args.folds), cases)
-    only = set(args.only_fold or range(len(folds)))
+    only = set(only_folds or range(len(folds)))
     slices = [s for s in evaluation_slices(cases, folds) if s.fold in only]
     out = Path(args.out)
     methods, everything = [], []
