@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from SAMIHSLib.models import AdapterConfig, build_model, load_model
 from SAMIHSLib.models.adapters import PRAdapter, adapter_parameter_names
 from SAMIHSLib.models.sam import SegmentAnythingModel
-from SAMIHSLib.imaging.preprocessing import denoise_slice, normalize_slice
+from SAMIHSLib.imaging.preprocessing import denoise_slice, neighbour_indices, normalize_slice
 from SAMIHSLib.interaction.regions import component_at, deepest_point
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
 
@@ -34,7 +34,7 @@ class TrainingSlice:
     pixel_mm: float = 1.0
     subtypes: Optional[np.ndarray] = None  # SUBTYPES class per pixel, when the dataset has them
     flags: Tuple[str, ...] = ()  # the subtypes on the slice (from its pixel classes or per-slice flags)
-    # Slices k-1 and k+1 of its scan (an edge slice stands in for a missing one); None for a lone slice.
+    # Slices k-1 and k+1 of its scan (preprocessing.neighbour_indices); None for a slice given without its scan.
     neighbours_hu: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
     def stack_hu(self) -> np.ndarray:
@@ -51,9 +51,9 @@ def slice_flags(case: Case, k: int) -> Tuple[str, ...]:
     return tuple(case.slice_subtypes.get(k, ())) if case.slice_subtypes else ()
 
 
-def _neighbours(case: Case, k: int) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    last = case.image_hu.shape[0] - 1
-    return None if last == 0 else (case.image_hu[max(k - 1, 0)], case.image_hu[min(k + 1, last)])
+def _neighbours(case: Case, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    below, _, above = neighbour_indices(k, case.image_hu.shape[0])
+    return case.image_hu[below], case.image_hu[above]
 
 
 def training_slices(cases: Sequence[Case]) -> List[TrainingSlice]:

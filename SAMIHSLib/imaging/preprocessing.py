@@ -5,7 +5,7 @@ is always fed the way it was trained. The source array is never modified.
 """
 
 from dataclasses import asdict, dataclass
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -70,14 +70,19 @@ def normalize_slice(slice_hu: np.ndarray, config: PreprocessingConfig) -> np.nda
     return (np.clip(data, low, high) - low) / (high - low)
 
 
+def neighbour_indices(index: int, count: int) -> Tuple[int, int, int]:
+    """Slices k-1, k, k+1 of a scan of ``count`` slices, the edge slice standing in for a missing one:
+    the one rule for the neighbour channels in training and in the app."""
+    return max(index - 1, 0), index, min(index + 1, count - 1)
+
+
 def encoder_input(volume_hu: np.ndarray, index: int, config: PreprocessingConfig) -> np.ndarray:
     """What the encoder is fed for slice ``index`` of a (k, rows, columns) volume: its [0, 1] intensities
-    (rows, columns), or with ``neighbour_channels`` those of slices k-1, k, k+1 (3, rows, columns),
-    each normalised alone and an edge slice repeated where its neighbour is missing."""
+    (rows, columns), or with ``neighbour_channels`` those of :func:`neighbour_indices` (3, rows, columns),
+    each normalised alone."""
     if not config.neighbour_channels:
         return normalize_slice(volume_hu[index], config)
-    last = volume_hu.shape[0] - 1
-    return np.stack([normalize_slice(volume_hu[min(max(k, 0), last)], config) for k in (index - 1, index, index + 1)])
+    return np.stack([normalize_slice(volume_hu[k], config) for k in neighbour_indices(index, volume_hu.shape[0])])
 
 
 DENOISE_MEDIAN_PX = 3
