@@ -59,7 +59,9 @@ def bank_key(config: TrainingConfig, slices: Sequence[TrainingSlice], folds: Lis
     for item in slices:
         described = f"{item.patient}|{item.pixel_mm!r}|{item.flags}|{item.image_hu.shape}|{item.image_hu.dtype}"
         digest.update(described.encode())
-        for array in (item.image_hu, item.mask, item.subtypes):
+        # the neighbouring slices are part of the input only where the recipe feeds them
+        neighbours = item.neighbours_hu if config.neighbour_channels and item.neighbours_hu is not None else ()
+        for array in (item.image_hu, item.mask, item.subtypes, *neighbours):
             if array is not None:
                 digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()

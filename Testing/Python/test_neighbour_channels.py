@@ -136,3 +136,16 @@ def test_a_saved_neighbour_model_loads_with_its_preprocessing(tmp_path, lite_mod
     model = _lite_with_neighbours(lite_model)
     path = save_finetuned_checkpoint(model, tmp_path / "neighbours.samihs.pt", {})
     assert load_model(str(path)).config.preprocessing.neighbour_channels
+
+
+def test_the_stored_banks_key_follows_the_neighbours_only_where_they_are_fed(bleed_case):
+    from training.bank_store import bank_key
+
+    slices = training_slices([bleed_case])
+    below, above = slices[0].neighbours_hu
+    moved = [dataclasses.replace(slices[0], neighbours_hu=(below + 1, above))] + slices[1:]
+    folds = [["ct-ich/049"]]
+    grey = TrainingConfig(name="grey", cache_embeddings=True, trained_encoder_stages=1)
+    fed = dataclasses.replace(grey, neighbour_channels=True)
+    assert bank_key(fed, moved, folds) != bank_key(fed, slices, folds) != bank_key(grey, slices, folds)
+    assert bank_key(grey, moved, folds) == bank_key(grey, slices, folds)
