@@ -3,6 +3,7 @@ decide speed (AVX2, AVX-512, bf16, VNNI, AMX). Recorded with every benchmark and
 
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -29,3 +30,27 @@ def cpu_description() -> str:
     info = cpu_info()
     flags = " ".join(info["flags"]) or "no AVX2"  # type: ignore[arg-type]
     return f"{info['model']}, {info['logical_cores']} logical cores, {flags}"
+
+
+def physical_cores() -> int:
+    """The threads an engine runs on by default: PyTorch's count where torch is loaded (which honours
+    ``torch.set_num_threads`` and ``OMP_NUM_THREADS``), else ``OMP_NUM_THREADS``, else the physical
+    cores this process may use (/proc/cpuinfo's distinct cores, at most the CPUs it is allowed)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        return int(torch.get_num_threads())
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        pass
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores, physical = set(), ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "physical id":
+                physical = value.strip()
+            elif key.strip() == "core id":
+                cores.add((physical, value.strip()))
+    return max(1, min(len(cores) or allowed, allowed))

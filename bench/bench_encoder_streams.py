@@ -50,7 +50,7 @@ def main(rounds: int = 5, slices_per_round: int = 4) -> Dict[str, object]:
     two_streams = _compiled(core, encoder, cores, 2)
     slice_hu = make_head_phantom(shape=(4, 512, 512)).volume_hu[2]
     transform = SliceToModelTransform(slice_hu.shape, model.config.image_size)
-    image = transform.image_to_model(normalize_slice(slice_hu, model.config.preprocessing)).numpy()
+    image = transform.image_to_model(normalize_slice(slice_hu, model.config.preprocessing))
     requests = {"all": all_cores.create_infer_request(), "one": one_core.create_infer_request(),
                 "stream_a": two_streams.create_infer_request(), "stream_b": two_streams.create_infer_request()}
     outputs = {name: np.array(request.infer({"image": image})[0]) for name, request in requests.items()}

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from real_ct import agreement_summary, real_slices  # bench/ is on sys.path when a script here runs
@@ -50,7 +51,7 @@ def main(repeats: int = 6) -> dict:
         except (EngineError, ImportError) as error:
             skipped[name] = str(error).splitlines()[0]
             print(f"skipped {name}: {skipped[name]}", flush=True)
-    image = torch.rand(1, 3, 256, 256)
+    image = torch.rand(1, 3, 256, 256).numpy()
     result = {"machine": {**cpu_info(), "python_platform": platform.machine(), "threads": torch.get_num_threads(),
                           "torch": torch.__version__}, "engines": {}, "skipped_engines": skipped}
     for name, engine in engines.items():
@@ -58,7 +59,7 @@ def main(repeats: int = 6) -> dict:
             engine.encode(image)
             embedding = engine.encode(image)
             encoder_ms = median_ms(lambda: engine.encode(image), repeats)
-            points = (torch.tensor([[[150.0, 110.0]]]), torch.tensor([[1]]))
+            points = (np.array([[[150.0, 110.0]]], np.float32), np.array([[1]]))
             decoder_ms = median_ms(lambda: engine.decode(embedding, points), repeats * 4)
         predictor = SAMIHSPredictor(model, SliceEmbeddingCache(max_bytes=2 << 30), engine=engine)
         predictor.set_volume(phantom.volume_hu, phantom.spacing_zyx)

@@ -55,7 +55,7 @@ def calibration_images(model, phantoms: int = 4, slices: int = 8):
         phantom = make_head_phantom(shape=(slices, 512, 512), seed=seed)
         transform = SliceToModelTransform(phantom.volume_hu.shape[1:], model.config.image_size)
         for hu in phantom.volume_hu:
-            images.append(transform.image_to_model(normalize_slice(hu, model.config.preprocessing)).numpy())
+            images.append(transform.image_to_model(normalize_slice(hu, model.config.preprocessing)))
     return images
 
 
@@ -80,7 +80,7 @@ def main(names) -> dict:
     encoder_onnx, decoder_onnx = cached_onnx_graphs(model, work, lambda e, d: None)
     calibration = calibration_images(model)
     slices = real_slices()
-    image = torch.from_numpy(calibration[3])
+    image = calibration[3]
     bf16 = OpenVinoEngine(encoder_onnx, decoder_onnx, precision="bf16")
     verify_against_torch(bf16, model, max_embedding_difference=None)
     bf16.encode(image)

@@ -204,7 +204,7 @@ class BatchMaker:
         transform = SliceToModelTransform(mask.shape, self.model.config.image_size)
         channels = np.stack([normalize_slice(s, window) for s in stack]) if neighbour_channels \
             else normalize_slice(image, window)
-        return PreparedSlice(transform.image_to_model(channels), mask, transform, image, pixel_mm)
+        return PreparedSlice(torch.from_numpy(transform.image_to_model(channels)), mask, transform, image, pixel_mm)
 
     def _paste(self, sample: TrainingSlice, image: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """``image``/``mask`` with 1..max_pasted_bleeds bleeds of other patients pasted in."""
@@ -262,7 +262,7 @@ class BatchMaker:
 def lowres_target(mask: np.ndarray, transform: SliceToModelTransform, lowres_size: int) -> torch.Tensor:
     """A slice's binary mask as the loss sees it: (1, 1, L, L) on the decoder's low-res grid, a pixel
     set where more than half of it is bleed (a bleed of a few pixels can vanish)."""
-    return (transform.mask_to_model_lowres(mask.astype(np.float32), lowres_size) > 0.5).float()
+    return torch.from_numpy(transform.mask_to_model_lowres(mask.astype(np.float32), lowres_size) > 0.5).float()
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -3,8 +3,9 @@
 from pathlib import Path
 from typing import Optional, Tuple
 
-import torch
+import numpy as np
 
+from SAMIHSLib.cpu_info import physical_cores
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.engines.onnx_graphs import (cached_onnx_graphs, decoder_inputs, engine_identity, float32_array,
                                            verify_against_torch, verify_once)
@@ -18,13 +19,13 @@ class OnnxRuntimeEngine:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()  # physical cores by default
+        options.intra_op_num_threads = threads or physical_cores()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ["CPUExecutionProvider"]
         self.encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
         self.decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
-        self.device = torch.device("cpu")
+        self.device_type = "cpu"
 
     @classmethod
     def from_model(cls, model: SegmentAnythingModel, cache_dir: Optional[Path] = None,
@@ -40,14 +41,14 @@ class OnnxRuntimeEngine:
         verify_once(encoder.parent, identity, lambda: verify_against_torch(engine, model))
         return engine
 
-    def encode(self, image01: torch.Tensor) -> torch.Tensor:
+    def encode(self, image01: np.ndarray) -> np.ndarray:
         (embedding,) = self.encoder.run(None, {"image": float32_array(image01)})
-        return torch.from_numpy(embedding)
+        return embedding
 
-    def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-               boxes: Optional[torch.Tensor] = None, mask_input: Optional[torch.Tensor] = None,
-               multimask_output: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, embedding: np.ndarray, points: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+               boxes: Optional[np.ndarray] = None, mask_input: Optional[np.ndarray] = None,
+               multimask_output: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         inputs = decoder_inputs(embedding, points, boxes, mask_input, multimask_output,
                                 self.decoder.get_inputs()[3].shape[-1])
         lowres, iou = self.decoder.run(None, inputs)
-        return torch.from_numpy(lowres), torch.from_numpy(iou)
+        return lowres, iou

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
-import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.engines.errors import EngineError
@@ -28,8 +27,8 @@ class EngineVerificationError(EngineError):
     """An exported graph does not reproduce PyTorch; it is deleted and not used."""
 
 
-def decoder_inputs(embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]],
-                   boxes: Optional[torch.Tensor], mask_input: Optional[torch.Tensor], multimask_output: bool,
+def decoder_inputs(embedding: np.ndarray, points: Optional[Tuple[np.ndarray, np.ndarray]],
+                   boxes: Optional[np.ndarray], mask_input: Optional[np.ndarray], multimask_output: bool,
                    mask_side: int) -> Dict[str, np.ndarray]:
     """The exported decoder graph's inputs for one prompt (its single-mask output only)."""
     if multimask_output:
@@ -42,10 +41,10 @@ def decoder_inputs(embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor,
             "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32)}
 
 
-def float32_array(tensor: torch.Tensor) -> np.ndarray:
-    """A contiguous float32 view of ``tensor`` on the CPU; copied only when it must be (a click
-    should not copy the 4 MB embedding)."""
-    return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
+def float32_array(values: np.ndarray) -> np.ndarray:
+    """A contiguous float32 view of ``values``; copied only when it must be (a click should not copy
+    the 4 MB embedding)."""
+    return np.ascontiguousarray(values, dtype=np.float32)
 
 
 GRAPH_MANIFEST = "sha256.json"
@@ -125,10 +124,10 @@ def prompt_arrays(points, boxes) -> Tuple[np.ndarray, np.ndarray]:
     in the order segment-anything's prompt encoder uses."""
     coords, labels = [], []
     if points is not None:
-        coords.append(points[0].detach().cpu().numpy().reshape(-1, 2))
-        labels.append(points[1].detach().cpu().numpy().reshape(-1).astype(np.float32))
+        coords.append(np.asarray(points[0]).reshape(-1, 2))
+        labels.append(np.asarray(points[1]).reshape(-1).astype(np.float32))
     if boxes is not None:
-        coords.append(boxes.detach().cpu().numpy().reshape(2, 2))
+        coords.append(np.asarray(boxes).reshape(2, 2))
         labels.append(np.array([2.0, 3.0], np.float32))
     else:
         coords.append(np.zeros((1, 2), np.float32))
@@ -152,8 +151,8 @@ def verification_case(model: SegmentAnythingModel, seed: int = 0):
     inside = (float(np.median(cols)), float(np.median(rows)))
     outside = (float(cols.min()) - 40.0, float(rows.min()) - 40.0)
     points = transform.points_to_model(np.array([inside, outside]))
-    prompts = [(None, torch.from_numpy(box)[None].float()),
-               ((torch.from_numpy(points)[None].float(), torch.tensor([[1, 0]])), None)]
+    prompts = [(None, box[None].astype(np.float32)),
+               ((points[None].astype(np.float32), np.array([[1, 0]], np.int64)), None)]
     return image, prompts
 
 
@@ -163,17 +162,19 @@ def verify_against_torch(engine, model: SegmentAnythingModel, seed: int = 0,
     """``engine`` must reproduce PyTorch fp32 on a synthetic head-CT slice: the embedding within
     ``max_embedding_difference`` (None: not checked, for reduced precision) and the masks from its
     own embedding at Dice >= ``min_mask_agreement``."""
+    from SAMIHSLib.engines.torch_engine import TorchEngine
+
     image, prompts = verification_case(model, seed)
-    with torch.inference_mode():
-        reference = model.encode(image.to(model.device)).float().cpu()
-        ours = engine.encode(image)
-        difference = float((reference - ours).abs().max())
-        if max_embedding_difference is not None and difference > max_embedding_difference:
-            raise EngineVerificationError(f"{engine.name} encoder differs from PyTorch by {difference:.2e}.")
-        for points, boxes in prompts:
-            expected, _ = model.decode(reference.to(model.device), points, boxes)
-            got, _ = engine.decode(ours, points, boxes)
-            a, b = expected.cpu() > 0, got > 0
-            agreement = 2 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
-            if a.sum() + b.sum() and agreement < min_mask_agreement:
-                raise EngineVerificationError(f"{engine.name} masks agree with PyTorch at Dice {agreement:.3f}.")
+    reference_engine = TorchEngine(model)
+    reference = reference_engine.encode(image)
+    ours = engine.encode(image)
+    difference = float(np.abs(reference.cpu().numpy() - np.asarray(ours)).max())
+    if max_embedding_difference is not None and difference > max_embedding_difference:
+        raise EngineVerificationError(f"{engine.name} encoder differs from PyTorch by {difference:.2e}.")
+    for points, boxes in prompts:
+        expected, _ = reference_engine.decode(reference, points, boxes)
+        got, _ = engine.decode(ours, points, boxes)
+        a, b = expected > 0, got > 0
+        agreement = 2 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
+        if a.sum() + b.sum() and agreement < min_mask_agreement:
+            raise EngineVerificationError(f"{engine.name} masks agree with PyTorch at Dice {agreement:.3f}.")

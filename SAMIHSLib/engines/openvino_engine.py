@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-import torch
 
+from SAMIHSLib.cpu_info import physical_cores
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.engines.errors import EngineError
 from SAMIHSLib.engines.precision import cpu_has_native_bf16
@@ -74,7 +74,7 @@ class OpenVinoEngine:
         self.name = "openvino" if precision == "f32" else f"openvino-{precision}"
         self.precision = "fp32" if precision == "f32" else precision  # as reports name it
         core = ov.Core()
-        settings = {"INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),  # physical cores by default
+        settings = {"INFERENCE_NUM_THREADS": int(threads or physical_cores()),
                     "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         self._encoder = compile_or_import(core, Path(encoder_path), settings)
         self._decoder = compile_or_import(core, Path(decoder_path), settings)
@@ -82,7 +82,7 @@ class OpenVinoEngine:
         self._encode_request = self._encoder.create_infer_request()
         self._decode_request = self._decoder.create_infer_request()
         self._mask_side = int(self._decoder.input("mask_input").get_partial_shape()[-1].get_length())
-        self.device = torch.device("cpu")
+        self.device_type = "cpu"
 
     @classmethod
     def from_model(cls, model: SegmentAnythingModel, cache_dir: Optional[Path] = None,
@@ -110,14 +110,13 @@ class OpenVinoEngine:
                                           "'openvino' (fp32) engine.") from error
         return engine
 
-    def encode(self, image01: torch.Tensor) -> torch.Tensor:
+    def encode(self, image01: np.ndarray) -> np.ndarray:
         result = self._encode_request.infer({"image": float32_array(image01)})
-        return torch.from_numpy(np.array(result[self._encoder.output(0)], dtype=np.float32))
+        return np.array(result[self._encoder.output(0)], dtype=np.float32)
 
-    def decode(self, embedding: torch.Tensor, points: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-               boxes: Optional[torch.Tensor] = None, mask_input: Optional[torch.Tensor] = None,
-               multimask_output: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    def decode(self, embedding: np.ndarray, points: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+               boxes: Optional[np.ndarray] = None, mask_input: Optional[np.ndarray] = None,
+               multimask_output: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         result = self._decode_request.infer(decoder_inputs(embedding, points, boxes, mask_input, multimask_output,
                                                            self._mask_side))
-        return (torch.from_numpy(np.array(result[self._decoder.output(0)])),
-                torch.from_numpy(np.array(result[self._decoder.output(1)])))
+        return np.array(result[self._decoder.output(0)]), np.array(result[self._decoder.output(1)])

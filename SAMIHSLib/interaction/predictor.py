@@ -9,10 +9,9 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.imaging.preprocessing import denoise_slice, denoised_value_at, encoder_input
@@ -41,23 +40,24 @@ class SlicePrediction:
 
 
 class SliceEmbeddingCache:
-    """LRU cache of slice embeddings bounded in bytes; thread-safe."""
+    """LRU cache of slice embeddings (each engine's own arrays or tensors: anything with ``nbytes``)
+    bounded in bytes; thread-safe."""
 
     def __init__(self, max_bytes: int = 512 * 1024 * 1024) -> None:
         self.max_bytes = int(max_bytes)
-        self._items: "OrderedDict[Hashable, torch.Tensor]" = OrderedDict()
+        self._items: "OrderedDict[Hashable, Any]" = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> Optional[torch.Tensor]:
+    def get(self, key: Hashable) -> Optional[Any]:
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: Hashable, embedding: torch.Tensor) -> None:
-        size = embedding.element_size() * embedding.nelement()
+    def put(self, key: Hashable, embedding: Any) -> None:
+        size = int(embedding.nbytes)
         with self._lock:
             if key in self._items:
                 return
@@ -65,7 +65,7 @@ class SliceEmbeddingCache:
             self._bytes += size
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, old = self._items.popitem(last=False)
-                self._bytes -= old.element_size() * old.nelement()
+                self._bytes -= int(old.nbytes)
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -84,17 +84,16 @@ class SliceEmbeddingCache:
             self._bytes = 0
 
 
-def engine_prompts(prompt: SlicePrompt, transform: SliceToModelTransform, device="cpu"
-                   ) -> Tuple[Optional[Tuple[torch.Tensor, torch.Tensor]], Optional[torch.Tensor]]:
+def engine_prompts(prompt: SlicePrompt, transform: SliceToModelTransform
+                   ) -> Tuple[Optional[Tuple[np.ndarray, np.ndarray]], Optional[np.ndarray]]:
     """``prompt``'s clicks ((1, N, 2) coordinates, (1, N) labels) and box ((1, 4)) in the model's
     frame, as every engine's ``decode`` takes them (None where the prompt has none)."""
     points = boxes = None
     if prompt.has_points:
         coords, labels = prompt.points_and_labels()
-        points = (torch.from_numpy(transform.points_to_model(coords))[None].to(device),
-                  torch.from_numpy(labels)[None].to(device))
+        points = (transform.points_to_model(coords)[None], np.asarray(labels)[None])
     if prompt.box is not None:
-        boxes = torch.from_numpy(transform.box_to_model(np.asarray(prompt.box)))[None].to(device)
+        boxes = transform.box_to_model(np.asarray(prompt.box))[None]
     return points, boxes
 
 
@@ -230,8 +229,8 @@ class SAMIHSPredictor:
     def is_encoded(self, slice_index: int) -> bool:
         return self.cache_key(slice_index) in self.cache
 
-    def encode_slice(self, slice_index: int) -> torch.Tensor:
-        """The (1, 256, 64, 64) embedding of a slice, computed once and then cached."""
+    def encode_slice(self, slice_index: int) -> Any:
+        """The (1, 256, 64, 64) embedding of a slice (in the engine's form), computed once and then cached."""
         index = validate_slice_index(slice_index, self.num_slices)
         key = self.cache_key(index)
         cached = self.cache.get(key)
@@ -242,27 +241,14 @@ class SAMIHSPredictor:
             if cached is not None:
                 return cached
             image01 = encoder_input(self.volume_hu, index, self.model.config.preprocessing)  # type: ignore[arg-type]
-            with torch.inference_mode(), self._autocast():
-                embedding = self.engine.encode(self.transform.image_to_model(image01)).float()
+            embedding = self.engine.encode(self.transform.image_to_model(image01))
             self.encoder_calls += 1
             self.cache.put(key, embedding)
         return embedding
 
-    def _autocast(self):
-        device = self.model.device
-        if device.type == "cuda":
-            return torch.autocast("cuda", dtype=self._gpu_dtype())
-        return torch.autocast(device.type, enabled=False)
-
-    @staticmethod
-    def _gpu_dtype() -> torch.dtype:
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
     @property
     def precision(self) -> str:
         """The arithmetic the model runs in: "fp32", "bf16" or "fp16" (what reports say)."""
-        if self.model.device.type == "cuda":
-            return "bf16" if self._gpu_dtype() == torch.bfloat16 else "fp16"
         return getattr(self.engine, "precision", "fp32")
 
     @property
@@ -273,7 +259,7 @@ class SAMIHSPredictor:
     @property
     def engine_description(self) -> str:
         """Engine, precision and device in words, e.g. "openvino-bf16 (bf16 on cpu)"."""
-        return f"{self.engine_name} ({self.precision} on {self.model.device.type})"
+        return f"{self.engine_name} ({self.precision} on {self.engine.device_type})"
 
     # -- the cheap half -------------------------------------------------------------------------
     def predict(self, slice_index: int, prompt: SlicePrompt) -> SlicePrediction:
@@ -297,24 +283,22 @@ class SAMIHSPredictor:
         # copies: callers may edit the arrays they get
         return SlicePrediction(remembered.mask.copy(), remembered.predicted_iou, remembered.lowres_logits.copy())
 
-    def _decode(self, embedding: torch.Tensor, prompt: SlicePrompt) -> SlicePrediction:
-        transform, device = self.transform, self.engine.device
-        points, boxes = engine_prompts(prompt, transform, device)
-        mask_input = None
-        if prompt.mask_input is not None:
-            mask_input = self._dense_prompt(prompt.mask_input).to(device)
-        with self._model_lock, torch.inference_mode(), self._autocast():
-            lowres, iou = self.engine.decode(embedding.to(self.engine.device), points, boxes, mask_input)
+    def _decode(self, embedding: Any, prompt: SlicePrompt) -> SlicePrediction:
+        transform = self.transform
+        points, boxes = engine_prompts(prompt, transform)
+        mask_input = None if prompt.mask_input is None else self._dense_prompt(prompt.mask_input)
+        with self._model_lock:
+            lowres, iou = self.engine.decode(embedding, points, boxes, mask_input)
             self.decoder_calls += 1
         logits = transform.lowres_logits_to_original(lowres)[0, 0]
-        return SlicePrediction(mask=(logits > 0).cpu().numpy(), predicted_iou=float(iou[0, 0]),
-                               lowres_logits=lowres[0, 0].float().cpu().numpy())
+        return SlicePrediction(mask=logits > 0, predicted_iou=float(iou[0, 0]),
+                               lowres_logits=np.array(lowres[0, 0], dtype=np.float32))
 
-    def _dense_prompt(self, mask: np.ndarray) -> torch.Tensor:
+    def _dense_prompt(self, mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(mask)
         lowres_size = self.model.lowres_mask_size
         if mask.shape == (lowres_size, lowres_size) and mask.dtype != bool:
-            return torch.from_numpy(mask.astype(np.float32))[None, None]  # already decoder logits
+            return mask.astype(np.float32)[None, None]  # already decoder logits
         if mask.shape != self.slice_shape:
             raise InputError(f"The mask prompt has shape {mask.shape}; the slice is {self.slice_shape}.")
         logits = np.where(mask > 0, BINARY_MASK_LOGIT, -BINARY_MASK_LOGIT).astype(np.float32)
@@ -345,6 +329,8 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
 
     check_threads(threads)
     if threads:
+        import torch
+
         torch.set_num_threads(threads)
     model = load_model(model_spec, device=device)
     name = resolve_engine_name(engine, model.device.type, model)
