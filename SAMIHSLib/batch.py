@@ -31,8 +31,6 @@ from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSLib.io.validation import InputError
 from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.io.volume_files import find_volumes, volume_name
-from SAMIHSLib.volume.automatic import (AUTOMATIC_MODE, detector_fingerprint, load_detector,
-                                        segment_automatically)
 from SAMIHSLib.volume.reports import mask_report
 from SAMIHSLib.volume.segmentation import VolumePrompts, segment_volume
 from SAMIHSLib.io.volume_io import AxialStack, CTVolume, clicks_to_slice_column_row, read_ct, write_seg_nrrd
@@ -117,6 +115,8 @@ class PromptSource:
     @functools.cached_property
     def _automatic_fingerprint(self) -> str:
         """What made automatic results: the mode and the detector (hashed once per batch, not per volume)."""
+        from SAMIHSLib.volume.automatic import AUTOMATIC_MODE, detector_fingerprint, load_detector
+
         return f"auto {AUTOMATIC_MODE} {detector_fingerprint(load_detector())}"
 
     def clicks_for(self, path: Path, volume: CTVolume) -> VolumePrompts:
@@ -267,7 +267,9 @@ def process_volume(job: VolumeJob, predictor: SAMIHSPredictor,
     try:
         volume = read_ct(job.path)
         stack = AxialStack.of(volume)
-        if job.prompts.automatic:
+        if job.prompts.automatic:  # the detector needs torch; a batch of clicks runs without it
+            from SAMIHSLib.volume.automatic import AUTOMATIC_MODE, load_detector, segment_automatically
+
             result = segment_automatically(stack, load_detector(), predictor, AUTOMATIC_MODE, cancel)
             found = {"detection_score": result.top_score, "detected_regions": len(result.regions),
                      "reason": result.describe()}

@@ -283,7 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from SAMIHSLib.cpu_tuning import tune_process_for_inference
 
     tune_process_for_inference()  # the command owns its process; before torch loads
-    from SAMIHSLib.models.checkpoint import CheckpointError  # imports torch: only once there is work to do
+    from SAMIHSLib.models.files import CheckpointError
 
     try:
         return int(args.handler(args))

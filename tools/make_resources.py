@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from SAMIHSLib.models.checkpoint import sha256_file
+from SAMIHSLib.models.files import sha256_file
 from SAMIHSLib.io.overview_png import write_overview_png
 from SAMIHSLib.phantom import make_head_phantom
 from SAMIHSLib.interaction.regions import slice_with_most

@@ -1,14 +1,16 @@
 """The ONNX Runtime engine: exact fp32 on CPU, on the shared ONNX graphs (``onnx_graphs``)."""
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
 
 from SAMIHSLib.cpu_info import physical_cores
-from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.engines.onnx_graphs import (cached_onnx_graphs, decoder_inputs, engine_identity, float32_array,
                                            verify_against_torch, verify_once)
+
+if TYPE_CHECKING:
+    from SAMIHSLib.models.sam import SegmentAnythingModel
 
 
 class OnnxRuntimeEngine:
@@ -28,7 +30,7 @@ class OnnxRuntimeEngine:
         self.device_type = "cpu"
 
     @classmethod
-    def from_model(cls, model: SegmentAnythingModel, cache_dir: Optional[Path] = None,
+    def from_model(cls, model: "SegmentAnythingModel", cache_dir: Optional[Path] = None,
                    threads: Optional[int] = None) -> "OnnxRuntimeEngine":
         """Load cached graphs for ``model`` or export, verify and cache them."""
         import onnxruntime as ort

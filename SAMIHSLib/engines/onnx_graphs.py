@@ -7,13 +7,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.engines.errors import EngineError
-from SAMIHSLib.engines.export import export_onnx, model_fingerprint
+
+if TYPE_CHECKING:  # exporting and checking need torch; running cached graphs does not
+    from SAMIHSLib.models.sam import SegmentAnythingModel
 
 DEFAULT_CACHE = Path(os.environ.get("SAMIHS_ENGINE_CACHE", Path.home() / ".cache" / "samihs" / "engines"))
 MAX_EMBEDDING_DIFFERENCE = 1e-3
@@ -54,7 +55,7 @@ VERIFIED_RECORD = "verified.json"
 
 
 def _graph_hashes(directory: Path) -> Dict[str, str]:
-    from SAMIHSLib.models.checkpoint import sha256_file
+    from SAMIHSLib.models.files import sha256_file
 
     return {name: sha256_file(directory / name) for name in ("encoder.onnx", "decoder.onnx")}
 
@@ -68,11 +69,13 @@ def _cache_is_intact(directory: Path) -> bool:
         return False
 
 
-def cached_onnx_graphs(model: SegmentAnythingModel, cache_dir: Optional[Path],
+def cached_onnx_graphs(model: "SegmentAnythingModel", cache_dir: Optional[Path],
                        verify: Callable[[Path, Path], None]) -> Tuple[Path, Path]:
     """(encoder.onnx, decoder.onnx) of ``model``, from the cache (keyed by the weights' hash) or
     freshly exported, checked by ``verify(encoder, decoder)`` before they are cached with their
     SHA-256; a cached graph that no longer matches its hash (edited, truncated) is exported again."""
+    from SAMIHSLib.engines.export import export_onnx, model_fingerprint
+
     directory = Path(cache_dir or DEFAULT_CACHE) / model_fingerprint(model)
     encoder, decoder = directory / "encoder.onnx", directory / "decoder.onnx"
     if _cache_is_intact(directory):
@@ -135,7 +138,7 @@ def prompt_arrays(points, boxes) -> Tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(coords)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32))
 
 
-def verification_case(model: SegmentAnythingModel, seed: int = 0):
+def verification_case(model: "SegmentAnythingModel", seed: int = 0):
     """A synthetic head-CT slice with a bleed, as the model sees it, and prompts on the bleed
     (its box; a click inside plus a negative click outside), in model coordinates."""
     from SAMIHSLib.phantom import make_head_phantom
@@ -156,7 +159,7 @@ def verification_case(model: SegmentAnythingModel, seed: int = 0):
     return image, prompts
 
 
-def verify_against_torch(engine, model: SegmentAnythingModel, seed: int = 0,
+def verify_against_torch(engine, model: "SegmentAnythingModel", seed: int = 0,
                          max_embedding_difference: Optional[float] = MAX_EMBEDDING_DIFFERENCE,
                          min_mask_agreement: float = MIN_MASK_AGREEMENT) -> None:
     """``engine`` must reproduce PyTorch fp32 on a synthetic head-CT slice: the embedding within

@@ -9,12 +9,11 @@ asserted by a test on the shared ct-ich slices, and its accuracy judged on the t
 
 import hashlib
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import numpy as np
 
 from SAMIHSLib.cpu_info import physical_cores
-from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.engines.errors import EngineError
 from SAMIHSLib.engines.precision import cpu_has_native_bf16
 from SAMIHSLib.engines.onnx_graphs import (MIN_REDUCED_PRECISION_AGREEMENT, EngineVerificationError, cached_onnx_graphs,
@@ -23,6 +22,9 @@ from SAMIHSLib.engines.onnx_graphs import (MIN_REDUCED_PRECISION_AGREEMENT, Engi
 
 PRECISIONS = ("f32", "bf16")
 COMPILED_CACHE = "openvino-compiled"
+
+if TYPE_CHECKING:
+    from SAMIHSLib.models.sam import SegmentAnythingModel
 
 
 def openvino_version() -> str:
@@ -85,7 +87,7 @@ class OpenVinoEngine:
         self.device_type = "cpu"
 
     @classmethod
-    def from_model(cls, model: SegmentAnythingModel, cache_dir: Optional[Path] = None,
+    def from_model(cls, model: "SegmentAnythingModel", cache_dir: Optional[Path] = None,
                    threads: Optional[int] = None, precision: str = "f32") -> "OpenVinoEngine":
         """Compile the model's cached (or freshly exported) graphs and check them against PyTorch."""
         if precision not in PRECISIONS:  # before any export is written

@@ -9,16 +9,18 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Hashable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.imaging.preprocessing import denoise_slice, denoised_value_at, encoder_input
 from SAMIHSLib.interaction.regions import head_area_px
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
 from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
+
+if TYPE_CHECKING:  # a model run from cached graphs is never built with torch
+    from SAMIHSLib.models.sam import SegmentAnythingModel
 
 # A binary mask used as a dense prompt becomes logits of this magnitude (SAM was trained on its
 # own low-res logits, which sit around +-10 inside/outside a confident mask).
@@ -108,7 +110,7 @@ class SAMIHSPredictor:
     """Prompts -> masks on the slices of one CT volume (slices, rows, columns) in HU, with the
     slice embeddings cached (a :class:`SAMIHSLib.interaction.session.HemorrhageSession` holds the edits)."""
 
-    def __init__(self, model: SegmentAnythingModel, cache: Optional[SliceEmbeddingCache] = None,
+    def __init__(self, model: "SegmentAnythingModel", cache: Optional[SliceEmbeddingCache] = None,
                  engine=None) -> None:
         """``engine``: an :mod:`SAMIHSLib.engines` backend running ``model`` (default PyTorch)."""
         from SAMIHSLib.engines import TorchEngine
@@ -345,13 +347,13 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
     return predictor
 
 
-def fine_tuned_from_lite_base(model: SegmentAnythingModel) -> bool:
+def fine_tuned_from_lite_base(model: "SegmentAnythingModel") -> bool:
     """Whether ``model`` is a click-trained LiteMedSAM (TinyViT): lite-base, the model it was
     fine-tuned from, can then answer the clicks it misses (:func:`add_second_opinion`)."""
     return model.config.trained_with_clicks and model.config.backbone == "tiny_vit"
 
 
-def add_second_opinion(predictor: SAMIHSPredictor, base_model: Optional[SegmentAnythingModel] = None,
+def add_second_opinion(predictor: SAMIHSPredictor, base_model: Optional["SegmentAnythingModel"] = None,
                        base_engine=None, when_needed: bool = False, threads: Optional[int] = None) -> SAMIHSPredictor:
     """Let ``predictor``'s click handling ask lite-base, the model it was fine-tuned from, when its
     own answer misses a click. ``base_model`` / ``base_engine``: loaded ones to share (default:

@@ -11,46 +11,12 @@ authors' code (this gives the ~174k parameters quoted for ViT-B at rank 100), an
 zero at init, so an adapted encoder starts exactly equal to the frozen one.
 """
 
-from dataclasses import dataclass
-from typing import Dict, Iterable, List, Tuple
+from typing import Iterable, List
 
 import torch
 from torch import nn
 
-ADAPTER_POSITIONS = ("attn", "mlp")
-
-
-@dataclass(frozen=True)
-class AdapterConfig:
-    """Which PR adapters an image encoder carries.
-
-    ``positions`` is a subset of ``("attn", "mlp")`` (the paper's ablation switches); an empty
-    tuple means no adapters. ``rank`` is the width of the shared low-rank basis.
-    """
-
-    positions: Tuple[str, ...] = ADAPTER_POSITIONS
-    rank: int = 100
-
-    def __post_init__(self) -> None:
-        unknown = set(self.positions) - set(ADAPTER_POSITIONS)
-        if unknown:
-            raise ValueError(f"Unknown adapter position(s) {sorted(unknown)}; use {ADAPTER_POSITIONS}.")
-        if self.rank < 1:
-            raise ValueError(f"Adapter rank must be >= 1, got {self.rank}.")
-
-    @property
-    def enabled(self) -> bool:
-        return len(self.positions) > 0
-
-    def to_dict(self) -> Dict[str, object]:
-        return {"positions": list(self.positions), "rank": self.rank}
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, object]) -> "AdapterConfig":
-        return cls(positions=tuple(data.get("positions", ())), rank=int(data.get("rank", 100)))
-
-
-NO_ADAPTERS = AdapterConfig(positions=(), rank=1)
+from SAMIHSLib.models.config import AdapterConfig
 
 
 class SharedAdapterBasis(nn.Module):

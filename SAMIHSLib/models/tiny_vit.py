@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from SAMIHSLib.models.adapters import AdapterBank, AdapterConfig, NO_ADAPTERS
+from SAMIHSLib.models.adapters import AdapterBank
+from SAMIHSLib.models.config import NO_ADAPTERS, AdapterConfig
 from SAMIHSLib.models.common import LayerNorm2d
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
 from SAMIHSLib.io.volume_io import AxialStack
-from SAMIHSLib.models.registry import SHIPPED_MODELS_DIR
+from SAMIHSLib.models.files import SHIPPED_MODELS_DIR
 from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.volume.bleed_detection import BleedDetector, DetectedRegion
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from SAMIHSLib.io.atomic_write import atomic_output
 from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
-from SAMIHSLib.models.checkpoint import CheckpointError
+from SAMIHSLib.models.files import CheckpointError
 from SAMIHSLib.progress import ProgressCallback
 from SAMIHSLib.volume.head_axis import head_axes
 

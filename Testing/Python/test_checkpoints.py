@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from SAMIHSLib.models import AdapterConfig, CheckpointError, build_model, load_model, save_finetuned_checkpoint
-from SAMIHSLib.models.checkpoint import LITE_MEDSAM_SHA256, lite_medsam_weights_path, sha256_file
+from SAMIHSLib.models.files import LITE_MEDSAM_SHA256, lite_medsam_weights_path, sha256_file
 
 
 def test_embedded_weights_are_the_expected_file():

@@ -45,7 +45,7 @@ def test_every_module_resource_is_listed_and_exists():
 
 
 def test_shipped_checkpoints_are_packaged_where_the_registry_looks():
-    from SAMIHSLib.models.registry import SHIPPED_CHECKPOINTS
+    from SAMIHSLib.models.files import SHIPPED_CHECKPOINTS
     from SAMIHSLib.volume.automatic import SHIPPED_DETECTOR
 
     shipped = [*SHIPPED_CHECKPOINTS.values(), SHIPPED_DETECTOR]
@@ -66,7 +66,7 @@ def test_extension_metadata_is_complete():
 
 
 def test_sample_data_checksum_matches_the_shipped_file():
-    from SAMIHSLib.models.checkpoint import sha256_file
+    from SAMIHSLib.models.files import sha256_file
 
     source = (MODULE_DIR / "SAMIHS.py").read_text()
     declared = re.search(r'SAMPLE_SHA256 = "([0-9a-f]{64})"', source).group(1)

@@ -6,7 +6,8 @@ import pytest
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.models import load_model
 from SAMIHSLib.models.checkpoint import read_samihs_checkpoint
-from SAMIHSLib.models.registry import DEFAULT_MODEL, SHIPPED_CLICK_MODEL, SHIPPED_STAGED_MODEL
+from SAMIHSLib.model_names import DEFAULT_MODEL
+from SAMIHSLib.models.files import SHIPPED_CLICK_MODEL, SHIPPED_STAGED_MODEL
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.prompts import SlicePrompt
 
