@@ -27,6 +27,7 @@ from SAMIHSLib.io.markups_io import read_markups_clicks
 from SAMIHSLib.io.report import (FAILED, NO_BLEED_FOUND, OK, SegmentationReport, read_reports_csv,
                                  reports_csv_text)
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.models.summary import ModelSummary
 from SAMIHSLib.io.segment_terms import SEGMENT_NAME
 from SAMIHSLib.io.validation import InputError
 from SAMIHSLib.progress import ProgressCallback
@@ -174,7 +175,9 @@ def input_fingerprint(path: Path) -> str:
 
 
 def weights_sha256(predictor: SAMIHSPredictor) -> str:
-    """SHA-256 of the model's weights (adapters included)."""
+    """SHA-256 of the model's weights (adapters included); a model run from cached graphs has it recorded."""
+    if isinstance(predictor.model, ModelSummary):
+        return predictor.model.weights_sha256
     from SAMIHSLib.models.checkpoint import sha256_tensors
 
     return sha256_tensors(predictor.model.state_dict())

@@ -172,7 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Wrote {ct_path}, {seg_path}, {png_path}")
     print(f"Dice vs phantom truth: {score:.3f}")
     print(f"Hemorrhage volume: {measured['volume_ml']:.2f} mL (truth {truth_ml:.2f} mL; ABC/2 "
-          f"{measured['abc_over_2_ml']:.2f} mL) in {report.seconds:.1f} s on {predictor.model.device}")
+          f"{measured['abc_over_2_ml']:.2f} mL) in {report.seconds:.1f} s on {predictor.device_type}")
     return 0
 
 

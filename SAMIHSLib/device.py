@@ -1,5 +1,7 @@
 """Choice of compute device: CUDA, then Apple MPS, then CPU."""
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,3 +27,13 @@ def resolve_device(requested: str = "auto") -> "torch.device":
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise RuntimeError("MPS was requested but is not available on this machine; use --device cpu or auto.")
     return torch.device(requested)
+
+
+def only_cpu_here(requested: str = "auto") -> bool:
+    """Whether ``requested`` surely means the CPU, told without importing torch: "cpu", or "auto" on
+    Linux with no NVIDIA or AMD GPU device node (elsewhere, or with one, torch is asked)."""
+    if requested == "cpu":
+        return True
+    if requested != "auto" or not sys.platform.startswith("linux"):
+        return False
+    return not any(Path("/dev").glob("nvidia[0-9]*")) and not Path("/dev/kfd").exists()

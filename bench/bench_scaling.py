@@ -8,7 +8,10 @@ one process per run, wall seconds and peak memory (the child's own maximum RSS).
     (5, 2.5, 1.25 and 0.625 mm: 36 to 288 slices, linear interpolation between slices), the thinnest
     as a thin-slice scanner sends it. Each run with the exact default engine (`auto`) and, on a CPU
     with native bf16, `openvino-bf16`, alternately, so both see the same machine.
-Writes bench/results/scaling.json (or --out).  Run: .venv/bin/python bench/bench_scaling.py [--quick] [--out PATH]
+With ``--reference SRC`` (another checkout of SAMIHS, e.g. ``git worktree add ../before REV``) every run
+is repeated right after with that code (``PYTHONPATH=SRC``), so the two are compared on one machine.
+Writes bench/results/scaling.json (or --out).
+Run: .venv/bin/python bench/bench_scaling.py [--quick] [--reference SRC] [--out PATH]
 """
 
 import argparse
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import SimpleITK as sitk
 
@@ -39,10 +42,12 @@ SLICE_MM = (5.0, 2.5, 1.25, 0.625)
 SAMIHS = [str(Path(sys.executable).parent / "samihs")]  # the installed command, as users run it
 
 
-def run_measured(command: Sequence[str]) -> Dict[str, float]:
-    """Wall seconds and peak RSS (MB) of one child process; its output is kept if it fails."""
+def run_measured(command: Sequence[str], source: Optional[Path] = None) -> Dict[str, float]:
+    """Wall seconds and peak RSS (MB) of one child process, run with the code in ``source`` when
+    given (else this checkout's); its output is kept if it fails."""
+    env = dict(os.environ, PYTHONPATH=str(source)) if source is not None else None
     started = time.perf_counter()
-    process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     output = process.stdout.read()  # type: ignore[union-attr]
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -86,45 +91,60 @@ def engines_to_compare() -> List[str]:
     return ["auto", "openvino-bf16"] if cpu_has_native_bf16() else ["auto"]
 
 
-def main(quick: bool = False) -> dict:
+def code_label(source: Optional[Path]) -> str:
+    """Which code ran: this checkout or the reference, by its commit."""
+    folder = source or REPO
+    commit = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return f"{'reference' if source is not None else 'this'} {commit}".strip()
+
+
+def main(quick: bool = False, reference: Optional[Path] = None) -> dict:
     engines = engines_to_compare()
+    sources = [None] + ([reference] if reference is not None else [])
     work = Path(tempfile.mkdtemp(prefix="samihs-scaling-"))
     series = BLEED_SERIES[:2] if quick else BLEED_SERIES
     first_path, first_click, _ = clicked_bleed(series[0])
     warmup = {}
     for engine in engines:  # exports/compiles once per engine: every timed run starts from warm caches
-        warmup[engine] = run_measured(SAMIHS + ["segment", str(first_path), "--point", ",".join(map(str, first_click)),
-                                                "--engine", engine, "-o", str(work / "warm.seg.nrrd")])
+        for source in sources:
+            warmup[f"{engine}, {code_label(source)}"] = run_measured(
+                SAMIHS + ["segment", str(first_path), "--point", ",".join(map(str, first_click)), "--engine", engine,
+                          "-o", str(work / "warm.seg.nrrd")], source)
     segment_runs = []
     for patient in series:
         path, click, bleed_slices = clicked_bleed(patient)
         for engine in engines:
-            report = work / f"{patient}_{engine}.json"
-            measured = run_measured(SAMIHS + ["segment", str(path), "--point", ",".join(map(str, click)),
-                                              "--engine", engine, "-o", str(work / f"{patient}.seg.nrrd"),
-                                              "--report", str(report)])
-            written = json.loads(report.read_text())
-            segment_runs.append({"patient": patient, "slices": int(sitk.ReadImage(str(path)).GetSize()[2]),
-                                 "bleed_slices": bleed_slices, "engine": written["engine"],
-                                 "precision": written["precision"], **measured,
-                                 "segmenting_s": written["seconds"], "encoded_slices": written["encoded_slices"],
-                                 "segmented_slices": written["measurements"]["num_slices"]})
-            print(json.dumps(segment_runs[-1]), flush=True)
+            for source in sources:
+                report = work / f"{patient}_{engine}.json"
+                measured = run_measured(SAMIHS + ["segment", str(path), "--point", ",".join(map(str, click)),
+                                                  "--engine", engine, "-o", str(work / f"{patient}.seg.nrrd"),
+                                                  "--report", str(report)], source)
+                written = json.loads(report.read_text())
+                segment_runs.append({"patient": patient, "slices": int(sitk.ReadImage(str(path)).GetSize()[2]),
+                                     "bleed_slices": bleed_slices, "code": code_label(source),
+                                     "engine": written["engine"], "precision": written["precision"], **measured,
+                                     "segmenting_s": written["seconds"], "encoded_slices": written["encoded_slices"],
+                                     "segmented_slices": written["measurements"]["num_slices"],
+                                     "volume_ml": written["measurements"]["volume_ml"]})
+                print(json.dumps(segment_runs[-1]), flush=True)
     batch_runs = []
     for slice_mm in (SLICE_MM[:2] if quick else SLICE_MM):
         path, (i, j, k), slices = restack(RESTACKED, slice_mm, work)
         prompts = path.parent / "clicks.json"
         write_text_atomic(prompts, json.dumps({path.name[:-len(".nii.gz")]: {"points": [[i, j, k]]}}))
         for engine in engines:
-            out = work / f"batch_{slice_mm:g}_{engine}"
-            measured = run_measured(SAMIHS + ["batch", str(path), "--prompts", str(prompts), "--engine", engine,
-                                              "-o", str(out)])
-            with open(out / "samihs_batch_report.csv", newline="") as handle:
-                (row,) = list(csv.DictReader(handle))
-            batch_runs.append({"slice_mm": slice_mm, "slices": slices, "engine": row["engine"], **measured,
-                               "segmenting_s": float(row["seconds"]), "segmented_slices": int(row["num_slices"] or 0),
-                               "volume_ml": float(row["volume_ml"] or 0.0)})
-            print(json.dumps(batch_runs[-1]), flush=True)
+            for number, source in enumerate(sources):
+                out = work / f"batch_{slice_mm:g}_{engine}_{number}"
+                measured = run_measured(SAMIHS + ["batch", str(path), "--prompts", str(prompts), "--engine", engine,
+                                                  "-o", str(out)], source)
+                with open(out / "samihs_batch_report.csv", newline="") as handle:
+                    (row,) = list(csv.DictReader(handle))
+                batch_runs.append({"slice_mm": slice_mm, "slices": slices, "code": code_label(source),
+                                   "engine": row["engine"], **measured, "segmenting_s": float(row["seconds"]),
+                                   "segmented_slices": int(row["num_slices"] or 0),
+                                   "volume_ml": float(row["volume_ml"] or 0.0)})
+                print(json.dumps(batch_runs[-1]), flush=True)
     import openvino
     import torch
 
@@ -139,8 +159,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="two volumes and two scan lengths (a check, not a result)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "scaling.json"),
                         help="where the JSON goes (one file per CPU class measured)")
+    parser.add_argument("--reference", type=Path, help="another SAMIHS checkout, run after each run of this one")
     arguments = parser.parse_args()
-    result = main(arguments.quick)
+    result = main(arguments.quick, arguments.reference)
     if not arguments.quick:
         write_text_atomic(Path(arguments.out), json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

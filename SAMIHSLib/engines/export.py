@@ -13,12 +13,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from SAMIHSLib.models.adapters import PRAdapter
-from SAMIHSLib.models.checkpoint import sha256_tensors
+from SAMIHSLib.models.checkpoint import weights_identity
 from SAMIHSLib.models.sam import SegmentAnythingModel
 from SAMIHSLib.models.tiny_vit import TinyViT
 from SAMIHSLib.engines.few_token_attention import with_few_token_attention
+from SAMIHSLib.engines.onnx_graphs import EXPORT_VERSION
 
-EXPORT_VERSION = 3  # 2: few-token cross-attentions in the decoder graph; 3: its one mask as a 1x1 convolution
 OPSET = 17
 
 
@@ -36,13 +36,6 @@ def fold_adapters(model: SegmentAnythingModel) -> SegmentAnythingModel:
                         adapter.fold_into_linear(linear)
                         setattr(block, adapter_name, nn.Identity())
     return folded
-
-
-def weights_identity(model: SegmentAnythingModel) -> str:
-    """Identity of a model's weights + config, whatever exports it or runs it."""
-    digest = hashlib.sha256(sha256_tensors(model.state_dict()).encode())
-    digest.update(repr(model.config.to_dict()).encode())
-    return digest.hexdigest()[:24]
 
 
 def model_fingerprint(model: SegmentAnythingModel) -> str:

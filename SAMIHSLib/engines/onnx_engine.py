@@ -28,6 +28,7 @@ class OnnxRuntimeEngine:
         self.encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
         self.decoder = ort.InferenceSession(str(decoder_path), options, providers=providers)
         self.device_type = "cpu"
+        self.graph_dir = Path(encoder_path).parent  # where its graphs and their records are
 
     @classmethod
     def from_model(cls, model: "SegmentAnythingModel", cache_dir: Optional[Path] = None,

@@ -16,6 +16,8 @@ from SAMIHSLib.engines.errors import EngineError
 if TYPE_CHECKING:  # exporting and checking need torch; running cached graphs does not
     from SAMIHSLib.models.sam import SegmentAnythingModel
 
+# The exporter's version: graphs exported by an older one are exported again (export.py).
+EXPORT_VERSION = 3  # 2: few-token cross-attentions in the decoder graph; 3: its one mask as a 1x1 convolution
 DEFAULT_CACHE = Path(os.environ.get("SAMIHS_ENGINE_CACHE", Path.home() / ".cache" / "samihs" / "engines"))
 MAX_EMBEDDING_DIFFERENCE = 1e-3
 MIN_MASK_AGREEMENT = 0.99
@@ -60,7 +62,7 @@ def _graph_hashes(directory: Path) -> Dict[str, str]:
     return {name: sha256_file(directory / name) for name in ("encoder.onnx", "decoder.onnx")}
 
 
-def _cache_is_intact(directory: Path) -> bool:
+def cache_is_intact(directory: Path) -> bool:
     """Whether both cached graphs exist and match the SHA-256 recorded when they were verified."""
     try:
         recorded = json.loads((directory / GRAPH_MANIFEST).read_text())
@@ -78,7 +80,7 @@ def cached_onnx_graphs(model: "SegmentAnythingModel", cache_dir: Optional[Path],
 
     directory = Path(cache_dir or DEFAULT_CACHE) / model_fingerprint(model)
     encoder, decoder = directory / "encoder.onnx", directory / "decoder.onnx"
-    if _cache_is_intact(directory):
+    if cache_is_intact(directory):
         return encoder, decoder
     if directory.exists():
         shutil.rmtree(directory, ignore_errors=True)

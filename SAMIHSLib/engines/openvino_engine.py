@@ -85,6 +85,7 @@ class OpenVinoEngine:
         self._decode_request = self._decoder.create_infer_request()
         self._mask_side = int(self._decoder.input("mask_input").get_partial_shape()[-1].get_length())
         self.device_type = "cpu"
+        self.graph_dir = Path(encoder_path).parent  # where its graphs and their records are
 
     @classmethod
     def from_model(cls, model: "SegmentAnythingModel", cache_dir: Optional[Path] = None,

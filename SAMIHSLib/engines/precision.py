@@ -19,11 +19,17 @@ BF16_VALIDATED: Dict[str, str] = {}
 
 
 def bf16_validated(model) -> bool:
-    """Whether ``model``'s bf16 answers were shown to match fp32 on the cross-validation tables."""
-    from SAMIHSLib.engines.export import weights_identity
+    """Whether ``model``'s (a loaded model's, or a ``ModelSummary``'s) bf16 answers were shown to match
+    fp32 on the cross-validation tables."""
+    from SAMIHSLib.models.summary import ModelSummary
 
-    # hashing the weights (~40 ms) is needed only when some model is listed
-    return bool(BF16_VALIDATED) and weights_identity(model) in BF16_VALIDATED
+    if not BF16_VALIDATED:  # hashing the weights (~40 ms) is needed only when some model is listed
+        return False
+    if isinstance(model, ModelSummary):
+        return model.weights_identity in BF16_VALIDATED
+    from SAMIHSLib.models.checkpoint import weights_identity
+
+    return weights_identity(model) in BF16_VALIDATED
 
 
 @functools.lru_cache(maxsize=1)  # the CPU does not change; asking OpenVINO costs a Core (~5 ms)

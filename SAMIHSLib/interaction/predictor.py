@@ -9,7 +9,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Hashable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Hashable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from SAMIHSLib.interaction.regions import head_area_px
 from SAMIHSLib.interaction.prompts import SlicePrompt
 from SAMIHSLib.imaging.transforms import SliceToModelTransform
 from SAMIHSLib.io.validation import InputError, validate_ct_volume, validate_point_in_slice, validate_slice_index
+from SAMIHSLib.models.summary import ModelSummary
 
 if TYPE_CHECKING:  # a model run from cached graphs is never built with torch
     from SAMIHSLib.models.sam import SegmentAnythingModel
@@ -110,13 +111,16 @@ class SAMIHSPredictor:
     """Prompts -> masks on the slices of one CT volume (slices, rows, columns) in HU, with the
     slice embeddings cached (a :class:`SAMIHSLib.interaction.session.HemorrhageSession` holds the edits)."""
 
-    def __init__(self, model: "SegmentAnythingModel", cache: Optional[SliceEmbeddingCache] = None,
+    def __init__(self, model: Union["SegmentAnythingModel", ModelSummary], cache: Optional[SliceEmbeddingCache] = None,
                  engine=None) -> None:
-        """``engine``: an :mod:`SAMIHSLib.engines` backend running ``model`` (default PyTorch)."""
-        from SAMIHSLib.engines import TorchEngine
+        """``engine``: an :mod:`SAMIHSLib.engines` backend running ``model`` (default PyTorch, which
+        needs the loaded model; a CPU engine on cached graphs needs only its summary)."""
+        if engine is None:
+            from SAMIHSLib.engines import TorchEngine
 
-        self.model = model.eval()
-        self.engine = engine if engine is not None else TorchEngine(self.model)
+            engine = TorchEngine(model)  # puts the model in eval mode
+        self.model = model
+        self.engine = engine
         self.cache = cache if cache is not None else SliceEmbeddingCache()
         self.volume_hu: Optional[np.ndarray] = None
         self.spacing_zyx: Tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -259,9 +263,14 @@ class SAMIHSPredictor:
         return getattr(self.engine, "name", "torch")
 
     @property
+    def device_type(self) -> str:
+        """Where the model runs: "cpu", "cuda" or "mps"."""
+        return self.engine.device_type
+
+    @property
     def engine_description(self) -> str:
         """Engine, precision and device in words, e.g. "openvino-bf16 (bf16 on cpu)"."""
-        return f"{self.engine_name} ({self.precision} on {self.engine.device_type})"
+        return f"{self.engine_name} ({self.precision} on {self.device_type})"
 
     # -- the cheap half -------------------------------------------------------------------------
     def predict(self, slice_index: int, prompt: SlicePrompt) -> SlicePrediction:
@@ -326,28 +335,51 @@ def load_predictor(model_spec: str, device: str = "auto", engine: str = "auto", 
     ``engine`` (``auto``: :func:`SAMIHSLib.engines.resolve_engine_name`) and ``threads`` CPU threads (0: all
     physical cores). ``announce`` hears about a one-time ONNX export. A click-trained LiteMedSAM gets
     lite-base as its second opinion. The CLI, the batch and its Ray workers all make their predictor here."""
+    check_threads(threads)
+    model, made = model_and_engine(model_spec, device, engine, threads or None, announce)
+    predictor = SAMIHSPredictor(model, engine=made)
+    if fine_tuned_from_lite_base(model):  # lite-base answers the clicks it misses: loaded at the first one
+        add_second_opinion(predictor, when_needed=True, threads=threads or None)
+    if made.name.endswith("bf16") and announce is not None:
+        announce("bf16 arithmetic: about 2x faster on this CPU; its masks differ slightly from exact fp32 "
+                 "(--engine openvino runs fp32)")
+    return predictor
+
+
+def model_and_engine(model_spec: str, device: str = "auto", engine: str = "auto", threads: Optional[int] = None,
+                     announce: Optional[Callable[[str], None]] = None):
+    """(the model, or on a CPU engine its summary; the engine that runs it). A CPU engine starts from the
+    graphs an earlier start of the same model files recorded, without torch
+    (:mod:`SAMIHSLib.engines.warm_start`); otherwise the model is loaded, and a CPU engine's graphs are
+    exported and checked once, then recorded for the next start."""
+    from SAMIHSLib.device import only_cpu_here
+    from SAMIHSLib.engines.warm_start import remember_graphs, warm_engine
+
+    def tell(name: str) -> None:
+        if name != "torch" and announce is not None:
+            announce(f"engine {name} (the model is exported to ONNX once and cached; the first run takes longer)")
+
+    warm = warm_engine(str(model_spec), engine, threads) if only_cpu_here(device) else None
+    if warm is not None:
+        tell(warm[1].name)
+        return warm
     from SAMIHSLib.engines import make_engine, resolve_engine_name
     from SAMIHSLib.models import load_model
 
-    check_threads(threads)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     model = load_model(model_spec, device=device)
     name = resolve_engine_name(engine, model.device.type, model)
-    if name != "torch" and announce is not None:
-        announce(f"engine {name} (the model is exported to ONNX once and cached; the first run takes longer)")
-    predictor = SAMIHSPredictor(model, engine=make_engine(model, name, threads=threads or None))
-    if fine_tuned_from_lite_base(model):  # lite-base answers the clicks it misses: loaded at the first one
-        add_second_opinion(predictor, when_needed=True, threads=threads or None)
-    if name.endswith("bf16") and announce is not None:
-        announce("bf16 arithmetic: about 2x faster on this CPU; its masks differ slightly from exact fp32 "
-                 "(--engine openvino runs fp32)")
-    return predictor
+    tell(name)
+    made = make_engine(model, name, threads=threads)
+    if name != "torch":
+        remember_graphs(str(model_spec), model, made.graph_dir)
+    return model, made
 
 
-def fine_tuned_from_lite_base(model: "SegmentAnythingModel") -> bool:
+def fine_tuned_from_lite_base(model: Union["SegmentAnythingModel", ModelSummary]) -> bool:
     """Whether ``model`` is a click-trained LiteMedSAM (TinyViT): lite-base, the model it was
     fine-tuned from, can then answer the clicks it misses (:func:`add_second_opinion`)."""
     return model.config.trained_with_clicks and model.config.backbone == "tiny_vit"
@@ -360,11 +392,14 @@ def add_second_opinion(predictor: SAMIHSPredictor, base_model: Optional["Segment
     loaded now, or with ``when_needed`` at the first missed click, on the same kind of engine with
     ``threads``); the embedding cache is shared. Returns ``predictor``."""
     def load() -> SAMIHSPredictor:
-        from SAMIHSLib.engines import make_engine
-        from SAMIHSLib.models import load_model
+        if base_model is None and base_engine is None:
+            model, engine = model_and_engine("lite-base", predictor.device_type, predictor.engine_name, threads)
+        else:
+            from SAMIHSLib.engines import make_engine
+            from SAMIHSLib.models import load_model
 
-        model = base_model if base_model is not None else load_model("lite-base", device=str(predictor.model.device))
-        engine = base_engine if base_engine is not None else make_engine(model, predictor.engine_name, threads=threads)
+            model = base_model if base_model is not None else load_model("lite-base", device=predictor.device_type)
+            engine = base_engine if base_engine is not None else make_engine(model, predictor.engine_name, threads=threads)
         return SAMIHSPredictor(model, cache=predictor.cache, engine=engine)
 
     if when_needed:

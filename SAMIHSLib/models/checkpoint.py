@@ -34,6 +34,14 @@ def sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def weights_identity(model) -> str:
+    """Identity of a model's weights + config, whatever exports it or runs it (the key of its graphs
+    and of the bf16 table)."""
+    digest = hashlib.sha256(sha256_tensors(model.state_dict()).encode())
+    digest.update(repr(model.config.to_dict()).encode())
+    return digest.hexdigest()[:24]
+
+
 def _torch_load(path: Path) -> object:
     path = Path(path)
     if not path.is_file():

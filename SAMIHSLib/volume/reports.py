@@ -27,7 +27,7 @@ def mask_report(volume: str, mask: np.ndarray, spacing_zyx: Sequence[float],
     report = SegmentationReport(volume, measurements=measurements, filled_slices=filled)
     if predictor is not None:
         report.engine, report.precision = predictor.engine_name, predictor.precision
-        report.device = predictor.model.device.type
+        report.device = predictor.device_type
     if outcome is not None:
         report.predicted_iou = dict(outcome.slice_iou)
         report.answered_by = dict(outcome.slice_methods)

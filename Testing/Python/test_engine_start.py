@@ -12,7 +12,7 @@ import torch
 from conftest import REPO, require
 from SAMIHSLib.engines import make_engine, resolve_engine_name
 from SAMIHSLib.engines import precision as precision_policy
-from SAMIHSLib.engines.export import weights_identity
+from SAMIHSLib.models.checkpoint import weights_identity
 from SAMIHSLib.engines.onnx_graphs import VERIFIED_RECORD
 
 require("openvino", module_level=True)
