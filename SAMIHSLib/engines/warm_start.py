@@ -85,6 +85,8 @@ def warm_engine(spec: str, engine: str, threads: Optional[int] = None,
     ``auto``) from the graphs its first start recorded, or None where that start must be repeated."""
     from SAMIHSLib.engines import ENGINES, resolve_engine_name
 
+    if engine == "torch":  # runs the model itself
+        return None
     path = record_path(spec, cache_dir)
     try:
         record = json.loads(path.read_text()) if path is not None else None
