@@ -47,7 +47,7 @@ def test_the_second_start_needs_no_torch_and_answers_as_the_first(tmp_path):
         "from SAMIHSLib.interaction.predictor import load_predictor\n"
         "from SAMIHSLib.interaction.session import HemorrhageSession\n"
         "from SAMIHSLib.models.summary import ModelSummary\n"
-        "predictor = load_predictor('lite-base', device='auto', engine='openvino')\n"
+        "predictor = load_predictor('lite-base', device='cpu', engine='openvino')\n"
         "assert isinstance(predictor.model, ModelSummary), type(predictor.model)\n"
         f"predictor.set_volume(np.load(r'{tmp_path / 'volume.npy'}'), {spacing_zyx})\n"
         "session = HemorrhageSession(predictor)\n"
@@ -87,6 +87,12 @@ def test_changed_graphs_or_an_unchecked_engine_load_the_model_again(tmp_path, li
     graph.write_bytes(graph.read_bytes()[:-100])  # edited or truncated since it was checked
     assert warm_engine("lite-base", "openvino", cache_dir=tmp_path) is None
     assert warm_engine("lite-base", "torch", cache_dir=tmp_path) is None  # PyTorch always loads the model
+
+
+def test_an_asked_gpu_always_loads_the_model():
+    from SAMIHSLib.device import only_cpu_here
+
+    assert only_cpu_here("cpu") and not only_cpu_here("cuda") and not only_cpu_here("mps")
 
 
 def test_the_record_is_named_by_the_model_files_bytes(tmp_path):
