@@ -18,7 +18,7 @@ from SAMIHSSlicer.mrml_nodes import (TakenVoxels, VoxelExtent, control_points_ra
                                      give_back_to_other_segments, ijk_to_ras, nodes_of_class, other_segments_mask,
                                      ras_to_click, read_segment_mask, take_from_other_segments, write_segment_region)
 
-# (model spec, device) -> a loaded SAMIHSLib model; the default loads it with SAMIHSLib.models.
+# (model spec, device) -> a loaded SAMIHSLib model (tests and embedders share one already loaded).
 ModelLoader = Callable[[str, str], object]
 
 
@@ -71,20 +71,16 @@ class BoxPrompt:
     slices: Tuple[int, ...]
 
 
-def _load_model(spec: str, device: str):
-    from SAMIHSLib.models import load_model
-
-    return load_model(spec, device=device)
-
-
 class SAMIHSMRMLLogic:
     """Click-to-segment hemorrhage on MRML nodes. One SAMIHSLib session per volume node."""
 
     def __init__(self, model_spec: str = "", device: str = "auto", engine: str = "auto",
-                 model_loader: ModelLoader = _load_model,
+                 model_loader: Optional[ModelLoader] = None,
                  call_on_main_thread: Optional[Callable[[Callable[[], object]], object]] = None) -> None:
         """``engine``: ``auto`` or a name of ``SAMIHSLib.engines.ENGINES``; ``model_loader`` makes
-        the model from (spec, device) (tests and embedders may share one already loaded).
+        the model from (spec, device) (tests and embedders may share one already loaded); without
+        one, a CPU engine starts from the graphs an earlier start recorded, without torch
+        (``SAMIHSLib.interaction.predictor.model_and_engine``).
         ``call_on_main_thread(fn)`` runs ``fn`` on the thread that owns the scene and returns its
         result: an app that runs operations on a worker thread (the web app) passes it, so that
         every scene write (new segment, changed voxels) happens where the views render."""
@@ -124,19 +120,25 @@ class SAMIHSMRMLLogic:
 
     @property
     def model(self):
+        """The model (loads it), or where a CPU engine runs its recorded graphs, the model's summary."""
         if self._model is None:
-            from SAMIHSLib.engines import make_engine
             from SAMIHSLib.interaction.predictor import SliceEmbeddingCache, fine_tuned_from_lite_base
 
-            model = self.model_loader(self.model_spec, self.device)
-            self._engine = make_engine(model, self.engine_name)
-            self._second_opinion = None
-            if fine_tuned_from_lite_base(model):  # lite-base answers the clicks it misses: loaded now, off the GUI thread
-                base = self.model_loader("lite-base", self.device)
-                self._second_opinion = (base, make_engine(base, self.engine_name))
+            model, self._engine = self._model_and_engine(self.model_spec)
+            # lite-base answers the clicks a click-trained model misses: loaded now, off the GUI thread
+            self._second_opinion = self._model_and_engine("lite-base") if fine_tuned_from_lite_base(model) else None
             self._cache = SliceEmbeddingCache()
             self._model = model
         return self._model
+
+    def _model_and_engine(self, spec: str):
+        from SAMIHSLib.engines import make_engine
+        from SAMIHSLib.interaction.predictor import model_and_engine
+
+        if self.model_loader is None:
+            return model_and_engine(spec, self.device, self.engine_name)
+        model = self.model_loader(spec, self.device)
+        return model, make_engine(model, self.engine_name)
 
     def new_predictor(self):
         """A predictor on the shared model, engine and embedding cache (keyed by volume content)."""
@@ -152,7 +154,8 @@ class SAMIHSMRMLLogic:
         return self._model is not None
 
     def device_name(self) -> str:
-        return str(self.model.device)
+        """Where the model runs: "cpu", "cuda" or "mps" (loads it)."""
+        return self.new_predictor().device_type
 
     def engine_description(self) -> str:
         """The engine that runs the model, with its precision and device (loads the model)."""

@@ -382,6 +382,18 @@ def test_the_logic_says_which_engine_and_precision_run_the_model(logic):
     assert logic.engine_description() == "torch (fp32 on cpu)"  # the status line after a model load
 
 
+def test_without_a_loader_the_logic_starts_from_the_recorded_graphs():
+    """Slicer and the web app load SAMIHS's own models as the command does: a CPU engine's later
+    starts run its recorded graphs (no torch model built), the first start records them."""
+    from SAMIHSLib.interaction.predictor import model_and_engine
+    from SAMIHSLib.models.summary import ModelSummary
+
+    model_and_engine("lite-base", "cpu", "openvino")  # a first start here records them (or finds them recorded)
+    started = SAMIHSMRMLLogic(device="cpu", engine="openvino")
+    assert isinstance(started.model, ModelSummary) and started.device_name() == "cpu"
+    assert started.engine_description() == "openvino (fp32 on cpu)"
+
+
 def test_a_click_trained_model_gets_lite_base_as_second_opinion_loaded_with_it(lite_model):
     from SAMIHSLib.models import load_model
 
