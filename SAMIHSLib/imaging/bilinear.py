@@ -1,6 +1,8 @@
 """Bilinear resizing of (..., H, W) float32 arrays with half-pixel centres, value for value what
 PyTorch's ``F.interpolate(mode="bilinear", align_corners=False)`` returns on CPUs with AVX2 or
-AVX-512 (its vectorised kernels), so that the app needs no torch to turn logits into masks.
+AVX-512 (its vectorised kernels) for outputs at least 64 pixels wide (every size the app resizes
+to; torch takes another path for narrower ones, which may differ by rounding), so that the app
+needs no torch to turn logits into masks.
 
 PyTorch's kernel fuses a multiply and an add (one rounding), in the source index and in each
 axis's blend; the fused steps are computed here in float64, whose product of two float32 values is
