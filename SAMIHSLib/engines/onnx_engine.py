@@ -30,13 +30,18 @@ class OnnxRuntimeEngine:
         self.device_type = "cpu"
         self.graph_dir = Path(encoder_path).parent  # where its graphs and their records are
 
+    @staticmethod
+    def runtime() -> str:
+        """The runtime and its version, as the record of passed checks names it."""
+        import onnxruntime as ort
+
+        return f"onnxruntime {ort.__version__}"
+
     @classmethod
     def from_model(cls, model: "SegmentAnythingModel", cache_dir: Optional[Path] = None,
                    threads: Optional[int] = None) -> "OnnxRuntimeEngine":
         """Load cached graphs for ``model`` or export, verify and cache them."""
-        import onnxruntime as ort
-
-        identity = engine_identity(cls.name, f"onnxruntime {ort.__version__}")
+        identity = engine_identity(cls.name, cls.runtime())
         # a fresh export's check is recorded with the graphs: the engine built next does not repeat it
         encoder, decoder = cached_onnx_graphs(model, cache_dir, lambda e, d: verify_once(
             e.parent, identity, lambda: verify_against_torch(cls(e, d, threads), model)))

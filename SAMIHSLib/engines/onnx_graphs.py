@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Set, Tuple
 
 import numpy as np
 
@@ -104,21 +104,26 @@ def engine_identity(engine_name: str, runtime_version: str) -> str:
     return f"{engine_name} | {runtime_version} | {cpu_description()}"
 
 
+def passed_checks(graph_dir: Path) -> Set[str]:
+    """The engine identities (:func:`engine_identity`) recorded as having passed the check against
+    PyTorch on the graphs in ``graph_dir`` (none when the record is missing or unreadable)."""
+    try:
+        return set(json.loads((graph_dir / VERIFIED_RECORD).read_text()))
+    except (OSError, ValueError, TypeError):
+        return set()
+
+
 def verify_once(graph_dir: Path, identity: str, verify: Callable[[], None]) -> bool:
     """Run ``verify`` unless ``identity`` already passed it on the graphs in ``graph_dir``; record
     a pass (best effort: a read-only cache verifies every time). Returns whether it ran."""
     from SAMIHSLib.io.atomic_write import write_text_atomic
 
-    record = graph_dir / VERIFIED_RECORD
-    try:
-        passed = set(json.loads(record.read_text()))
-    except (OSError, ValueError, TypeError):
-        passed = set()
+    passed = passed_checks(graph_dir)
     if identity in passed:
         return False
     verify()
     try:
-        write_text_atomic(record, json.dumps(sorted(passed | {identity}), indent=1))
+        write_text_atomic(graph_dir / VERIFIED_RECORD, json.dumps(sorted(passed | {identity}), indent=1))
     except OSError:
         pass
     return True

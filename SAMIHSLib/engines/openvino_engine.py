@@ -87,13 +87,18 @@ class OpenVinoEngine:
         self.device_type = "cpu"
         self.graph_dir = Path(encoder_path).parent  # where its graphs and their records are
 
+    @staticmethod
+    def runtime() -> str:
+        """The runtime and its version, as the record of passed checks names it."""
+        return f"openvino {openvino_version()}"
+
     @classmethod
     def from_model(cls, model: "SegmentAnythingModel", cache_dir: Optional[Path] = None,
                    threads: Optional[int] = None, precision: str = "f32") -> "OpenVinoEngine":
         """Compile the model's cached (or freshly exported) graphs and check them against PyTorch."""
         if precision not in PRECISIONS:  # before any export is written
             raise ValueError(f"Unknown precision {precision!r}; use one of {PRECISIONS}.")
-        runtime = f"openvino {openvino_version()}"
+        runtime = cls.runtime()
         # fresh exports are checked in exact fp32 before they are cached for every CPU backend; the pass is
         # recorded with them, so the fp32 engine built next does not check the same graphs again
         encoder, decoder = cached_onnx_graphs(model, cache_dir, lambda e, d: verify_once(

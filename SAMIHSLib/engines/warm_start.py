@@ -15,8 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from SAMIHSLib.engines.onnx_graphs import (DEFAULT_CACHE, EXPORT_VERSION, VERIFIED_RECORD, cache_is_intact,
-                                           engine_identity)
+from SAMIHSLib.engines.onnx_graphs import DEFAULT_CACHE, EXPORT_VERSION, cache_is_intact, engine_identity, passed_checks
 from SAMIHSLib.models.files import SHIPPED_CHECKPOINTS, CheckpointError, lite_medsam_weights_path, sha256_file
 from SAMIHSLib.models.summary import ModelSummary
 
@@ -72,13 +71,6 @@ def remember_graphs(spec: str, model, graph_dir: Path, cache_dir: Optional[Path]
         pass
 
 
-def _passed_check(graph_dir: Path, identity: str) -> bool:
-    try:
-        return identity in set(json.loads((graph_dir / VERIFIED_RECORD).read_text()))
-    except (OSError, ValueError, TypeError):
-        return False
-
-
 def warm_engine(spec: str, engine: str, threads: Optional[int] = None,
                 cache_dir: Optional[Path] = None) -> Optional[Tuple[ModelSummary, object]]:
     """(the model's summary, a ready engine) for ``spec`` on the CPU engine ``engine`` (a name or
@@ -88,28 +80,28 @@ def warm_engine(spec: str, engine: str, threads: Optional[int] = None,
     if engine == "torch":  # runs the model itself
         return None
     path = record_path(spec, cache_dir)
+    if path is None:
+        return None
     try:
-        record = json.loads(path.read_text()) if path is not None else None
-        summary = ModelSummary.from_dict(record["model"]) if record else None
-        graph_dir = path.parent.parent / str(record["graphs"]) if record else None
+        record = json.loads(path.read_text())
+        summary = ModelSummary.from_dict(record["model"])
+        graph_dir = path.parent.parent / str(record["graphs"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if summary is None or graph_dir is None or not cache_is_intact(graph_dir):
+    if not cache_is_intact(graph_dir):
         return None
     name = resolve_engine_name(engine, "cpu", summary)
-    if name == "torch" or ENGINES[name].needs_module not in ("openvino", "onnxruntime"):
+    if ENGINES[name].needs_module not in ("openvino", "onnxruntime"):
         return None
     encoder, decoder = graph_dir / "encoder.onnx", graph_dir / "decoder.onnx"
     if name == "onnxruntime":
-        import onnxruntime as ort
-
         from SAMIHSLib.engines.onnx_engine import OnnxRuntimeEngine
 
-        if not _passed_check(graph_dir, engine_identity(name, f"onnxruntime {ort.__version__}")):
+        if engine_identity(name, OnnxRuntimeEngine.runtime()) not in passed_checks(graph_dir):
             return None
         return summary, OnnxRuntimeEngine(encoder, decoder, threads)
-    from SAMIHSLib.engines.openvino_engine import OpenVinoEngine, openvino_version
+    from SAMIHSLib.engines.openvino_engine import OpenVinoEngine
 
-    if not _passed_check(graph_dir, engine_identity(name, f"openvino {openvino_version()}")):
+    if engine_identity(name, OpenVinoEngine.runtime()) not in passed_checks(graph_dir):
         return None
     return summary, OpenVinoEngine(encoder, decoder, threads, "bf16" if name.endswith("bf16") else "f32")
