@@ -34,10 +34,10 @@ def sha256_tensors(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def weights_identity(model) -> str:
+def weights_identity(model, weights_sha256: Optional[str] = None) -> str:
     """Identity of a model's weights + config, whatever exports it or runs it (the key of its graphs
-    and of the bf16 table)."""
-    digest = hashlib.sha256(sha256_tensors(model.state_dict()).encode())
+    and of the bf16 table); ``weights_sha256``: its weights' :func:`sha256_tensors`, when known."""
+    digest = hashlib.sha256((weights_sha256 or sha256_tensors(model.state_dict())).encode())
     digest.update(repr(model.config.to_dict()).encode())
     return digest.hexdigest()[:24]
 

@@ -18,11 +18,11 @@ class ModelSummary:
 
     @classmethod
     def of(cls, model) -> "ModelSummary":
-        """The summary of a loaded ``SegmentAnythingModel`` (hashes its weights: ~40 ms)."""
+        """The summary of a loaded ``SegmentAnythingModel`` (hashes its weights once: ~40 ms)."""
         from SAMIHSLib.models.checkpoint import sha256_tensors, weights_identity
 
-        return cls(model.config, int(model.lowres_mask_size), sha256_tensors(model.state_dict()),
-                   weights_identity(model))
+        weights_sha256 = sha256_tensors(model.state_dict())
+        return cls(model.config, int(model.lowres_mask_size), weights_sha256, weights_identity(model, weights_sha256))
 
     def to_dict(self) -> Dict[str, object]:
         return {"config": self.config.to_dict(), "lowres_mask_size": self.lowres_mask_size,
