@@ -91,36 +91,28 @@ def test_the_boundary_weight_floor_does_not_replace_the_6_copies_models():
     assert at_least == {("2D", 1): False, ("2D", 3): True, ("3D", 1): True, ("3D", 3): False}
 
 
+def _preview_mean(path: Path, method: str, clicks: str, **columns: str) -> float:
+    """Mean clicked-bleed Dice of ``method`` on folds 0-1 (deepest first click) in a records.csv, on
+    the rows whose ``columns`` (e.g. subtype="SAH", dataset="bhsd") have the given values."""
+    with path.open(newline="") as handle:
+        values = [float(row["dice_clicked"]) for row in csv.DictReader(handle)
+                  if row["method"] == method and row["fold"] in ("0", "1") and row["protocol"] == "deepest"
+                  and row["clicks"] == clicks and all(row[k] == v for k, v in columns.items())]
+    assert values, (path, method, clicks, columns)
+    return sum(values) / len(values)
+
+
 def test_the_scale_augmented_preview_stops_on_folds_0_1():
     """The rule written before the zoom candidate's folds 0-1 were trained: train folds 2-4 only if, on
     folds 0-1's slices (deepest first click), it is within 0.01 of the 6-copies models after one click
     and better than them on subarachnoid bleeds after one click."""
     zoom = ("SAMIHS staged, 6 copies + zoom 0.5 / 3x on folds 0-1 (folds 2-4 are the 6-copies models), "
             "as the app runs it")
-    with (RESULTS / "real59_5fold_zoom_preview_avx2" / "records.csv").open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle)
-                if row["fold"] in ("0", "1") and row["protocol"] == "deepest" and row["clicks"] == "1"]
-
-    def mean_dice(method: str, subtype: str = "") -> float:
-        values = [float(row["dice_clicked"]) for row in rows
-                  if row["method"] == method and (not subtype or row["subtype"] == subtype)]
-        assert values, (method, subtype)
-        return sum(values) / len(values)
-
-    overall = (mean_dice(zoom), mean_dice(COPIES6_AS_THE_APP_RUNS_IT))
-    sah = (mean_dice(zoom, "SAH"), mean_dice(COPIES6_AS_THE_APP_RUNS_IT, "SAH"))
+    records = RESULTS / "real59_5fold_zoom_preview_avx2" / "records.csv"
+    overall = tuple(_preview_mean(records, method, "1") for method in (zoom, COPIES6_AS_THE_APP_RUNS_IT))
+    sah = tuple(_preview_mean(records, method, "1", subtype="SAH") for method in (zoom, COPIES6_AS_THE_APP_RUNS_IT))
     assert overall == pytest.approx((0.702, 0.715), abs=0.0005) and sah == pytest.approx((0.259, 0.360), abs=0.0005)
     assert not (overall[0] >= overall[1] - 0.01 and sah[0] > sah[1])
-
-
-def _preview_mean(path: Path, method: str, clicks: str, dataset: str = "") -> float:
-    """Mean clicked-bleed Dice of ``method`` on folds 0-1 (deepest first click) in a records.csv."""
-    with path.open(newline="") as handle:
-        values = [float(row["dice_clicked"]) for row in csv.DictReader(handle)
-                  if row["method"] == method and row["fold"] in ("0", "1") and row["protocol"] == "deepest"
-                  and row["clicks"] == clicks and (not dataset or row["dataset"] == dataset)]
-    assert values, (path, method, clicks, dataset)
-    return sum(values) / len(values)
 
 
 def test_the_neighbour_channel_preview_stops_on_folds_0_1():
@@ -132,7 +124,7 @@ def test_the_neighbour_channel_preview_stops_on_folds_0_1():
     candidate = "SAMIHS staged, 6 copies + slices k-1, k, k+1 as channels, as the app runs it (per fold)"
     one, three = (tuple(_preview_mean(preview / "3d" / "records.csv", method, clicks)
                         for method in (candidate, COPIES6_AS_THE_APP_RUNS_IT)) for clicks in ("1", "3"))
-    lone = tuple(_preview_mean(preview / "2d" / "records.csv", method, "1", "bhsd")
+    lone = tuple(_preview_mean(preview / "2d" / "records.csv", method, "1", dataset="bhsd")
                  for method in (candidate, COPIES6_AS_THE_APP_RUNS_IT))
     assert one == pytest.approx((0.399, 0.463), abs=0.0005) and three == pytest.approx((0.625, 0.656), abs=0.0005)
     assert lone == pytest.approx((0.644, 0.712), abs=0.0005)
