@@ -5,22 +5,28 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile")
+
+
+def _cpuinfo_fields() -> List[Tuple[str, str]]:
+    """(key, value) of every line of /proc/cpuinfo, stripped (none where there is no such file)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return []
+    fields = (line.partition(":") for line in cpuinfo.read_text(errors="replace").splitlines())
+    return [(key.strip(), value.strip()) for key, _, value in fields]
 
 
 def cpu_info() -> Dict[str, object]:
     """{"model", "logical_cores", "flags"} of this machine (flags: the speed-relevant ones present)."""
     model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and value.strip():
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
+    for key, value in _cpuinfo_fields():
+        if key == "model name" and value:
+            model = value
+        elif key == "flags":
+            flags = set(value.split())
     present: List[str] = [flag for flag in SPEED_FLAGS if flag in flags]
     return {"model": model, "logical_cores": os.cpu_count() or 0, "flags": present}
 
@@ -45,12 +51,9 @@ def physical_cores() -> int:
         pass
     allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     cores, physical = set(), ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "physical id":
-                physical = value.strip()
-            elif key.strip() == "core id":
-                cores.add((physical, value.strip()))
+    for key, value in _cpuinfo_fields():
+        if key == "physical id":
+            physical = value
+        elif key == "core id":
+            cores.add((physical, value))
     return max(1, min(len(cores) or allowed, allowed))
