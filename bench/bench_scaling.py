@@ -102,13 +102,14 @@ def code_label(source: Optional[Path]) -> str:
 def main(quick: bool = False, reference: Optional[Path] = None) -> dict:
     engines = engines_to_compare()
     sources = [None] + ([reference] if reference is not None else [])
+    labels = {source: code_label(source) for source in sources}  # asks git once per checkout
     work = Path(tempfile.mkdtemp(prefix="samihs-scaling-"))
     series = BLEED_SERIES[:2] if quick else BLEED_SERIES
     first_path, first_click, _ = clicked_bleed(series[0])
     warmup = {}
     for engine in engines:  # exports/compiles once per engine: every timed run starts from warm caches
         for source in sources:
-            warmup[f"{engine}, {code_label(source)}"] = run_measured(
+            warmup[f"{engine}, {labels[source]}"] = run_measured(
                 SAMIHS + ["segment", str(first_path), "--point", ",".join(map(str, first_click)), "--engine", engine,
                           "-o", str(work / "warm.seg.nrrd")], source)
     segment_runs = []
@@ -122,7 +123,7 @@ def main(quick: bool = False, reference: Optional[Path] = None) -> dict:
                                                   "--report", str(report)], source)
                 written = json.loads(report.read_text())
                 segment_runs.append({"patient": patient, "slices": int(sitk.ReadImage(str(path)).GetSize()[2]),
-                                     "bleed_slices": bleed_slices, "code": code_label(source),
+                                     "bleed_slices": bleed_slices, "code": labels[source],
                                      "engine": written["engine"], "precision": written["precision"], **measured,
                                      "segmenting_s": written["seconds"], "encoded_slices": written["encoded_slices"],
                                      "segmented_slices": written["measurements"]["num_slices"],
@@ -140,7 +141,7 @@ def main(quick: bool = False, reference: Optional[Path] = None) -> dict:
                                                   "-o", str(out)], source)
                 with open(out / "samihs_batch_report.csv", newline="") as handle:
                     (row,) = list(csv.DictReader(handle))
-                batch_runs.append({"slice_mm": slice_mm, "slices": slices, "code": code_label(source),
+                batch_runs.append({"slice_mm": slice_mm, "slices": slices, "code": labels[source],
                                    "engine": row["engine"], **measured, "segmenting_s": float(row["seconds"]),
                                    "segmented_slices": int(row["num_slices"] or 0),
                                    "volume_ml": float(row["volume_ml"] or 0.0)})
