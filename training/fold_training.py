@@ -44,8 +44,8 @@ def same_fold_donors(slices: Sequence[TrainingSlice], folds: List[List[str]]):
     return lambda sample: by_fold[fold_of.get(sample.patient, NO_FOLD)]
 
 
-def _embedding_bank(config: TrainingConfig, slices: List[TrainingSlice], folds: List[List[str]], group: ProcessGroup,
-                    progress: bool, bank_folder: Optional[Path]) -> EmbeddingBank:
+def embedding_bank(config: TrainingConfig, slices: List[TrainingSlice], folds: List[List[str]], group: ProcessGroup,
+                   progress: bool, bank_folder: Optional[Path]) -> EmbeddingBank:
     """The frozen encoder's outputs for every slice's augmented copies, shared by the folds: stored
     in ``bank_folder`` under its key when given (read back when there), else built here."""
     stored = bank_path(bank_folder, config, slices, folds) if bank_folder is not None else None
@@ -79,7 +79,7 @@ def train_folds(config: TrainingConfig, cases: Sequence[Case], folds: List[List[
     if unplaced:
         raise ValueError(f"Scans {unplaced[:5]} are in no fold of the fold file.")
     slices = training_slices(list(cases) + list(extra))
-    bank = _embedding_bank(config, slices, folds, group, progress, bank_folder) if config.cache_embeddings else None
+    bank = embedding_bank(config, slices, folds, group, progress, bank_folder) if config.cache_embeddings else None
     written = []
     runs = [fold for fold in range(len(folds)) if not only or fold in only] + ([ALL_FOLDS] if also_all else [])
     for fold in runs:

@@ -3,13 +3,15 @@ on a freshly built one, and the bank's key changes with what builds it and only 
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from training.bank_store import bank_key
 from training.batches import training_slices
 from training.datasets import load_dataset
-from training.fold_training import train_folds
+from training.distributed import SINGLE_PROCESS
+from training.fold_training import embedding_bank, train_folds
 from training.training_config import TrainingConfig
 
 from conftest import SHARED_PIXEL_SPACING_MM, SHARED_SLICES, unavailable
@@ -29,19 +31,36 @@ def four_patients():
     return [case for case in cases if case.patient in patients], [patients[:2], patients[2:]]
 
 
-@pytest.mark.slow  # two short trainings
+@pytest.mark.slow  # a bank built, then two short trainings
 def test_a_fold_trained_on_the_stored_bank_is_the_fold_trained_on_a_built_one(tmp_path, four_patients, capsys):
     cases, folds = four_patients
     store = tmp_path / "banks"
-    train_folds(RECIPE, cases, folds, tmp_path / "built", only=[0], progress=False, bank_folder=store)
+    slices = training_slices(cases)
+    built = embedding_bank(RECIPE, slices, folds, SINGLE_PROCESS, progress=False, bank_folder=store)
     (stored,) = store.glob("*.pt")
     assert "embedding bank read" not in capsys.readouterr().out
+    read = embedding_bank(RECIPE, slices, folds, SINGLE_PROCESS, progress=False, bank_folder=store)
+    assert f"embedding bank read from {stored}" in capsys.readouterr().out
+    assert read.stages == built.stages and read.slices == built.slices and len(read.items) == len(built.items)
+    for built_versions, read_versions in zip(built.items, read.items):
+        assert len(read_versions) == len(built_versions)
+        for (built_embedding, built_slice), (read_embedding, read_slice) in zip(built_versions, read_versions):
+            assert read_embedding.dtype == built_embedding.dtype and torch.equal(read_embedding, built_embedding)
+            assert torch.equal(read_slice.model_image, built_slice.model_image)
+            assert np.array_equal(read_slice.mask, built_slice.mask)
+            assert np.array_equal(read_slice.image_hu, built_slice.image_hu)
+            assert read_slice.transform == built_slice.transform and read_slice.pixel_mm == built_slice.pixel_mm
+    # Trained on it, the fold is the one trained on a bank built afresh. Not bit for bit: two trainings
+    # in one process round alike on most CPUs, not all (the CI's once differed by 4e-7 in the first loss).
+    train_folds(RECIPE, cases, folds, tmp_path / "built", only=[0], progress=False)
     train_folds(RECIPE, cases, folds, tmp_path / "read", only=[0], progress=False, bank_folder=store)
     assert f"embedding bank read from {stored}" in capsys.readouterr().out
-    built, read = (torch.load(tmp_path / run / "fold0" / "last.pt", weights_only=True) for run in ("built", "read"))
-    assert built["losses"] == read["losses"]
-    assert built["model"].keys() == read["model"].keys()
-    assert all(torch.equal(built["model"][name], read["model"][name]) for name in built["model"])
+    built_run, read_run = (torch.load(tmp_path / run / "fold0" / "last.pt", weights_only=True)
+                           for run in ("built", "read"))
+    assert read_run["losses"] == pytest.approx(built_run["losses"], rel=1e-4)
+    assert built_run["model"].keys() == read_run["model"].keys()
+    for name, value in built_run["model"].items():
+        assert torch.allclose(read_run["model"][name], value, atol=1e-5, rtol=1e-4), name
 
 
 def test_the_bank_key_follows_what_builds_the_bank_and_not_how_it_is_trained(four_patients):
