@@ -4,6 +4,7 @@
 from typing import Dict
 
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
+from SAMIHSLib.interaction.regions import OwnBandGrowth
 
 CLICK_CANDIDATES: Dict[str, ClickSegmentationConfig] = {
     "as shipped": ClickSegmentationConfig(),
@@ -11,6 +12,15 @@ CLICK_CANDIDATES: Dict[str, ClickSegmentationConfig] = {
     # that is mostly not blood is put to lite-base, their second opinion (a fold model drew the brain
     # around a 22-pixel subarachnoid clot where lite-base's click handling kept the clot).
     "second opinion on answers unlike the clicked blood": ClickSegmentationConfig(second_opinion_on_unlike_answers=True),
+    # Thirty-first session's candidates: the answer grows into the rim of its own HU that the acute
+    # bands cut off (reach mm, margin HU around its middle fifth); first every positive-only answer,
+    # corrections included (training/results/volumes_5fold_own_band), then a new bleed's answer only.
+    **{f"grown into its own HU band {reach:g} mm {margin:g} HU":
+       ClickSegmentationConfig(own_band_growth=OwnBandGrowth(reach, 40.0, margin), own_band_growth_on_corrections=True)
+       for reach in (2.0, 4.0) for margin in (5.0, 10.0)},
+    **{f"first answer grown into its own HU band {reach:g} mm {margin:g} HU":
+       ClickSegmentationConfig(own_band_growth=OwnBandGrowth(reach, 40.0, margin))
+       for reach in (2.0, 4.0) for margin in (5.0, 10.0)},
 }
 
 

@@ -19,9 +19,10 @@ import numpy as np
 from SAMIHSLib.metrics import dice
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor, SlicePrediction
 from SAMIHSLib.interaction.prompts import Point, SlicePrompt
-from SAMIHSLib.interaction.regions import (BLOOD_HU, PixelBox, box_around, click_intensity_region, constrain_to_region, contains_any,
-                      enclosed_by_bone, fills_the_head, hyperdense_region, mm_to_px, mm_to_whole_px, NEGATIVE_REACH_MM,
-                      remove_nearest_to_negatives)
+from SAMIHSLib.interaction.regions import (BLOOD_HU, OwnBandGrowth, PixelBox, box_around, click_intensity_region,
+                                           constrain_to_region, contains_any, enclosed_by_bone, fills_the_head,
+                                           grow_into_own_band, hyperdense_region, mm_to_px, mm_to_whole_px,
+                                           NEGATIVE_REACH_MM, remove_nearest_to_negatives)
 from SAMIHSLib.io.validation import validate_point_in_slice
 
 DEFAULT_OPENING_RADII_MM: Tuple[float, ...] = (0.45, 0.9, 1.35)
@@ -51,6 +52,11 @@ class ClickSegmentationConfig:
     # A click on acute blood whose answer holds the click but is mostly not blood (a click-trained
     # model can draw the brain around a tiny clot): ask the second opinion, keep the more blood-like.
     second_opinion_on_unlike_answers: bool = False
+    # The answer to a new bleed's positive clicks (no box, no negative click, no mask there yet) grows
+    # into the pixels around it that have its own HU (OwnBandGrowth); None: the answer as the model
+    # and the acute bands give it. With own_band_growth_on_corrections, corrections' answers grow too.
+    own_band_growth: Optional[OwnBandGrowth] = None
+    own_band_growth_on_corrections: bool = False
 
 
 @dataclass
@@ -158,7 +164,24 @@ class ClickSegmenter:
             elif self.config.second_opinion_on_unlike_answers and result.method.startswith("prompt"):
                 result = self._second_opinion_if_unlike_blood(slice_index, prompt, result, area_limit_px)
             result = self._refuse_non_blood(slice_index, positive[-1], result)
+        if self.config.own_band_growth is not None and positive and not negative and box is None and (
+                self.config.own_band_growth_on_corrections or (mask_input is None and area_limit_px is None)):
+            result = self._grown_into_own_band(slice_index, result, area_limit_px)
         return result
+
+    def _grown_into_own_band(self, slice_index: int, result: ClickResult,
+                             area_limit_px: Optional[float]) -> ClickResult:
+        """``result`` grown into its own HU band (``config.own_band_growth``), unless it is empty or
+        the growth would pass ``area_limit_px``."""
+        mask = result.prediction.mask
+        if not mask.any():
+            return result
+        grown = grow_into_own_band(mask, self.predictor.denoised_slice(slice_index), self.predictor.spacing_zyx,
+                                   self.config.own_band_growth)  # type: ignore[arg-type]
+        if area_limit_px is not None and grown.sum() > area_limit_px:
+            return result
+        return replace(result, prediction=replace(result.prediction, mask=grown),
+                       method=f"{result.method}, grown into its own HU band")
 
     def _from_click(self, slice_index: int, prompt: SlicePrompt, area_limit_px: Optional[float]) -> ClickResult:
         """The click's hyperdense-region boxes, else the box sizes around it; with an area limit,
@@ -253,7 +276,7 @@ class ClickSegmenter:
         if base is None:
             return None
         config = replace(self.config, intensity_guided=None, answer_missed_clicks=False,
-                         second_opinion_on_unlike_answers=False)
+                         second_opinion_on_unlike_answers=False, own_band_growth=None)  # grown once, by the caller
         answer = ClickSegmenter(base, config).segment(slice_index, prompt.positive_points, prompt.negative_points,
                                                       prompt.box, prompt.mask_input, area_limit_px)
         return answer if contains_any(answer.prediction.mask, prompt.positive_points[-1:]) else None

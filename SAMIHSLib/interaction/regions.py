@@ -277,6 +277,32 @@ def click_intensity_region(slice_hu: np.ndarray, click: Point, pixel_mm: float,
     return np.zeros_like(slice_hu, dtype=bool), click_hu
 
 
+@dataclass(frozen=True)
+class OwnBandGrowth:
+    """How an answer grows into the pixels around it that look like its own core: within
+    ``reach_mm`` of it, HU between its ``quantile`` and ``100 - quantile`` percentiles widened by
+    ``margin_hu`` on each side. A bleed's rim has its HU (partial volume lowers it a little), the brain
+    or bone beyond it do not; the acute bands that outline a click's region cut that rim off."""
+
+    reach_mm: float = 4.0
+    quantile: float = 40.0
+    margin_hu: float = 10.0
+
+
+def grow_into_own_band(mask: np.ndarray, slice_hu: np.ndarray, spacing_zyx: Sequence[float],
+                       growth: OwnBandGrowth) -> np.ndarray:
+    """``mask`` (non-empty) plus the pixels of its own HU band (``growth``) within its reach that
+    connect to it; the mask itself is kept whole."""
+    values = slice_hu[mask]
+    low = float(np.percentile(values, growth.quantile)) - growth.margin_hu
+    high = float(np.percentile(values, 100.0 - growth.quantile)) + growth.margin_hu
+    reach = ndi.binary_dilation(mask, iterations=mm_to_whole_px(growth.reach_mm, spacing_zyx, minimum=1))
+    grown = mask | (reach & (slice_hu >= low) & (slice_hu <= high))
+    labels, _ = ndi.label(grown)
+    touching = np.unique(labels[mask])
+    return np.isin(labels, touching[touching > 0])
+
+
 def constrain_to_region(mask: np.ndarray, region: np.ndarray, tolerance_px: int,
                         min_agreement: float = 0.5) -> Tuple[np.ndarray, bool]:
     """The model's ``mask`` limited to ``region`` dilated by ``tolerance_px``, or ``region``
