@@ -281,8 +281,9 @@ def click_intensity_region(slice_hu: np.ndarray, click: Point, pixel_mm: float,
 class OwnBandGrowth:
     """How an answer grows into the pixels around it that look like its own core: within
     ``reach_mm`` of it, HU between its ``quantile`` and ``100 - quantile`` percentiles widened by
-    ``margin_hu`` on each side. A bleed's rim has its HU (partial volume lowers it a little), the brain
-    or bone beyond it do not; the acute bands that outline a click's region cut that rim off."""
+    ``margin_hu`` on each side. A bleed's rim has about its HU (partial volume lowers it a little) and
+    the acute bands that outline a click's region cut it off; bone does not, but brain near the
+    bleed's HU can, so a nearly complete answer may grow past its edge (docs/accuracy-3d.md)."""
 
     reach_mm: float = 4.0
     quantile: float = 40.0
