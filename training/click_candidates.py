@@ -21,6 +21,10 @@ CLICK_CANDIDATES: Dict[str, ClickSegmentationConfig] = {
     **{f"first answer grown into its own HU band {reach:g} mm {margin:g} HU":
        ClickSegmentationConfig(own_band_growth=OwnBandGrowth(reach, 40.0, margin))
        for reach in (2.0, 4.0) for margin in (5.0, 10.0)},
+    # Then the grown region as a box the model answers, kept when the model is at least as sure.
+    **{f"first answer asked again with its own HU band {reach:g} mm {margin:g} HU":
+       ClickSegmentationConfig(own_band_growth=OwnBandGrowth(reach, 40.0, margin, ask_the_model=True))
+       for reach in (2.0, 4.0) for margin in (5.0, 10.0)},
 }
 
 

@@ -166,22 +166,36 @@ class ClickSegmenter:
             result = self._refuse_non_blood(slice_index, positive[-1], result)
         if self.config.own_band_growth is not None and positive and not negative and box is None and (
                 self.config.own_band_growth_on_corrections or (mask_input is None and area_limit_px is None)):
-            result = self._grown_into_own_band(slice_index, result, area_limit_px)
+            result = self._grown_into_own_band(slice_index, prompt, result, area_limit_px)
         return result
 
-    def _grown_into_own_band(self, slice_index: int, result: ClickResult,
+    def _grown_into_own_band(self, slice_index: int, prompt: SlicePrompt, result: ClickResult,
                              area_limit_px: Optional[float]) -> ClickResult:
-        """``result`` grown into its own HU band (``config.own_band_growth``), unless it is empty or
-        the growth would pass ``area_limit_px``."""
+        """``result`` grown into its own HU band (``config.own_band_growth``), or the model's answer to
+        the grown region's box when it asks the model; ``result`` as it is when it is empty, nothing
+        grows or the growth would pass ``area_limit_px``."""
         mask = result.prediction.mask
         if not mask.any():
             return result
         grown = grow_into_own_band(mask, self.predictor.denoised_slice(slice_index), self.predictor.spacing_zyx,
                                    self.config.own_band_growth)  # type: ignore[arg-type]
-        if area_limit_px is not None and grown.sum() > area_limit_px:
+        if (area_limit_px is not None and grown.sum() > area_limit_px) or np.array_equal(grown, mask):
             return result
-        return replace(result, prediction=replace(result.prediction, mask=grown),
-                       method=f"{result.method}, grown into its own HU band")
+        if not self.config.own_band_growth.ask_the_model:  # type: ignore[union-attr]
+            return replace(result, prediction=replace(result.prediction, mask=grown),
+                           method=f"{result.method}, grown into its own HU band")
+        margin = self._whole_px(self.config.box_margin_mm)
+        clicks = (prompt.positive_points, prompt.negative_points) \
+            if self.predictor.model.config.trained_with_clicks else ([], [])
+        answer = self.predictor.predict(slice_index, SlicePrompt(clicks[0], clicks[1], box=box_around(grown, margin)))
+        if answer.predicted_iou < result.prediction.predicted_iou:
+            return result
+        held, used_model = constrain_to_region(answer.mask, grown, self._whole_px(self.config.region_tolerance_mm))
+        if not contains_any(held, prompt.positive_points[-1:]):
+            return result
+        return ClickResult(replace(answer, mask=held), box_around(grown, margin),
+                           f"{result.method}, asked again with its own HU band"
+                           + ("" if used_model else " (model disagreed)"))
 
     def _from_click(self, slice_index: int, prompt: SlicePrompt, area_limit_px: Optional[float]) -> ClickResult:
         """The click's hyperdense-region boxes, else the box sizes around it; with an area limit,

@@ -288,6 +288,10 @@ class OwnBandGrowth:
     reach_mm: float = 4.0
     quantile: float = 40.0
     margin_hu: float = 10.0
+    # True: the grown region is not the answer but a new box prompt; the model's answer to it (held
+    # to the region, as a click's hyperdense region holds it) replaces the first answer when the
+    # model is at least as sure of it. False: the grown region is the answer.
+    ask_the_model: bool = False
 
 
 def grow_into_own_band(mask: np.ndarray, slice_hu: np.ndarray, spacing_zyx: Sequence[float],

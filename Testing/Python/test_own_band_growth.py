@@ -76,3 +76,21 @@ def test_a_new_bleeds_answer_grows_and_a_correction_is_answered_as_before(lite_m
                           shipped.segment(0, [click], area_limit_px=limit).prediction.mask)
     roomy = everywhere.segment(0, [click], area_limit_px=float(truth.size)).prediction.mask
     assert roomy.sum() > answer.prediction.mask.sum()
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("patient", sorted(LARGEST_BLEED_SLICE))
+def test_asked_again_the_model_answers_the_grown_regions_box_within_it_or_keeps_its_first_answer(lite_model, patient):
+    slice_hu, truth, spacing = _largest_bleed_slice(patient)
+    predictor = SAMIHSPredictor(lite_model)
+    predictor.set_volume(slice_hu[None], spacing)
+    click = deepest_point(truth)
+    config = ClickSegmentationConfig(own_band_growth=OwnBandGrowth(ask_the_model=True))
+    first = ClickSegmenter(predictor, ClickSegmentationConfig()).segment(0, [click])
+    asked = ClickSegmenter(predictor, config).segment(0, [click])
+    grown = grow_into_own_band(first.prediction.mask, predictor.denoised_slice(0), spacing, config.own_band_growth)
+    assert asked.method.startswith(f"{first.method}, asked again with its own HU band")
+    held_to = ndi.binary_dilation(grown, iterations=mm_to_whole_px(config.region_tolerance_mm, spacing))
+    assert not (asked.prediction.mask & ~held_to).any() and asked.prediction.mask[int(click[1]), int(click[0])]
+    assert asked.prediction.predicted_iou >= first.prediction.predicted_iou
+    assert dice(asked.prediction.mask, truth) > dice(first.prediction.mask, truth)
