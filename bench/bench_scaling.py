@@ -115,6 +115,7 @@ def main(quick: bool = False, reference: Optional[Path] = None) -> dict:
     segment_runs = []
     for patient in series:
         path, click, bleed_slices = clicked_bleed(patient)
+        num_slices = int(sitk.ReadImage(str(path)).GetSize()[2])
         for engine in engines:
             for source in sources:
                 report = work / f"{patient}_{engine}.json"
@@ -122,7 +123,7 @@ def main(quick: bool = False, reference: Optional[Path] = None) -> dict:
                                                   "--engine", engine, "-o", str(work / f"{patient}.seg.nrrd"),
                                                   "--report", str(report)], source)
                 written = json.loads(report.read_text())
-                segment_runs.append({"patient": patient, "slices": int(sitk.ReadImage(str(path)).GetSize()[2]),
+                segment_runs.append({"patient": patient, "slices": num_slices,
                                      "bleed_slices": bleed_slices, "code": labels[source],
                                      "engine": written["engine"], "precision": written["precision"], **measured,
                                      "segmenting_s": written["seconds"], "encoded_slices": written["encoded_slices"],

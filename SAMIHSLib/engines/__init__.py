@@ -63,8 +63,8 @@ def resolve_engine_name(name: str, device: str = "cpu", model=None) -> str:
 
 def make_engine(model, name: str = "torch", cache_dir=None, threads=None):
     """An engine of ``name`` for ``model`` (exports and verifies ONNX graphs on first use);
-    ``threads``: CPU threads of the ONNX Runtime / OpenVINO engines (default: torch's, i.e. the
-    physical cores). ``auto``: see :func:`resolve_engine_name`."""
+    ``threads``: CPU threads of the ONNX Runtime / OpenVINO engines (default:
+    ``SAMIHSLib.cpu_info.physical_cores``). ``auto``: see :func:`resolve_engine_name`."""
     name = resolve_engine_name(name, model.device.type if hasattr(model, "device") else "cpu", model)
     if name == "torch":
         from SAMIHSLib.engines.torch_engine import TorchEngine

@@ -184,16 +184,14 @@ class ClickSegmenter:
         if not self.config.own_band_growth.ask_the_model:  # type: ignore[union-attr]
             return replace(result, prediction=replace(result.prediction, mask=grown),
                            method=f"{result.method}, grown into its own HU band")
-        margin = self._whole_px(self.config.box_margin_mm)
-        clicks = (prompt.positive_points, prompt.negative_points) \
-            if self.predictor.model.config.trained_with_clicks else ([], [])
-        answer = self.predictor.predict(slice_index, SlicePrompt(clicks[0], clicks[1], box=box_around(grown, margin)))
+        grown_box = box_around(grown, self._whole_px(self.config.box_margin_mm))
+        answer = self.predictor.predict(slice_index, SlicePrompt(*self._clicks_for_model(prompt), box=grown_box))
         if answer.predicted_iou < result.prediction.predicted_iou:
             return result
         held, used_model = constrain_to_region(answer.mask, grown, self._whole_px(self.config.region_tolerance_mm))
         if not contains_any(held, prompt.positive_points[-1:]):
             return result
-        return ClickResult(replace(answer, mask=held), box_around(grown, margin),
+        return ClickResult(replace(answer, mask=held), grown_box,
                            f"{result.method}, asked again with its own HU band"
                            + ("" if used_model else " (model disagreed)"))
 
@@ -295,6 +293,12 @@ class ClickSegmenter:
                                                       prompt.box, prompt.mask_input, area_limit_px)
         return answer if contains_any(answer.prediction.mask, prompt.positive_points[-1:]) else None
 
+    def _clicks_for_model(self, prompt: SlicePrompt) -> Tuple[List[Point], List[Point]]:
+        """(positive, negative) clicks to send with a box: a click-trained model's, none for one trained on boxes."""
+        if self.predictor.model.config.trained_with_clicks:
+            return list(prompt.positive_points), list(prompt.negative_points)
+        return [], []
+
     def _click_regions(self, slice_index: int, prompt: SlicePrompt) -> List[List[np.ndarray]]:
         """Each positive click's candidate regions (:meth:`candidate_regions`)."""
         return [self.candidate_regions(slice_index, click) for click in prompt.positive_points]
@@ -313,10 +317,8 @@ class ClickSegmenter:
                 if others:
                     region = region | others[min(index, len(others) - 1)]
             candidate_box = box_around(region, margin)
-            clicks = (prompt.positive_points, prompt.negative_points) \
-                if self.predictor.model.config.trained_with_clicks else ([], [])
-            prediction = self.predictor.predict(
-                slice_index, SlicePrompt(clicks[0], clicks[1], box=candidate_box, mask_input=prompt.mask_input))
+            prediction = self.predictor.predict(slice_index, SlicePrompt(
+                *self._clicks_for_model(prompt), box=candidate_box, mask_input=prompt.mask_input))
             score = prediction.predicted_iou * dice(prediction.mask, region)
             if best is None or score > best[0]:
                 mask, used_model = constrain_to_region(

@@ -129,9 +129,6 @@ def _backbone_of_state(state: Dict[str, torch.Tensor], path: Path) -> str:
     raise CheckpointError(f"{path}: cannot tell which backbone these weights are for.")
 
 
-
-
-
 def load_model(spec: Union[str, Path] = DEFAULT_MODEL, device: str = "auto",
                preprocessing: Optional[PreprocessingConfig] = None) -> SegmentAnythingModel:
     """Build a ready-to-run model in eval mode.

@@ -16,6 +16,7 @@ from SAMIHSLib.interaction.predictor import model_and_engine
 from SAMIHSLib.models.files import SHIPPED_STAGED_MODEL
 from SAMIHSLib.models.summary import ModelSummary
 
+
 def _click_mask(predictor, volume_hu, spacing_zyx, k, point):
     from SAMIHSLib.interaction.session import HemorrhageSession
 
