@@ -259,7 +259,7 @@ def run_volumeeval(args: argparse.Namespace) -> int:
                 methods.append(record.method)
     bar = tqdm(desc="volumes", unit="volume")
     for spec in args.method:
-        name, settings = volume_method_settings(spec, args.engine)
+        name, settings = volume_method_settings(spec, args.engine, args.fold_detectors)
         bar.total = (bar.total or 0) + len(volumes) * (1 + (len(settings) > 1))
         records, tried, chosen[name] = run_volume_method(name, settings, volumes, len(folds), progress=lambda text: (
             bar.set_postfix_str(text[-40:]), bar.update(1)))
@@ -559,6 +559,9 @@ def main(argv=None) -> int:
     _add_volume_arguments(p, "region | lite-base | lite | CHECKPOINT; SPEC:propagation=NAME,NAME tries those settings",
                           method_required=False)
     p.add_argument("--reuse", action="append", help="records.csv of an earlier volumeeval on the same folds")
+    p.add_argument("--fold-detectors", metavar="PATH",
+                   help="each fold's bleed detector for SPEC:detector=..., {fold} standing for the fold "
+                        "(e.g. runs/bleed_detector/detector_fold{fold}.pt from detectorcv --runs)")
     p.add_argument("--auto", metavar="MODEL",
                    help="run `samihs batch --prompts auto` with MODEL on every volume, bleed-free ones too")
     _only_fold_argument(p)

@@ -1,10 +1,12 @@
 """Named propagation settings the 3D evaluation chooses among on training folds
-(``python -m training volumeeval --method lite-base:propagation=NAME,NAME``)."""
+(``python -m training volumeeval --method lite-base:propagation=NAME,NAME``; the detector's
+regions joined to the answer: ``lite-base:detector=NAME,NAME``)."""
 
 from dataclasses import replace
-from typing import Dict
+from typing import Dict, Optional
 
 from SAMIHSLib.interaction.appearance import AppearanceConfig
+from SAMIHSLib.interaction.detected_regions import DetectorJoin
 from SAMIHSLib.interaction.propagation import STOP_RULES, PropagationConfig
 
 # The learned propagation: the clicked bleed's own band (joined with the acute band), the seeded
@@ -31,4 +33,12 @@ PROPAGATION_CANDIDATES: Dict[str, PropagationConfig] = {
     "no contrast rule": replace(LEARNED, min_contrast_hu=None),
     "unbounded region": replace(LEARNED, region_reach_mm=None),
     "own band only (no acute band)": replace(LEARNED, appearance=AppearanceConfig(include_acute_band=False)),
+}
+
+# Thirty-second session's candidates: the bleed detector's regions that overlap a click's 3D answer
+# joined to it (each fold's detector trained without that fold's patients: volumeeval --fold-detectors).
+DETECTOR_JOIN_CANDIDATES: Dict[str, Optional[DetectorJoin]] = {
+    "as shipped": None,
+    **{f"detector's regions joined at pixel > {threshold:g}": DetectorJoin(threshold) for threshold in (0.3, 0.5, 0.7)},
+    "detector's regions joined at pixel > 0.5, positive corrections too": DetectorJoin(0.5, on_positive_corrections=True),
 }

@@ -414,19 +414,22 @@ REGION_GROWING_3D_SETTINGS: Tuple[Tuple[Tuple[float, float], int], ...] = (
     ((40.0, 100.0), 0), ((45.0, 90.0), 0), ((45.0, 90.0), 1), ((50.0, 90.0), 1))
 
 
-def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[str, SettingFactory]]:
+def volume_method_settings(spec: str, engine: str = "torch", fold_detectors: Optional[str] = None
+                           ) -> Tuple[str, Dict[str, SettingFactory]]:
     """A method named on the command line -> (its name in the tables, its settings).
 
     ``region``: 3D HU region growing (the floor); ``lite-base`` / ``lite`` / a checkpoint path:
     the model through the session with the app's click handling and propagation.
     ``SPEC:propagation=NAME,NAME``: candidate propagation settings (:data:`PROPAGATION_CANDIDATES`),
     chosen per fold on the training folds; ``SPEC:click=NAME,NAME`` the same for click settings
-    (:data:`~training.click_candidates.CLICK_CANDIDATES`). A click-trained LiteMedSAM gets lite-base as its second
+    (:data:`~training.click_candidates.CLICK_CANDIDATES`); ``SPEC:detector=NAME,NAME`` for joining the
+    bleed detector's regions (:data:`DETECTOR_JOIN_CANDIDATES`), each fold's detector read from
+    ``fold_detectors`` (a path with ``{fold}``). A click-trained LiteMedSAM gets lite-base as its second
     opinion, as in the app (``SPEC:no-second-opinion``: without). ``LABEL=SPEC`` names the method in the tables.
     """
     label, named_spec = split_method_label(spec)
     if label:
-        return label, volume_method_settings(named_spec, engine)[1]
+        return label, volume_method_settings(named_spec, engine, fold_detectors)[1]
     if spec == "region":
         return "3D HU region growing (floor)", {
             f"{band[0]:.0f}-{band[1]:.0f} HU, opening {opening} px":
@@ -435,36 +438,67 @@ def volume_method_settings(spec: str, engine: str = "torch") -> Tuple[str, Dict[
     from SAMIHSLib.interaction.session import HemorrhageSession
 
     from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig
+    from SAMIHSLib.interaction.detected_regions import DetectorJoin, DetectorRegions
     from SAMIHSLib.interaction.propagation import PropagationConfig
 
     from .click_candidates import click_candidates
-    from .propagation_candidates import PROPAGATION_CANDIDATES
+    from .propagation_candidates import DETECTOR_JOIN_CANDIDATES, PROPAGATION_CANDIDATES
 
     base, _, options = spec.partition(":")
-    # (click setting, propagation setting) by the name the tables give it
-    settings = {"as shipped": (ClickSegmentationConfig(), PROPAGATION_CANDIDATES["as shipped"])}
+    # (click setting, propagation setting, detector join) by the name the tables give it
+    settings = {"as shipped": (ClickSegmentationConfig(), PROPAGATION_CANDIDATES["as shipped"], None)}
     second_opinion = options != "no-second-opinion"
     if options and second_opinion:
         key, _, values = options.partition("=")
-        if key not in ("propagation", "click") or not values:
-            raise ValueError(f"Unknown method option {options!r} in {spec!r}; "
-                             "use ':propagation=NAME,NAME', ':click=NAME,NAME' or ':no-second-opinion'.")
+        if key not in ("propagation", "click", "detector") or not values:
+            raise ValueError(f"Unknown method option {options!r} in {spec!r}; use ':propagation=NAME,NAME', "
+                             "':click=NAME,NAME', ':detector=NAME,NAME' or ':no-second-opinion'.")
         if key == "click":
-            settings = {name: (config, PropagationConfig()) for name, config in click_candidates(values).items()}
+            settings = {name: (config, PropagationConfig(), None) for name, config in click_candidates(values).items()}
         else:
+            candidates = PROPAGATION_CANDIDATES if key == "propagation" else DETECTOR_JOIN_CANDIDATES
             names = values.split(",")
-            unknown = [n for n in names if n not in PROPAGATION_CANDIDATES]
+            unknown = [n for n in names if n not in candidates]
             if unknown:
-                raise ValueError(f"Unknown propagation setting(s) {unknown}; use {sorted(PROPAGATION_CANDIDATES)}.")
-            settings = {name: (ClickSegmentationConfig(), PROPAGATION_CANDIDATES[name]) for name in names}
+                raise ValueError(f"Unknown {key} setting(s) {unknown}; use {sorted(candidates)}.")
+            if key == "propagation":
+                settings = {name: (ClickSegmentationConfig(), candidates[name], None) for name in names}
+            else:
+                if not fold_detectors or "{fold}" not in fold_detectors:
+                    raise ValueError("Joining the detector's regions needs each fold's detector: "
+                                     "--fold-detectors PATH with {fold} in it.")
+                settings = {name: (ClickSegmentationConfig(), PropagationConfig(), candidates[name]) for name in names}
     label = {"lite-base": "lite-base (default)", "lite": "shipped lite", "samihs": "shipped samihs"}.get(base, base)
     predictors = FoldPredictors(base, engine, second_opinion=second_opinion)
 
-    def factory(fold: int, click: ClickSegmentationConfig, propagation: PropagationConfig) -> VolumeSegmenter:
-        return SessionVolumeSegmenter(predictors.for_fold(fold),
-                                      lambda predictor: HemorrhageSession(predictor, click, propagation))
+    def factory(fold: int, click: ClickSegmentationConfig, propagation: PropagationConfig,
+                join: Optional[DetectorJoin]) -> VolumeSegmenter:
+        def session(predictor) -> HemorrhageSession:
+            regions = None
+            if join is not None:
+                from SAMIHSLib.volume.bleed_detection import DetectorEvidence
+
+                evidence = DetectorEvidence(_fold_detector(str(fold_detectors), fold), predictor.volume_hu,
+                                            predictor.spacing_zyx)
+                regions = DetectorRegions(evidence, join)
+            return HemorrhageSession(predictor, click, propagation, regions)
+
+        return SessionVolumeSegmenter(predictors.for_fold(fold), session)
 
     return label, {name: (lambda fold, configs=configs: factory(fold, *configs)) for name, configs in settings.items()}
+
+
+_DETECTORS: Dict[str, object] = {}
+
+
+def _fold_detector(path_pattern: str, fold: int):
+    """Fold ``fold``'s bleed detector (kept: a few MB each)."""
+    from SAMIHSLib.volume.bleed_detection import BleedDetector
+
+    path = path_pattern.replace("{fold}", str(fold))
+    if path not in _DETECTORS:
+        _DETECTORS[path] = BleedDetector.load(path)
+    return _DETECTORS[path]
 
 
 @dataclass

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from SAMIHSLib.interaction.click_segmentation import ClickSegmentationConfig, ClickSegmenter
+from SAMIHSLib.interaction.detected_regions import DetectorRegions, negative_reach, regions_touching
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.propagation import PropagationCancelled, PropagationConfig, SegmentOutcome, SlicePropagator
 from SAMIHSLib.interaction.prompts import Point
@@ -96,8 +97,11 @@ class HemorrhageSession:
 
     def __init__(self, predictor: SAMIHSPredictor,
                  click_config: ClickSegmentationConfig = ClickSegmentationConfig(),
-                 propagation_config: PropagationConfig = PropagationConfig()) -> None:
+                 propagation_config: PropagationConfig = PropagationConfig(),
+                 detector_regions: Optional[DetectorRegions] = None) -> None:
         self.predictor = predictor
+        # The bleed detector's regions joined to a click's answer (None: the model's answer alone).
+        self.detector_regions = detector_regions
         self.click_segmenter = ClickSegmenter(predictor, click_config)
         self.propagator = SlicePropagator(predictor, propagation_config)
         self.mask = np.zeros((predictor.num_slices,) + predictor.slice_shape, dtype=bool)
@@ -201,10 +205,40 @@ class HemorrhageSession:
             outcome = SegmentOutcome(new_mask, {slice_index: result.prediction.predicted_iou}, {})
         outcome.slice_methods[slice_index] = result.method
         outcome.message = result.message
+        if propagate and positive and obj.any() and self._joins_detector(new_bleed=not target.any()):
+            new_mask, joined = self._join_detected_regions(new_mask, slice_index, obj, fixed, clicks_after)
+            outcome.mask = new_mask
+            if joined:
+                outcome.message = "; ".join(m for m in (outcome.message, joined) if m)
         if positive and not obj.any() and not outcome.message:
             outcome.message = "no bleed found at the click"
         self._commit(new_mask, self.locked_slices, label, clicks_after)
         return outcome
+
+    def _joins_detector(self, new_bleed: bool) -> bool:
+        """Whether this positive click's answer is joined with the detector's regions."""
+        regions = self.detector_regions
+        return regions is not None and (new_bleed or regions.join.on_positive_corrections)
+
+    def _join_detected_regions(self, mask: np.ndarray, slice_index: int, obj: np.ndarray, fixed: Set[int],
+                               clicks: ClickHistory) -> Tuple[np.ndarray, str]:
+        """``mask`` with the detector's regions that overlap the clicked object, and what they added
+        in words ("" if nothing): never on a locked or user-clicked slice, nor near a negative click."""
+        assert self.detector_regions is not None
+        reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx, minimum=1)
+        answer = object_through(mask, slice_index, obj, reach)
+        changeable = np.ones(mask.shape[0], bool)
+        changeable[sorted(self.locked_slices | fixed)] = False
+        negatives = [(k, point) for k, (_, negative) in clicks.items() for point in negative]
+        avoid = negative_reach(mask.shape, negatives, self.click_segmenter.negative_reach_px) if negatives else None
+        added = regions_touching(answer, self.detector_regions.evidence, self.detector_regions.join.pixel_threshold,
+                                 changeable, avoid) & ~mask
+        if not added.any():
+            return mask, ""
+        slices = np.nonzero(added.any(axis=(1, 2)))[0]
+        added_ml = float(added.sum()) * float(np.prod(self.predictor.spacing_zyx)) / 1000.0
+        return mask | added, (f"the bleed detector's region added {added_ml:.2f} mL "
+                              f"on slices {slices[0]}-{slices[-1]}")
 
     def _object_through(self, slice_index: int, anchor: np.ndarray) -> np.ndarray:
         """The 3D object of the current mask at ``anchor`` on slice ``slice_index``: its

@@ -21,6 +21,7 @@ import torch
 from scipy import ndimage as ndi
 from torch.nn import functional as F
 
+from SAMIHSLib.interaction.detected_regions import REGION_STRUCTURE
 from SAMIHSLib.io.atomic_write import atomic_output
 from SAMIHSLib.models.bleed_detector import BleedDetectorNet, DetectorConfig
 from SAMIHSLib.models.files import CheckpointError
@@ -29,8 +30,6 @@ from SAMIHSLib.volume.head_axis import head_axes
 
 DETECTOR_FORMAT = "samihs-bleed-detector/1"
 NEIGHBOUR_DISTANCE_MM = 5.0  # the training CTs' slice spacing: neighbours are read this far away
-# Diagonal neighbours across slices belong together: slices are thick (as the 3D evaluation).
-REGION_STRUCTURE = np.ones((3, 3, 3), bool)
 SLICES_PER_BATCH = 8
 
 
@@ -160,11 +159,12 @@ class BleedDetector:
 
     def slice_logits(self, slices: torch.Tensor, offset: int, cancel: Optional[threading.Event] = None,
                      progress: Optional[ProgressCallback] = None,
-                     mirrored: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     mirrored: Optional[torch.Tensor] = None, only: Optional[Sequence[int]] = None) -> torch.Tensor:
         """(K, S, S) logits at the network's side for windowed slices (K, S, S) (:func:`window_slices`)
         whose neighbours lie ``offset`` slices away (and their mirror images, :func:`mirror_slices`,
-        for a detector that reads them)."""
-        total = slices.shape[0]
+        for a detector that reads them); with ``only``, (len(only), S, S) for those slices."""
+        wanted = list(range(slices.shape[0]) if only is None else only)
+        total = len(wanted)
         logits = []
         with torch.inference_mode():
             for start in range(0, total, SLICES_PER_BATCH):
@@ -172,9 +172,9 @@ class BleedDetector:
                     raise DetectionCancelled("Bleed detection cancelled.")
                 if progress is not None:
                     progress(start, total, f"detecting bleeds: slice {start + 1} of {total}")
-                indices = range(start, min(start + SLICES_PER_BATCH, total))
+                indices = wanted[start:start + SLICES_PER_BATCH]
                 logits.append(self.network(network_input(slices, mirrored, indices, offset, self.config))[:, 0])
-        return torch.cat(logits)
+        return torch.cat(logits) if logits else torch.zeros((0,) + tuple(slices.shape[1:]))
 
     def regions(self, probability: np.ndarray, spacing_zyx: Sequence[float]) -> List[DetectedRegion]:
         """The kept regions of a probability volume, highest score first."""
@@ -207,6 +207,37 @@ class BleedDetector:
         except RuntimeError as error:
             raise CheckpointError(f"The bleed detector {path} does not match its network: {error}") from error
         return cls(network, DetectionThresholds(**payload["thresholds"]), payload.get("provenance"))
+
+
+class DetectorEvidence:
+    """The detector's probabilities on one volume, computed for the slices asked and remembered:
+    what a click session joins to its answers (:class:`~SAMIHSLib.interaction.detected_regions.BleedEvidence`)."""
+
+    def __init__(self, detector: BleedDetector, volume_hu: np.ndarray, spacing_zyx: Sequence[float]) -> None:
+        self.detector = detector
+        self.volume_hu = volume_hu
+        self.offset = neighbour_offset(float(spacing_zyx[0]))
+        self._windowed: Optional[torch.Tensor] = None
+        self._mirrored: Optional[torch.Tensor] = None
+        self._slices: Dict[int, np.ndarray] = {}
+
+    @property
+    def computed_slices(self) -> List[int]:
+        """The slices whose probabilities have been computed so far."""
+        return sorted(self._slices)
+
+    def probability(self, slices: Sequence[int]) -> np.ndarray:
+        """(len(slices), rows, columns) float32 bleed probabilities of those slices."""
+        missing = [int(k) for k in slices if int(k) not in self._slices]
+        if missing:
+            if self._windowed is None:  # the whole volume: neighbours are read from it
+                self._windowed = window_slices(self.volume_hu, self.detector.config)
+                if self.detector.config.mirror_channel:
+                    self._mirrored = mirror_slices(self._windowed, self.volume_hu)
+            logits = self.detector.slice_logits(self._windowed, self.offset, mirrored=self._mirrored, only=missing)
+            for k, probability in zip(missing, logits_to_probability(logits, self.volume_hu.shape[1:])):
+                self._slices[k] = probability
+        return np.stack([self._slices[int(k)] for k in slices])
 
 
 def logits_to_probability(logits: torch.Tensor, shape: Sequence[int]) -> np.ndarray:

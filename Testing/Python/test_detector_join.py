@@ -1,0 +1,95 @@
+"""The bleed detector's regions joined to a click's 3D answer (``DetectorRegions``), on a real whole
+CT (patient 075: a 98 mL epidural on slices 15-30) with lite-base and the shipped detector (trained
+on all 57 volumes, 075 among them: a check of behaviour, not of accuracy): the probabilities are
+computed only where the answer and the joined regions reach, locked slices and a negative click's
+surroundings are left alone, and the join is part of the click's one undo step."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from conftest import real_whole_ct
+from SAMIHSLib.interaction.detected_regions import (REGION_STRUCTURE, DetectorJoin, DetectorRegions,
+                                                    negative_reach, regions_touching)
+from SAMIHSLib.interaction.predictor import SAMIHSPredictor
+from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
+from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.volume.automatic import load_detector
+from SAMIHSLib.volume.bleed_detection import DetectorEvidence
+
+SLICES = slice(12, 34)
+
+
+@pytest.fixture(scope="module")
+def ct_075():
+    volume, truth = real_whole_ct("075", SLICES)
+    return volume.array_hu, truth, tuple(volume.spacing_ijk[::-1])
+
+
+@pytest.mark.real_data
+def test_regions_overlapping_an_answer_are_joined_where_allowed(ct_075):
+    volume_hu, truth, spacing = ct_075
+    detector = load_detector()
+    evidence = DetectorEvidence(detector, volume_hu, spacing)
+    whole = detector.probabilities(volume_hu, spacing)
+    k = slice_with_most(truth)
+    assert np.allclose(evidence.probability([k, k + 1]), whole[[k, k + 1]], atol=1e-5)
+    answer = np.zeros_like(truth)
+    answer[k] = truth[k]  # the answer on one slice: the region carries the join to the bleed's other slices
+    changeable = np.ones(truth.shape[0], bool)
+    changeable[k + 2] = False
+    added = regions_touching(answer, evidence, 0.5, changeable)
+    labels, _ = ndi.label(whole > 0.5, structure=REGION_STRUCTURE)
+    touching = np.unique(labels[answer])
+    region = np.isin(labels, touching[touching > 0])
+    expected = region.copy()
+    expected[k + 2] = False
+    assert np.array_equal(added, expected)
+    bleed_slices = np.nonzero(truth.any(axis=(1, 2)))[0]
+    assert added.any(axis=(1, 2)).sum() >= len(bleed_slices) - 2  # measured: 15 of its 16, all but the locked one
+    # Probabilities were computed on the region's slices and one beyond each end, no more.
+    reached = np.nonzero(region.any(axis=(1, 2)))[0]
+    first, last = max(0, min(k, reached[0]) - 1), min(truth.shape[0] - 1, max(k, reached[-1]) + 1)
+    assert evidence.computed_slices == list(range(first, last + 1)) and last - first + 1 < truth.shape[0]
+    # A region that touches a negative click's surroundings is not joined at all.
+    near = negative_reach(truth.shape, [(k, deepest_point(truth[k]))], 3.0)
+    assert not regions_touching(answer, evidence, 0.5, changeable, avoid=near).any()
+
+
+@pytest.mark.real_data
+def test_a_new_bleeds_answer_is_joined_in_one_undo_step_and_locked_slices_stay(lite_model, ct_075):
+    volume_hu, truth, spacing = ct_075
+    predictor = SAMIHSPredictor(lite_model)
+    predictor.set_volume(volume_hu, spacing)
+    k = slice_with_most(truth)
+    click = deepest_point(truth[k])
+    plain = HemorrhageSession(predictor)
+    plain.click(k, [click])
+    evidence = DetectorEvidence(load_detector(), volume_hu, spacing)
+    joined = HemorrhageSession(predictor, detector_regions=DetectorRegions(evidence, DetectorJoin(0.3)))
+    locked = int(np.nonzero(plain.mask.any(axis=(1, 2)))[0][-1])  # the answer's last slice, emptied by hand
+    joined.set_slice_mask(locked, np.zeros(truth.shape[1:], bool))
+    outcome = joined.click(k, [click])
+    assert not joined.mask[locked].any()
+    without_locked = plain.mask.copy()
+    without_locked[locked] = False
+    assert np.all(joined.mask[without_locked])  # the model's answer is kept whole
+    added = joined.mask & ~plain.mask
+    assert added.any() and "bleed detector" in outcome.message
+    assert np.all(evidence.probability(range(truth.shape[0]))[added] > 0.3)
+    joined.undo()
+    assert not joined.mask.any() and joined.locked_slices == {locked}
+
+
+def test_the_join_refuses_a_threshold_outside_0_1():
+    with pytest.raises(ValueError, match="pixel threshold"):
+        DetectorJoin(1.0)
+
+
+def test_the_evaluation_asks_for_each_folds_detector():
+    from training.volume_eval import volume_method_settings
+
+    with pytest.raises(ValueError, match="--fold-detectors"):
+        volume_method_settings("lite-base:detector=as shipped,detector's regions joined at pixel > 0.5")
+    with pytest.raises(ValueError, match="Unknown detector setting"):
+        volume_method_settings("lite-base:detector=joined", fold_detectors="d{fold}.pt")
