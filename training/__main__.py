@@ -257,9 +257,10 @@ def run_volumeeval(args: argparse.Namespace) -> int:
             selected.append(record)
             if record.method not in methods:
                 methods.append(record.method)
+    # Every method's settings first: a misspelt one fails before any has run.
+    named_settings = [volume_method_settings(spec, args.engine, args.fold_detectors) for spec in args.method or ()]
     bar = tqdm(desc="volumes", unit="volume")
-    for spec in args.method:
-        name, settings = volume_method_settings(spec, args.engine, args.fold_detectors)
+    for name, settings in named_settings:
         bar.total = (bar.total or 0) + len(volumes) * (1 + (len(settings) > 1))
         records, tried, chosen[name] = run_volume_method(name, settings, volumes, len(folds), progress=lambda text: (
             bar.set_postfix_str(text[-40:]), bar.update(1)))

@@ -40,5 +40,5 @@ PROPAGATION_CANDIDATES: Dict[str, PropagationConfig] = {
 DETECTOR_JOIN_CANDIDATES: Dict[str, Optional[DetectorJoin]] = {
     "as shipped": None,
     **{f"detector's regions joined at pixel > {threshold:g}": DetectorJoin(threshold) for threshold in (0.3, 0.5, 0.7)},
-    "detector's regions joined at pixel > 0.5, positive corrections too": DetectorJoin(0.5, on_positive_corrections=True),
+    "detector's regions joined at pixel > 0.5 after positive corrections too": DetectorJoin(0.5, on_positive_corrections=True),
 }

@@ -206,6 +206,15 @@ def test_click_settings_are_settings_of_a_method_in_both_harnesses():
             build("samihs:click=as shipped,bolder")
 
 
+def test_every_candidate_setting_can_be_named_on_the_command_line():
+    """Settings are named NAME,NAME: a comma inside a name would make it unselectable."""
+    from training.click_candidates import CLICK_CANDIDATES
+    from training.propagation_candidates import DETECTOR_JOIN_CANDIDATES, PROPAGATION_CANDIDATES
+
+    for candidates in (CLICK_CANDIDATES, PROPAGATION_CANDIDATES, DETECTOR_JOIN_CANDIDATES):
+        assert [name for name in candidates if "," in name or not name.strip()] == []
+
+
 def _session_after_first_click(case, model):
     """(predictor, session, click): ``model`` on the case's one slice, after the evaluation's first
     (deepest) click, applied as the app applies it."""

@@ -86,6 +86,27 @@ def test_the_join_refuses_a_threshold_outside_0_1():
         DetectorJoin(1.0)
 
 
+def test_the_evaluation_gives_each_fold_its_own_detector(tmp_path):
+    import shutil
+
+    from SAMIHSLib.volume.automatic import SHIPPED_DETECTOR
+    from training.volume_eval import volume_method_settings
+
+    shutil.copy(SHIPPED_DETECTOR, tmp_path / "detector_fold2.pt")
+    joined = "detector's regions joined at pixel > 0.7"
+    _, settings = volume_method_settings(f"lite-base:detector=as shipped,{joined}",
+                                         fold_detectors=str(tmp_path / "detector_fold{fold}.pt"))
+    regions = {}
+    for name, factory in settings.items():
+        segmenter = factory(2)
+        segmenter.start(np.linspace(-1000, 80, 3 * 32 * 32).reshape(3, 32, 32), (5.0, 0.5, 0.5))  # any CT
+        regions[name] = segmenter.session.detector_regions
+    assert regions["as shipped"] is None
+    assert regions[joined].join == DetectorJoin(0.7) and regions[joined].evidence.offset == 1
+    with pytest.raises(Exception, match="detector_fold3.pt"):  # fold 3's detector is not there
+        settings[joined](3).start(np.zeros((3, 32, 32)), (5.0, 0.5, 0.5))
+
+
 def test_the_evaluation_asks_for_each_folds_detector():
     from training.volume_eval import volume_method_settings
 
