@@ -108,7 +108,8 @@ def run_segment(args: argparse.Namespace) -> int:
     propagate = not args.no_propagate and volume.array_hu.shape[0] > 1
     progress = _Progress("propagating") if propagate else None  # no empty bar for a single slice
     try:
-        mask, report = segment_clicks(clicks, predictor, str(args.input), propagate, progress)
+        mask, report = segment_clicks(clicks, predictor, str(args.input), propagate, progress,
+                                      join_detector=not args.no_detector_join)
     finally:
         if progress is not None:
             progress.close()
@@ -122,6 +123,8 @@ def run_segment(args: argparse.Namespace) -> int:
         write_report_json(report, args.report)
     if report.reason:
         print(f"samihs: warning: {report.reason}", file=sys.stderr)
+    if report.detector_added:
+        print(f"samihs: {report.detector_added}")
     if not report.filled_slices:
         print(f"No hemorrhage segmented: {report.reason or 'the model found nothing at the click'}; "
               f"wrote an empty {output}")
@@ -232,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(segment)
     segment.add_argument("--spacing", metavar="SI,SJ,SK", help="Voxel spacing in mm when the file lacks it.")
     segment.add_argument("--no-propagate", action="store_true", help="Segment the clicked slice only.")
+    segment.add_argument("--no-detector-join", action="store_true",
+                         help="The model's answer alone: do not join the bleed detector's regions that overlap it.")
     segment.add_argument("-o", "--output", required=True,
                          help="Output .seg.nrrd, .nii.gz, .nrrd, or .dcm (DICOM SEG; needs a DICOM series input).")
     segment.add_argument("--dicom-seg", metavar="SEG.dcm",

@@ -25,8 +25,8 @@ ModelLoader = Callable[[str, str], object]
 @dataclass
 class SegmentUpdate:
     """What one operation did: the segment's volume, the (k, j, i) voxel extent written, the
-    predicted IoU, stop reasons and fallback methods per slice (axial slice numbers), and what to
-    tell the user."""
+    predicted IoU, stop reasons and fallback methods per slice (axial slice numbers), what to
+    tell the user, and what the bleed detector added."""
 
     volume_ml: float
     extent: Optional[VoxelExtent]
@@ -34,6 +34,7 @@ class SegmentUpdate:
     stop_reasons: Dict[str, str] = field(default_factory=dict)
     message: str = ""
     slice_methods: Dict[int, str] = field(default_factory=dict)
+    detector_added: str = ""  # what the bleed detector's regions added to the answer, in words
 
 
 @dataclass
@@ -202,8 +203,8 @@ class SAMIHSMRMLLogic:
 
     # -- sessions -----------------------------------------------------------------------------
     def _state_for(self, volume_node) -> _VolumeState:
-        from SAMIHSLib.interaction.session import HemorrhageSession
         from SAMIHSLib.io.volume_io import AxialStack
+        from SAMIHSLib.volume.click_session import click_session
 
         fingerprint = _fingerprint(volume_node)
         state = self._states.get(volume_node.GetID())
@@ -211,7 +212,7 @@ class SAMIHSMRMLLogic:
             stack = AxialStack.of(ct_volume_from_node(volume_node))
             predictor = self.new_predictor()
             predictor.set_volume(stack.array_hu, stack.spacing_zyx)
-            state = _VolumeState(fingerprint, stack, HemorrhageSession(predictor))
+            state = _VolumeState(fingerprint, stack, click_session(predictor))
             self._states[volume_node.GetID()] = state
         return state
 
@@ -342,6 +343,7 @@ class SAMIHSMRMLLogic:
             update.stop_reasons.update(outcome.stop_reasons)
             update.slice_methods.update(outcome.slice_methods)
         update.message = "; ".join(outcome.message for outcome in outcomes if outcome.message)
+        update.detector_added = "; ".join(outcome.detector_added for outcome in outcomes if outcome.detector_added)
         state.last_update = update
         return update
 

@@ -102,7 +102,8 @@ class SegmentOutcome:
     IoU per filled slice; ``stop_reasons`` per direction ("up" = increasing k, "down" =
     decreasing k); ``slice_methods`` the slices answered by a fallback and how; ``message`` what
     the user must be told ("" if nothing); ``appearance`` the bleed's HU band the slices were held
-    to (None if nothing propagated)."""
+    to (None if nothing propagated); ``detector_added`` what the bleed detector's regions added to
+    the answer, in words ("" if nothing)."""
 
     mask: np.ndarray
     slice_iou: Dict[int, float] = field(default_factory=dict)
@@ -110,6 +111,7 @@ class SegmentOutcome:
     slice_methods: Dict[int, str] = field(default_factory=dict)
     message: str = ""
     appearance: Optional[BleedAppearance] = None  # the band propagation held the slices to
+    detector_added: str = ""
 
 
 class SlicePropagator:

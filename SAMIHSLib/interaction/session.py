@@ -206,10 +206,9 @@ class HemorrhageSession:
         outcome.slice_methods[slice_index] = result.method
         outcome.message = result.message
         if propagate and positive and obj.any() and self._joins_detector(new_bleed=not target.any()):
-            new_mask, joined = self._join_detected_regions(new_mask, slice_index, obj, fixed, clicks_after)
+            new_mask, outcome.detector_added = self._join_detected_regions(new_mask, slice_index, obj, fixed,
+                                                                           clicks_after)
             outcome.mask = new_mask
-            if joined:
-                outcome.message = "; ".join(m for m in (outcome.message, joined) if m)
         if positive and not obj.any() and not outcome.message:
             outcome.message = "no bleed found at the click"
         self._commit(new_mask, self.locked_slices, label, clicks_after)

@@ -52,6 +52,7 @@ class SegmentationReport:
     spacing_note: str = ""
     detection_score: Optional[float] = None
     detected_regions: Optional[int] = None
+    detector_added: str = ""  # what the bleed detector's regions added to a click's answer, in words
 
     def to_dict(self) -> Dict[str, object]:
         """The JSON form: every field, in field order; per-slice maps keyed by the axial slice number
@@ -76,7 +77,8 @@ class SegmentationReport:
         return row
 
     def headline(self) -> str:
-        """The first thing to say: the volume (or that there is none, or the failure), then the reason."""
+        """The first thing to say: the volume (or that there is none, or the failure), then the reason
+        and what the bleed detector added."""
         if self.status == FAILED:
             return f"Failed: {self.reason}"
         if self.filled_slices:
@@ -86,7 +88,8 @@ class SegmentationReport:
             text = ""  # the reason says it, with the detector's score
         else:
             text = "No slice segmented yet." if self.status == OK else "No bleed found."
-        return (text + (f" {self.reason[0].upper()}{self.reason[1:]}." if self.reason else "")).lstrip()
+        notes = [note for note in (self.reason, self.detector_added) if note]
+        return (text + "".join(f" {note[0].upper()}{note[1:]}." for note in notes)).lstrip()
 
     def slices_text(self) -> str:
         """Where the bleed is, and where and why propagation stopped."""

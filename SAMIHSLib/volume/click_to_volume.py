@@ -11,7 +11,7 @@ import numpy as np
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.prompts import Point
 from SAMIHSLib.interaction.regions import PixelBox, box_of_points
-from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.volume.click_session import click_session
 from SAMIHSLib.io.report import SegmentationReport
 from SAMIHSLib.io.validation import InputError
 from SAMIHSLib.io.volume_io import AxialStack, CTVolume
@@ -52,13 +52,15 @@ class AxialClicks:
 
 def segment_clicks(clicks: AxialClicks, predictor: SAMIHSPredictor, volume_name: str, propagate: bool = True,
                    progress: Optional[ProgressCallback] = None,
-                   cancel: Optional[threading.Event] = None) -> Tuple[np.ndarray, SegmentationReport]:
-    """Click, then propagate through the volume unless ``propagate`` is False or it has one slice;
-    returns the mask in the CT volume's voxel order (k, j, i) and its report (seconds of the
+                   cancel: Optional[threading.Event] = None,
+                   join_detector: bool = True) -> Tuple[np.ndarray, SegmentationReport]:
+    """Click, then propagate through the volume unless ``propagate`` is False or it has one slice,
+    the answer joined with the bleed detector's regions that overlap it unless ``join_detector`` is
+    False; returns the mask in the CT volume's voxel order (k, j, i) and its report (seconds of the
     segmentation itself, encoded slices, per-slice IoU and methods, stop reasons, the message)."""
     stack = clicks.stack
     predictor.set_volume(stack.array_hu, stack.spacing_zyx)
-    session = HemorrhageSession(predictor)
+    session = click_session(predictor, join_detector)
     started = time.perf_counter()
     outcome = session.click(clicks.slice_index, clicks.positive, clicks.negative, clicks.box,
                             propagate=propagate and stack.array_hu.shape[0] > 1, progress=progress, cancel=cancel)

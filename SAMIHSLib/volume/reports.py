@@ -18,7 +18,7 @@ def mask_report(volume: str, mask: np.ndarray, spacing_zyx: Sequence[float],
     """The report of ``mask`` (axial slice, row, column) on ``volume``: measurements and filled
     slices (none when the mask is empty), the engine, precision and device of ``predictor``, and
     from ``outcome`` (a session's click or propagation result) the predicted IoU, the method and
-    any stop reason per slice and its message as the reason. ``fields`` set the rest."""
+    any stop reason per slice, its message as the reason and what the bleed detector added. ``fields`` set the rest."""
     filled = [int(k) for k in np.nonzero(np.asarray(mask).any(axis=(1, 2)))[0]]
     if filled:
         measurements = measure_hemorrhage(mask, spacing_zyx).to_dict()
@@ -33,4 +33,5 @@ def mask_report(volume: str, mask: np.ndarray, spacing_zyx: Sequence[float],
         report.answered_by = dict(outcome.slice_methods)
         report.stop_reasons = dict(outcome.stop_reasons)
         report.reason = outcome.message
+        report.detector_added = outcome.detector_added
     return dataclasses.replace(report, **fields)

@@ -11,7 +11,7 @@ import numpy as np
 
 from SAMIHSLib.interaction.auto_seeds import find_seed_clicks
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
-from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.volume.click_session import click_session
 from SAMIHSLib.io.validation import InputError
 from SAMIHSLib.io.volume_io import AxialStack
 from SAMIHSLib.progress import ProgressCallback
@@ -48,7 +48,7 @@ def segment_volume(predictor: SAMIHSPredictor, stack: AxialStack, prompts: Volum
         k, x, y = stack.click_to_stack(*click)
         if progress is not None:
             progress(seed, seeds, f"seed {seed + 1} of {seeds} (slice {k})")
-        session = HemorrhageSession(predictor)
+        session = click_session(predictor)
         negatives = [(nx, ny) for nk, nx, ny in negatives_stack if nk == k]
         slice_progress = None if progress is None else (
             lambda done, total, message, seed=seed: progress(seed, seeds, f"seed {seed + 1} of {seeds}: {message}"))

@@ -14,6 +14,7 @@ from SAMIHSLib.interaction.detected_regions import (REGION_STRUCTURE, DetectorJo
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
 from SAMIHSLib.interaction.session import HemorrhageSession
+from SAMIHSLib.models.files import CheckpointError
 from SAMIHSLib.volume.automatic import load_detector
 from SAMIHSLib.volume.bleed_detection import DetectorEvidence
 
@@ -75,7 +76,7 @@ def test_a_new_bleeds_answer_is_joined_in_one_undo_step_and_locked_slices_stay(l
     without_locked[locked] = False
     assert np.all(joined.mask[without_locked])  # the model's answer is kept whole
     added = joined.mask & ~plain.mask
-    assert added.any() and "bleed detector" in outcome.message
+    assert added.any() and outcome.detector_added.startswith("the bleed detector's region added")
     assert np.all(evidence.probability(range(truth.shape[0]))[added] > 0.3)
     joined.undo()
     assert not joined.mask.any() and joined.locked_slices == {locked}
@@ -103,8 +104,8 @@ def test_the_evaluation_gives_each_fold_its_own_detector(tmp_path):
         regions[name] = segmenter.session.detector_regions
     assert regions["as shipped"] is None
     assert regions[joined].join == DetectorJoin(0.7) and regions[joined].evidence.offset == 1
-    with pytest.raises(Exception, match="detector_fold3.pt"):  # fold 3's detector is not there
-        settings[joined](3).start(np.zeros((3, 32, 32)), (5.0, 0.5, 0.5))
+    with pytest.raises(CheckpointError, match="detector_fold3.pt"):  # fold 3's detector is not there
+        settings[joined](3).start(np.linspace(-1000, 80, 3 * 32 * 32).reshape(3, 32, 32), (5.0, 0.5, 0.5))
 
 
 def test_the_evaluation_asks_for_each_folds_detector():
@@ -114,3 +115,28 @@ def test_the_evaluation_asks_for_each_folds_detector():
         volume_method_settings("lite-base:detector=as shipped,detector's regions joined at pixel > 0.5")
     with pytest.raises(ValueError, match="Unknown detector setting"):
         volume_method_settings("lite-base:detector=joined", fold_detectors="d{fold}.pt")
+
+
+@pytest.mark.real_data
+def test_the_command_line_joins_by_default_reports_it_and_can_answer_alone(tmp_path, ct_075):
+    import json
+
+    import SimpleITK as sitk
+
+    from SAMIHSLib.cli import main
+    from SAMIHSLib.io.volume_io import CTVolume, write_ct
+
+    volume_hu, truth, spacing = ct_075
+    path = write_ct(tmp_path / "075.nii.gz", CTVolume(volume_hu, spacing[::-1], (0.0, 0.0, 0.0), np.eye(3), "075"))
+    k = slice_with_most(truth)
+    column, row = deepest_point(truth[k])
+    point = f"{column:.0f},{row:.0f},{k}"
+    for name, extra in (("joined", []), ("alone", ["--no-detector-join"])):
+        assert main(["segment", str(path), "--point", point, "-o", str(tmp_path / f"{name}.nii.gz"),
+                     "--report", str(tmp_path / f"{name}.json")] + extra) == 0
+    joined, alone = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("joined", "alone"))
+    assert joined["detector_added"].startswith("the bleed detector's region added") and alone["detector_added"] == ""
+    assert joined["measurements"]["volume_ml"] > alone["measurements"]["volume_ml"]
+    masks = {name: sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / f"{name}.nii.gz"))) > 0
+             for name in ("joined", "alone")}
+    assert np.all(masks["joined"][masks["alone"]])
