@@ -21,6 +21,8 @@ from SAMIHSLib.interaction.regions import disc_around
 
 # Diagonal neighbours across slices belong together (slices are thick), as in the detector's regions.
 REGION_STRUCTURE = np.ones((3, 3, 3), bool)
+# Slices more asked of the detector at a time while a joined region reaches the end of those read.
+GROWTH_SLICES = 4
 
 
 class BleedEvidence(Protocol):
@@ -60,31 +62,32 @@ def regions_touching(answer: np.ndarray, evidence: BleedEvidence, pixel_threshol
     without a region that touches it.
 
     The probabilities are computed on the answer's slices and one beyond each end; while a
-    region reaches the end of what was computed, one more slice that way."""
+    region reaches the end of what was computed, up to GROWTH_SLICES more that way. Regions are
+    grown from their seeds, not labelled: no integer label volume (a thin-slice CT's would be
+    hundreds of MB)."""
     slices = np.nonzero(answer.any(axis=(1, 2)))[0]
     if not slices.size:
         return np.zeros_like(answer)
     count = answer.shape[0]
     first, last = max(0, int(slices[0]) - 1), min(count - 1, int(slices[-1]) + 1)
-    computed: List[np.ndarray] = list(evidence.probability(range(first, last + 1)))
+    above: List[np.ndarray] = list(evidence.probability(range(first, last + 1)) > pixel_threshold)
     while True:
-        above = np.stack(computed) > pixel_threshold
-        labels, _ = ndi.label(above, structure=REGION_STRUCTURE)
-        chosen = np.unique(labels[answer[first:last + 1]])
-        chosen = chosen[chosen > 0]
-        if avoid is not None and chosen.size:
-            chosen = np.setdiff1d(chosen, np.unique(labels[avoid[first:last + 1]]))
-        joined = np.isin(labels, chosen) if chosen.size else np.zeros_like(above)
+        block = np.stack(above)
+        joined = ndi.binary_propagation(answer[first:last + 1] & block, structure=REGION_STRUCTURE, mask=block)
+        if avoid is not None:
+            joined &= ~ndi.binary_propagation(avoid[first:last + 1] & block, structure=REGION_STRUCTURE, mask=block)
         grow_down = first > 0 and joined[0].any()
         grow_up = last < count - 1 and joined[-1].any()
         if not (grow_down or grow_up):
             break
         if grow_down:
-            first -= 1
-            computed.insert(0, evidence.probability([first])[0])
+            new_first = max(0, first - GROWTH_SLICES)
+            above[:0] = list(evidence.probability(range(new_first, first)) > pixel_threshold)
+            first = new_first
         if grow_up:
-            last += 1
-            computed.append(evidence.probability([last])[0])
+            new_last = min(count - 1, last + GROWTH_SLICES)
+            above += list(evidence.probability(range(last + 1, new_last + 1)) > pixel_threshold)
+            last = new_last
     added = np.zeros_like(answer)
     added[first:last + 1] = joined
     added[~changeable] = False

@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from conftest import real_whole_ct
-from SAMIHSLib.interaction.detected_regions import (REGION_STRUCTURE, DetectorJoin, DetectorRegions,
+from SAMIHSLib.interaction.detected_regions import (GROWTH_SLICES, REGION_STRUCTURE, DetectorJoin, DetectorRegions,
                                                     negative_reach, regions_touching)
 from SAMIHSLib.interaction.predictor import SAMIHSPredictor
 from SAMIHSLib.interaction.regions import deepest_point, slice_with_most
@@ -48,10 +48,14 @@ def test_regions_overlapping_an_answer_are_joined_where_allowed(ct_075):
     assert np.array_equal(added, expected)
     bleed_slices = np.nonzero(truth.any(axis=(1, 2)))[0]
     assert added.any(axis=(1, 2)).sum() >= len(bleed_slices) - 2  # measured: 15 of its 16, all but the locked one
-    # Probabilities were computed on the region's slices and one beyond each end, no more.
+    # Probabilities were computed on the region's slices, one beyond each end and at most the last
+    # step's GROWTH_SLICES more: not the whole volume.
     reached = np.nonzero(region.any(axis=(1, 2)))[0]
     first, last = max(0, min(k, reached[0]) - 1), min(truth.shape[0] - 1, max(k, reached[-1]) + 1)
-    assert evidence.computed_slices == list(range(first, last + 1)) and last - first + 1 < truth.shape[0]
+    computed = evidence.computed_slices
+    assert computed == list(range(computed[0], computed[-1] + 1))
+    assert first - GROWTH_SLICES < computed[0] <= first and last <= computed[-1] < last + GROWTH_SLICES
+    assert len(computed) < truth.shape[0]
     # A region that touches a negative click's surroundings is not joined at all.
     near = negative_reach(truth.shape, [(k, deepest_point(truth[k]))], 3.0)
     assert not regions_touching(answer, evidence, 0.5, changeable, avoid=near).any()
