@@ -23,6 +23,7 @@ from SAMIHSLib.interaction.regions import disc_around
 REGION_STRUCTURE = np.ones((3, 3, 3), bool)
 # Slices more asked of the detector at a time while a joined region reaches the end of those read.
 GROWTH_SLICES = 4
+SLICES_PER_REQUEST = 8
 
 
 class BleedEvidence(Protocol):
@@ -56,10 +57,11 @@ class DetectorRegions:
 
 
 def regions_touching(answer: np.ndarray, evidence: BleedEvidence, pixel_threshold: float,
-                     changeable: np.ndarray, avoid: Optional[np.ndarray] = None) -> np.ndarray:
+                     changeable: np.ndarray, avoid: Optional[np.ndarray] = None) -> Tuple[int, np.ndarray]:
     """The voxels of the detector's regions that overlap ``answer`` (k, j, i), on ``changeable``
-    slices (a (k,) bool: locked and user-checked slices are not), minus ``avoid`` (k, j, i) and
-    without a region that touches it.
+    slices (a (k,) bool: locked and user-checked slices are not), without a region that touches
+    ``avoid`` (k, j, i): (first slice, the (slices, j, i) block from there), so that a thin-slice
+    scan's whole volume is never copied.
 
     The probabilities are computed on the answer's slices and one beyond each end; while a
     region reaches the end of what was computed, up to GROWTH_SLICES more that way. Regions are
@@ -67,10 +69,10 @@ def regions_touching(answer: np.ndarray, evidence: BleedEvidence, pixel_threshol
     hundreds of MB)."""
     slices = np.nonzero(answer.any(axis=(1, 2)))[0]
     if not slices.size:
-        return np.zeros_like(answer)
+        return 0, np.zeros((0,) + answer.shape[1:], bool)
     count = answer.shape[0]
     first, last = max(0, int(slices[0]) - 1), min(count - 1, int(slices[-1]) + 1)
-    above: List[np.ndarray] = list(evidence.probability(range(first, last + 1)) > pixel_threshold)
+    above = _above(evidence, range(first, last + 1), pixel_threshold)
     while True:
         block = np.stack(above)
         joined = ndi.binary_propagation(answer[first:last + 1] & block, structure=REGION_STRUCTURE, mask=block)
@@ -82,16 +84,22 @@ def regions_touching(answer: np.ndarray, evidence: BleedEvidence, pixel_threshol
             break
         if grow_down:
             new_first = max(0, first - GROWTH_SLICES)
-            above[:0] = list(evidence.probability(range(new_first, first)) > pixel_threshold)
+            above[:0] = _above(evidence, range(new_first, first), pixel_threshold)
             first = new_first
         if grow_up:
             new_last = min(count - 1, last + GROWTH_SLICES)
-            above += list(evidence.probability(range(last + 1, new_last + 1)) > pixel_threshold)
+            above += _above(evidence, range(last + 1, new_last + 1), pixel_threshold)
             last = new_last
-    added = np.zeros_like(answer)
-    added[first:last + 1] = joined
-    added[~changeable] = False
-    return added
+    joined[~changeable[first:last + 1]] = False
+    return first, joined
+
+
+def _above(evidence: BleedEvidence, slices: Sequence[int], pixel_threshold: float) -> List[np.ndarray]:
+    """Each slice's voxels above the threshold, asked a few slices at a time (float32
+    probabilities of a long run of thin slices would take hundreds of MB at once)."""
+    slices = list(slices)
+    return [above for start in range(0, len(slices), SLICES_PER_REQUEST)
+            for above in evidence.probability(slices[start:start + SLICES_PER_REQUEST]) > pixel_threshold]
 
 
 def negative_reach(shape: Tuple[int, int, int], negatives: Sequence[Tuple[int, Point]], reach_px: float) -> np.ndarray:

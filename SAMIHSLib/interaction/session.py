@@ -221,8 +221,9 @@ class HemorrhageSession:
 
     def _join_detected_regions(self, mask: np.ndarray, slice_index: int, obj: np.ndarray, fixed: Set[int],
                                clicks: ClickHistory) -> Tuple[np.ndarray, str]:
-        """``mask`` with the detector's regions that overlap the clicked object, and what they added
-        in words ("" if nothing): never on a locked or user-clicked slice, nor near a negative click."""
+        """``mask`` (changed in place: the click's new mask) with the detector's regions that overlap
+        the clicked object, and what they added in words ("" if nothing): never on a locked or
+        user-clicked slice, nor near a negative click."""
         assert self.detector_regions is not None
         reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx, minimum=1)
         answer = object_through(mask, slice_index, obj, reach)
@@ -230,14 +231,16 @@ class HemorrhageSession:
         changeable[sorted(self.locked_slices | fixed)] = False
         negatives = [(k, point) for k, (_, negative) in clicks.items() for point in negative]
         avoid = negative_reach(mask.shape, negatives, self.click_segmenter.negative_reach_px) if negatives else None
-        added = regions_touching(answer, self.detector_regions.evidence, self.detector_regions.join.pixel_threshold,
-                                 changeable, avoid) & ~mask
+        first, added = regions_touching(answer, self.detector_regions.evidence,
+                                        self.detector_regions.join.pixel_threshold, changeable, avoid)
+        block = slice(first, first + added.shape[0])
+        added &= ~mask[block]
         if not added.any():
             return mask, ""
-        slices = np.nonzero(added.any(axis=(1, 2)))[0]
+        slices = first + np.nonzero(added.any(axis=(1, 2)))[0]
         added_ml = float(added.sum()) * float(np.prod(self.predictor.spacing_zyx)) / 1000.0
-        return mask | added, (f"the bleed detector's region added {added_ml:.2f} mL "
-                              f"on slices {slices[0]}-{slices[-1]}")
+        mask[block] |= added
+        return mask, f"the bleed detector's region added {added_ml:.2f} mL on slices {slices[0]}-{slices[-1]}"
 
     def _object_through(self, slice_index: int, anchor: np.ndarray) -> np.ndarray:
         """The 3D object of the current mask at ``anchor`` on slice ``slice_index``: its
