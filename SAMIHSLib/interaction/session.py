@@ -225,8 +225,7 @@ class HemorrhageSession:
         the clicked object, and what they added in words ("" if nothing): never on a locked or
         user-clicked slice, nor near a negative click."""
         assert self.detector_regions is not None
-        reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx, minimum=1)
-        answer = object_through(mask, slice_index, obj, reach)
+        answer = self._object_through(slice_index, obj, mask)
         changeable = np.ones(mask.shape[0], bool)
         changeable[sorted(self.locked_slices | fixed)] = False
         negatives = [(k, point) for k, (_, negative) in clicks.items() for point in negative]
@@ -242,13 +241,13 @@ class HemorrhageSession:
         mask[block] |= added
         return mask, f"the bleed detector's region added {added_ml:.2f} mL on slices {slices[0]}-{slices[-1]}"
 
-    def _object_through(self, slice_index: int, anchor: np.ndarray) -> np.ndarray:
-        """The 3D object of the current mask at ``anchor`` on slice ``slice_index``: its
+    def _object_through(self, slice_index: int, anchor: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """The 3D object of ``mask`` (default: the current mask) at ``anchor`` on slice ``slice_index``: its
         components (diagonal neighbours joined, as thick slices need) that touch ``anchor`` on that
         slice or, where none does (a bleed missed on this slice), its neighbourhood on the slices
         next to it."""
         reach = mm_to_whole_px(self.propagator.config.neighbourhood_mm, self.predictor.spacing_zyx, minimum=1)
-        return object_through(self.mask, slice_index, anchor, reach)
+        return object_through(self.mask if mask is None else mask, slice_index, anchor, reach)
 
     def _area_limit_from_neighbours(self, slice_index: int, positive: Sequence[Point]) -> Optional[float]:
         """The most a click on a slice the bleed was missed on should cover: propagation's area

@@ -83,12 +83,15 @@ def window_slices(volume_hu: np.ndarray, config: DetectorConfig) -> torch.Tensor
     return F.interpolate(tensor, size=(config.input_side, config.input_side), mode="area")[:, 0]
 
 
+def neighbour_indices(indices: Sequence[int], offset: int, neighbours: int, count: int) -> List[List[int]]:
+    """For each k, the slices k-n*offset .. k+n*offset of a ``count``-slice volume (clamped at the ends)."""
+    return [[min(max(k + step * offset, 0), count - 1) for step in range(-neighbours, neighbours + 1)]
+            for k in indices]
+
+
 def stack_neighbours(slices: torch.Tensor, indices: Sequence[int], offset: int, neighbours: int) -> torch.Tensor:
     """(len(indices), 2n+1, S, S): slices k-n*offset .. k+n*offset for each k (clamped at the ends)."""
-    last = slices.shape[0] - 1
-    channels = [[min(max(k + step * offset, 0), last) for step in range(-neighbours, neighbours + 1)]
-                for k in indices]
-    return slices[torch.tensor(channels)]
+    return slices[torch.tensor(neighbour_indices(indices, offset, neighbours, slices.shape[0]))]
 
 
 def mirror_slices(windowed: torch.Tensor, volume_hu: np.ndarray) -> torch.Tensor:
@@ -234,9 +237,7 @@ class DetectorEvidence:
                 windowed = window_slices(self.volume_hu, config)
                 self._mirrored = windowed, mirror_slices(windowed, self.volume_hu)
             return network_input(self._mirrored[0], self._mirrored[1], indices, self.offset, config)
-        last = self.volume_hu.shape[0] - 1
-        rows = [[min(max(k + step * self.offset, 0), last) for step in range(-config.neighbours, config.neighbours + 1)]
-                for k in indices]
+        rows = neighbour_indices(indices, self.offset, config.neighbours, self.volume_hu.shape[0])
         needed = sorted({k for row in rows for k in row})
         position = {k: number for number, k in enumerate(needed)}
         windowed = window_slices(self.volume_hu[needed], config)
